@@ -1,0 +1,4 @@
+#ifndef ZOO_COPENBLAS_SHIM_H
+#define ZOO_COPENBLAS_SHIM_H
+#include <cblas.h>
+#endif
