@@ -19,7 +19,7 @@ fi
 
 [ "${ZOO_NO_VENV:-0}" = 1 ] && exit 0
 venv="$root/.venv"
-stamp="$venv/.zoo-oracles-v1"
+stamp="$venv/.zoo-oracles-v2"
 if [ ! -f "$stamp" ]; then
   echo "setup: creating Python venv with the test oracles in .venv"
   python3 -m venv "$venv"
@@ -28,10 +28,10 @@ if [ ! -f "$stamp" ]; then
   if [ -n "$wheel" ]; then
     "$venv/bin/pip" install -q "$wheel"
   else
-    "$venv/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu || true
+    echo "setup: no CPU torch wheel under /opt/wheels; PyTorch oracle tests will be skipped" >&2
   fi
   "$venv/bin/pip" install -q "torchvision==0.28.0" --no-deps
-  "$venv/bin/pip" install -q numpy pillow "onnx==1.22.0" onnxruntime h5py safetensors scikit-learn
+  "$venv/bin/pip" install -q numpy pillow "onnx==1.22.0" onnxruntime h5py safetensors scikit-learn pytest
   "$venv/bin/pip" install -q keras jax jaxlib || echo "setup: keras/jax not installed (Keras oracle tests will be skipped)"
   touch "$stamp"
 fi
