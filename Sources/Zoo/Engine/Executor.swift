@@ -181,8 +181,8 @@ public final class Executor {
                               outShape: outShape, act: act, folded: isFolded, release: []))
             if kernels == .fast {
                 switch node.op {
-                case let .conv2d(a): scratchNeed = Swift.max(scratchNeed, Fast.conv2dScratch(ConvGeometry(conv: a, input: infos[i].inputShapes[0])))
-                case let .convTranspose2d(a): scratchNeed = Swift.max(scratchNeed, Fast.convTranspose2dScratch(ConvGeometry(convTranspose: a, input: infos[i].inputShapes[0])))
+                case let .conv2d(a): scratchNeed = Swift.max(scratchNeed, Fast.conv2dScratch(Conv2dGeometry(conv: a, input: infos[i].inputShapes[0])))
+                case let .convTranspose2d(a): scratchNeed = Swift.max(scratchNeed, Fast.convTranspose2dScratch(Conv2dGeometry(convTranspose: a, input: infos[i].inputShapes[0])))
                 default: break
                 }
             }
@@ -271,7 +271,7 @@ public final class Executor {
         let s0 = step.inShapes.first ?? []
         switch node.op {
         case let .conv2d(a):
-            let geo = ConvGeometry(conv: a, input: s0)
+            let geo = Conv2dGeometry(conv: a, input: s0)
             if fast {
                 if step.folded, let f = folded[step.node] {
                     f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
@@ -288,7 +288,7 @@ public final class Executor {
                 }
             }
         case let .convTranspose2d(a):
-            let geo = ConvGeometry(convTranspose: a, input: s0)
+            let geo = Conv2dGeometry(convTranspose: a, input: s0)
             withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
                 if fast {
                     Fast.convTranspose2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, y: y.p, scratch: scratch.p, threads: t)
@@ -335,10 +335,10 @@ public final class Executor {
             if fast { Fast.softmax(outer: o, length: l, inner: i, x: x, y: y.p, threads: t) }
             else { Reference.softmax(outer: o, length: l, inner: i, x: x, y: y.p) }
         case let .maxPool2d(a):
-            let geo = PoolGeometry(pool: a, input: s0)
+            let geo = Pool2dGeometry(pool: a, input: s0)
             if fast { Fast.maxPool2d(geo, x: x, y: y.p, threads: t) } else { Reference.maxPool2d(geo, x: x, y: y.p) }
         case let .avgPool2d(a):
-            let geo = PoolGeometry(pool: a, input: s0)
+            let geo = Pool2dGeometry(pool: a, input: s0)
             if fast { Fast.avgPool2d(geo, x: x, y: y.p, threads: t) } else { Reference.avgPool2d(geo, x: x, y: y.p) }
         case let .adaptiveAvgPool2d(o):
             if fast {

@@ -5,7 +5,7 @@
 /// Geometry of a 2-D convolution (NCHW input, OIHW weight `[outC, inC/groups, kH, kW]`).
 /// For a transposed convolution the same fields describe the *forward* direction of the op:
 /// `inH/inW` is the op's (small) input, `outH/outW` its (large) output; the weight is `[inC, outC/groups, kH, kW]`.
-public struct ConvGeometry: Sendable, Equatable {
+public struct Conv2dGeometry: Sendable, Equatable {
     public var batch: Int
     public var inC: Int, inH: Int, inW: Int
     public var outC: Int, outH: Int, outW: Int
@@ -50,7 +50,7 @@ public struct ConvGeometry: Sendable, Equatable {
 }
 
 /// Geometry of a 2-D pooling window over `planes = batch * channels` independent planes.
-public struct PoolGeometry: Sendable, Equatable {
+public struct Pool2dGeometry: Sendable, Equatable {
     public var planes: Int
     public var inH: Int, inW: Int, outH: Int, outW: Int
     public var kH: Int, kW: Int

@@ -15,14 +15,14 @@ extension Fast {
     /// Upper bound on the im2col tile, in floats (keeps the scratch small for large planes, e.g. VGG at 224²).
     static let im2colTileFloats = 1 << 21
 
-    static func isPointwise(_ g: ConvGeometry) -> Bool {
+    static func isPointwise(_ g: Conv2dGeometry) -> Bool {
         g.kH == 1 && g.kW == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0
             && g.outH == g.inH && g.outW == g.inW
     }
-    static func isDepthwise(_ g: ConvGeometry) -> Bool { g.inCPerGroup == 1 && g.groups > 1 }
+    static func isDepthwise(_ g: Conv2dGeometry) -> Bool { g.inCPerGroup == 1 && g.groups > 1 }
 
     /// Output rows per im2col tile and the scratch it needs.
-    static func convTile(_ g: ConvGeometry) -> (rows: Int, scratch: Int) {
+    static func convTile(_ g: Conv2dGeometry) -> (rows: Int, scratch: Int) {
         if isPointwise(g) || isDepthwise(g) { return (g.outH, 0) }
         let k = g.inCPerGroup * g.kH * g.kW
         let rows = Swift.max(1, Swift.min(g.outH, im2colTileFloats / Swift.max(1, k * g.outW)))
@@ -30,10 +30,10 @@ extension Fast {
     }
 
     /// Scratch floats `conv2d` needs for this geometry.
-    public static func conv2dScratch(_ g: ConvGeometry) -> Int { convTile(g).scratch }
+    public static func conv2dScratch(_ g: Conv2dGeometry) -> Int { convTile(g).scratch }
 
     /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
-    public static func conv2d(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+    public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                               act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int) {
         if isDepthwise(g) { depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads); return }
         setBLASThreads(threads)
@@ -66,7 +66,7 @@ extension Fast {
     }
 
     /// Fills col[(icg, ky, kx), (oy - oy0, ox)] for output rows oy0..<oy0+rows of one image and group.
-    static func im2col(_ g: ConvGeometry, x: UnsafePointer<Float>, oy0: Int, rows: Int, col: UnsafeMutablePointer<Float>, threads: Int) {
+    static func im2col(_ g: Conv2dGeometry, x: UnsafePointer<Float>, oy0: Int, rows: Int, col: UnsafeMutablePointer<Float>, threads: Int) {
         let kk = g.kH * g.kW
         let k = g.inCPerGroup * kk
         let cols = rows * g.outW
@@ -99,7 +99,7 @@ extension Fast {
     }
 
     /// Direct convolution for groups with one input channel each (depthwise, any channel multiplier).
-    static func depthwise(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+    static func depthwise(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                           act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
         let ocpg = g.outCPerGroup
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
@@ -140,9 +140,9 @@ extension Fast {
     }
 
     /// Transposed convolution: col = W_gᵀ · X_g by sgemm, then col2im scatter. Scratch: `convTranspose2dScratch(g)`.
-    public static func convTranspose2dScratch(_ g: ConvGeometry) -> Int { g.outCPerGroup * g.kH * g.kW * g.inPlane }
+    public static func convTranspose2dScratch(_ g: Conv2dGeometry) -> Int { g.outCPerGroup * g.kH * g.kW * g.inPlane }
 
-    public static func convTranspose2d(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+    public static func convTranspose2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                                        y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
         setBLASThreads(threads)
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup, kk = g.kH * g.kW

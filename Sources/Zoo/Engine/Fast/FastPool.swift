@@ -9,7 +9,7 @@ import Foundation
 
 extension Fast {
     /// Max pooling with window bounds clipped once per output position (no per-tap tests).
-    public static func maxPool2d(_ g: PoolGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+    public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let xs = SendConstPtr(x), ys = SendPtr(y)
         parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(g.outH * g.outW * g.kH * g.kW, 1))) { range in
             var xRanges: [Range<Int>] = []
@@ -43,7 +43,7 @@ extension Fast {
     }
 
     /// Average pooling; divisor per PyTorch (see `Reference.avgPool2d`), computed from clipped tap ranges.
-    public static func avgPool2d(_ g: PoolGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+    public static func avgPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let xs = SendConstPtr(x), ys = SendPtr(y)
         parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(g.outH * g.outW * g.kH * g.kW, 1))) { range in
             for p in range {

@@ -7,7 +7,7 @@ public enum Reference {}
 
 extension Reference {
     /// y[n, oc, oy, ox] = b[oc] + Σ_{icg, ky, kx} x[n, g*icpg + icg, oy*s - pad + ky*d, ...] * w[oc, icg, ky, kx]
-    public static func conv2d(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+    public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                               b: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         for n in 0..<g.batch {
@@ -39,7 +39,7 @@ extension Reference {
 
     /// Transposed convolution as the scatter of each input element through the kernel.
     /// Weight `[inC, outC/groups, kH, kW]`.
-    public static func convTranspose2d(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+    public static func convTranspose2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                        b: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         for n in 0..<g.batch {

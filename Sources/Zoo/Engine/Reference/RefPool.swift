@@ -2,7 +2,7 @@ import Foundation
 
 extension Reference {
     /// Max over each window; padded positions never win (they are -inf).
-    public static func maxPool2d(_ g: PoolGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         for p in 0..<g.planes {
             for oy in 0..<g.outH {
                 for ox in 0..<g.outW {
@@ -26,7 +26,7 @@ extension Reference {
     /// Mean over each window. The divisor counts the window taps that fall inside the padded input
     /// (`countIncludePad`, PyTorch's default; taps past the bottom/right padding, possible with ceil_mode,
     /// never count) or only those on real input elements.
-    public static func avgPool2d(_ g: PoolGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    public static func avgPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         for p in 0..<g.planes {
             for oy in 0..<g.outH {
                 for ox in 0..<g.outW {
