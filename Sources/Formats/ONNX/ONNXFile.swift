@@ -90,8 +90,9 @@ public enum ONNXFile {
         let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         do {
             try data.write(to: tmp)
-            if FileManager.default.fileExists(atPath: url.path) { _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp) }
-            else { try FileManager.default.moveItem(at: tmp, to: url) }
+            if rename(tmp.path, url.path) != 0 {
+                throw ZooError.file(path: url.path, message: "cannot write: \(String(cString: strerror(errno)))")
+            }
         } catch {
             try? FileManager.default.removeItem(at: tmp)
             throw ZooError.file(path: url.path, message: "cannot write: \(error.localizedDescription)")

@@ -16,11 +16,12 @@ public enum ONNXImport {
     }
 
     /// Reads an `.onnx` file (with external data) and converts it; recognises catalog architectures
-    /// among `candidates` (by default none; the CLI passes the catalog).
-    public static func load(_ url: URL, candidates: [(String, Graph)] = []) throws -> Result {
+    /// among `candidates` (by default the catalog graphs of the same input shape and class count).
+    public static func load(_ url: URL, candidates: [(String, Graph)]? = nil) throws -> Result {
         let proto = try ONNXFile.read(url)
         var r = try convert(proto, path: url.path)
-        if !candidates.isEmpty { r = ONNXMatch.canonicalize(r, candidates: candidates) }
+        let c = candidates ?? ONNXMatch.catalogCandidates(for: r.model.graph)
+        if !c.isEmpty { r = ONNXMatch.canonicalize(r, candidates: c) }
         return r
     }
 
@@ -151,6 +152,14 @@ public enum ONNXImport {
             if g.output.count == 1, producer[g.output[0].name] == nil, values[g.output[0].name] == nil {
                 throw ZooError.invalidGraph("graph output '\(g.output[0].name)' is never produced")
             }
+            // Keep the file's order when it is already topological (ONNX requires it); else sort.
+            var seen = Set(values.keys)
+            var inOrder = true
+            for n in g.node {
+                if n.input.contains(where: { !$0.isEmpty && !seen.contains($0) }) { inOrder = false; break }
+                for o in n.output { seen.insert(o) }
+            }
+            if inOrder { return Array(g.node.indices) }
             var ready = (0..<g.node.count).filter { indegree[$0] == 0 }
             var order: [Int] = []
             var k = 0
@@ -166,7 +175,7 @@ public enum ONNXImport {
                 let stuck = (0..<g.node.count).first { indegree[$0] > 0 }!
                 throw ZooError.invalidGraph("the graph has a cycle (through node '\(g.node[stuck].name)', \(g.node[stuck].opType))")
             }
-            return order.sorted()  == order ? order : order
+            return order
         }
 
         // MARK: naming
@@ -343,7 +352,7 @@ public enum ONNXImport {
                 let c = t[0].1.count
                 var params: [String: Tensor] = [:]
                 for (k, v) in t { params[k] = v.reshaped([c]) }
-                try finish(.batchNorm2d(BatchNormAttrs(features: c, eps: a.float("epsilon", 1e-5), momentum: 1 - a.float("momentum", 0.9))), [x], params: params)
+                try finish(.batchNorm2d(BatchNormAttrs(features: c, eps: a.float("epsilon", 1e-5), momentum: Float(((1 - Double(a.float("momentum", 0.9))) * 1e6).rounded() / 1e6))), [x], params: params)
             case "Gemm":
                 let x = try x0()
                 if a.int("transA", 0) != 0 { throw unsupported("transA=1") }
@@ -424,7 +433,7 @@ public enum ONNXImport {
                 let stride = a.ints("strides") ?? [1, 1], dil = a.ints("dilations") ?? [1, 1]
                 let p = try pads2(kernel, stride: stride, dilation: dil, inHW: Array(shape(x)[2...]))
                 let attrs = Pool2dAttrs(kernel: kernel, stride: stride, padding: p, dilation: dil, ceilMode: a.int("ceil_mode", 0) != 0,
-                                        countIncludePad: a.int("count_include_pad", 0) != 0)
+                                        countIncludePad: op == "MaxPool" || a.int("count_include_pad", 0) != 0)
                 try finish(op == "MaxPool" ? .maxPool2d(attrs) : .avgPool2d(attrs), [x])
             case "GlobalAveragePool", "GlobalMaxPool":
                 let x = try x0()
