@@ -43,6 +43,10 @@ struct Summary: ParsableCommand {
                 }
             }
             let frozenSet = Set((frozen ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            let keys = graph.parameterSpecs.filter(\.trainable).map(\.key)
+            for f in frozenSet.sorted() where !keys.contains(where: { $0 == f || $0.hasPrefix(f + ".") }) {
+                throw ZooError.badInput("--frozen \(f): no parameter of \(graph.name) has this name or module path")
+            }
             let s = try ModelSummary(graph: graph, batch: batch, inputShape: inputShape, frozen: frozenSet)
             if json {
                 say(String(decoding: try s.jsonData(), as: UTF8.self))
