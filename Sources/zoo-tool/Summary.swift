@@ -30,14 +30,14 @@ struct Summary: ParsableCommand {
             if let input, !ModelIOFacade.isFile(model) {
                 // A catalog architecture is built for the requested channels and size.
                 let base = try Catalog.graph(model, classes: classes)
-                let parsed = try parseInputOption(input, rank: base.inputShape.count)
+                let parsed = try parseInputOption(input, like: base.inputShape)
                 batch = parsed.batch
                 graph = try Catalog.graph(model, classes: classes, inChannels: parsed.shape.first,
                                           inputSize: Array(parsed.shape.dropFirst()))
             } else {
                 graph = try ModelIOFacade.graph(model, classes: classes)
                 if let input {
-                    let parsed = try parseInputOption(input, rank: graph.inputShape.count)
+                    let parsed = try parseInputOption(input, like: graph.inputShape)
                     batch = parsed.batch
                     inputShape = parsed.shape
                 }

@@ -7,7 +7,7 @@ struct ZooTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zoo-tool",
         abstract: "CNN model zoo: architectures, summaries, inference and checkpoint interchange.",
-        subcommands: [List.self, Summary.self])
+        subcommands: [List.self, Summary.self, Infer.self])
 }
 
 /// Runs a subcommand body; any error is printed as `error: <description>` on stderr and the
@@ -38,12 +38,12 @@ func say(_ s: String) {
     FileHandle.standardOutput.write(Data((s.hasSuffix("\n") ? s : s + "\n").utf8))
 }
 
-/// Parses "1x3x224x224" (or "3x224x224", batch 1) against an architecture's input rank.
-func parseInputOption(_ text: String, rank: Int) throws -> (batch: Int, shape: [Int]) {
+/// Parses "1x3x224x224" (batch first) against an architecture's input rank.
+func parseInputOption(_ text: String, like inputShape: [Int]) throws -> (batch: Int, shape: [Int]) {
+    let rank = inputShape.count
     guard let dims = ShapeFormat.parse(text) else {
         throw ZooError.badInput("--input \(text): expected dimensions like 1x3x224x224")
     }
     if dims.count == rank + 1 { return (dims[0], Array(dims.dropFirst())) }
-    if dims.count == rank { return (1, dims) }
-    throw ZooError.badInput("--input \(text): the model takes a rank-\(rank + 1) input (N x \(rank == 3 ? "C x H x W" : "\(rank) dims"))")
+    throw ZooError.badInput("--input \(text): the model takes a rank-\(rank + 1) input, batch first, like \(ShapeFormat.string([1] + inputShape))")
 }
