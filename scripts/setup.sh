@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what zoo's build, tests and oracles need, when missing. Idempotent.
-#   - Debian packages: libhdf5-dev (CHDF5), hdf5-tools (h5dump), libopenblas-dev
+#   - Debian packages: libhdf5-dev (CHDF5), hdf5-tools (h5dump), libopenblas-dev, zlib1g-dev (CZlib)
 #   - a Python venv at .venv with the test oracles (torch CPU, torchvision, onnx, onnxruntime, h5py, safetensors, keras+jax)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 need_apt=()
-for p in libhdf5-dev hdf5-tools libopenblas-dev pkg-config; do
+for p in libhdf5-dev hdf5-tools libopenblas-dev zlib1g-dev pkg-config; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

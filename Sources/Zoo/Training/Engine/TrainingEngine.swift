@@ -1,0 +1,314 @@
+import Foundation
+
+/// What a node's forward kept for its backward.
+enum NodeCache {
+    case none
+    case batchNorm(xhat: [Float], invStd: [Float], batchStats: Bool)
+    case maxPool(argmax: [Int32])
+    case lrn(scale: [Float])
+    case dropout(mask: [Float])
+}
+
+/// The activations of one forward pass, kept for backward.
+public struct Tape {
+    var values: [String: Tensor]
+    var caches: [NodeCache]
+    var needsBackward: [Bool]
+    public var output: Tensor
+}
+
+/// Forward (training or evaluation mode) with cached activations, and backward, over a zoo Graph.
+/// Parameters in `frozen` get no gradient; nodes whose output does not depend on a trainable parameter run
+/// no backward at all (so nothing runs below the lowest trainable layer).
+public struct TrainingEngine {
+    public var model: Model
+    public var frozen: Set<String>
+    /// Also compute dLoss/dInput (for gradient checks).
+    public var inputRequiresGrad = false
+
+    public init(model: Model, frozen: Set<String> = []) {
+        self.model = model; self.frozen = frozen
+    }
+
+    /// Trainable parameter names (specs marked trainable and not frozen), in definition order.
+    public var trainableParameters: [String] {
+        model.graph.parameterSpecs.filter { $0.trainable && !frozen.contains($0.key) }.map(\.key)
+    }
+
+    /// For each node: does its output depend on a trainable parameter?
+    public func nodesNeedingBackward() -> [Bool] {
+        var req: Set<String> = inputRequiresGrad ? [model.graph.input] : []
+        let trainable = Set(trainableParameters)
+        var out: [Bool] = []
+        for n in model.graph.nodes {
+            let own = n.parameterSpecs.contains { trainable.contains($0.key) }
+            let r = own || n.inputs.contains { req.contains($0) }
+            if r { req.insert(n.output) }
+            out.append(r)
+        }
+        return out
+    }
+
+    func param(_ node: Node, _ key: String) throws -> Tensor {
+        let k = node.name.isEmpty ? key : node.name + "." + key
+        guard let t = model.tensors[k] else { throw ZooError.missingParameters([k]) }
+        return t
+    }
+
+    /// Runs the graph. `training` selects batch statistics for BatchNorm (updating running statistics) and
+    /// active Dropout (masks drawn from `rng`).
+    public mutating func forward(_ x: Tensor, training: Bool, rng: inout SeededRandom, keepTape: Bool = true) throws -> Tape {
+        let g = model.graph
+        guard Array(x.shape.dropFirst()) == g.inputShape else {
+            throw ZooError.badInput("input is \(ShapeFormat.string(Array(x.shape.dropFirst()))) per sample but the model expects \(ShapeFormat.string(g.inputShape))")
+        }
+        let need = keepTape ? nodesNeedingBackward() : [Bool](repeating: false, count: g.nodes.count)
+        var values: [String: Tensor] = [g.input: x]
+        var caches = [NodeCache](repeating: .none, count: g.nodes.count)
+        for (ni, node) in g.nodes.enumerated() {
+            let ins = try node.inputs.map { name -> Tensor in
+                guard let v = values[name] else { throw ZooError.invalidGraph("value '\(name)' is missing") }
+                return v
+            }
+            let (y, cache) = try forwardNode(node, ins, training: training, rng: &rng)
+            values[node.output] = y
+            if need[ni] { caches[ni] = cache }
+        }
+        guard let out = values[g.output] else { throw ZooError.invalidGraph("graph output '\(g.output)' is never produced") }
+        return Tape(values: keepTape ? values : [:], caches: caches, needsBackward: need, output: out)
+    }
+
+    mutating func forwardNode(_ node: Node, _ ins: [Tensor], training: Bool, rng: inout SeededRandom) throws -> (Tensor, NodeCache) {
+        let x = ins.first ?? Tensor(zeros: [0])
+        let s = x.shape
+        switch node.op {
+        case let .conv2d(a):
+            let geo = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], attrs: a)
+            let y = trainConv2dForward(x: x.data, weight: try param(node, "weight").data, bias: a.bias ? try param(node, "bias").data : nil, geometry: geo)
+            return (Tensor(shape: [s[0], a.outChannels, geo.oh, geo.ow], data: y), .none)
+        case let .linear(a):
+            let rows = x.count / a.inFeatures
+            let y = trainLinearForward(x: x.data, rows: rows, inF: a.inFeatures, weight: try param(node, "weight").data,
+                                       bias: a.bias ? try param(node, "bias").data : nil, outF: a.outFeatures)
+            return (Tensor(shape: Array(s.dropLast()) + [a.outFeatures], data: y), .none)
+        case let .batchNorm2d(a):
+            let c = s[1], plane = s.count > 2 ? s[2...].reduce(1, *) : 1
+            let gamma = try param(node, "weight").data, beta = try param(node, "bias").data
+            if training {
+                let r = trainBatchNormForward(x: x.data, n: s[0], c: c, plane: plane, gamma: gamma, beta: beta, eps: a.eps)
+                let kMean = node.name + ".running_mean", kVar = node.name + ".running_var"
+                let m = s[0] * plane
+                if var rm = model.tensors[kMean], var rv = model.tensors[kVar] {
+                    for ch in 0..<c {
+                        rm.data[ch] = (1 - a.momentum) * rm.data[ch] + a.momentum * r.mean[ch]
+                        let unbiased = m > 1 ? r.variance[ch] * Float(m) / Float(m - 1) : r.variance[ch]
+                        rv.data[ch] = (1 - a.momentum) * rv.data[ch] + a.momentum * unbiased
+                    }
+                    model.tensors[kMean] = rm; model.tensors[kVar] = rv
+                }
+                return (Tensor(shape: s, data: r.y), .batchNorm(xhat: r.xhat, invStd: r.invStd, batchStats: true))
+            }
+            let rm = try param(node, "running_mean").data, rv = try param(node, "running_var").data
+            var y = x.data, xhat = x.data
+            var inv = [Float](repeating: 0, count: c)
+            for ch in 0..<c { inv[ch] = 1 / (rv[ch] + a.eps).squareRoot() }
+            for b in 0..<s[0] { for ch in 0..<c { for p in 0..<plane {
+                let i = (b * c + ch) * plane + p
+                xhat[i] = (x.data[i] - rm[ch]) * inv[ch]; y[i] = xhat[i] * gamma[ch] + beta[ch]
+            } } }
+            return (Tensor(shape: s, data: y), .batchNorm(xhat: xhat, invStd: inv, batchStats: false))
+        case .relu: return (Tensor(shape: s, data: x.data.map { max($0, 0) }), .none)
+        case .relu6: return (Tensor(shape: s, data: x.data.map { min(max($0, 0), 6) }), .none)
+        case let .clip(lo, hi): return (Tensor(shape: s, data: x.data.map { min(max($0, lo), hi) }), .none)
+        case .sigmoid: return (Tensor(shape: s, data: x.data.map { 1 / (1 + expf(-$0)) }), .none)
+        case .tanh: return (Tensor(shape: s, data: x.data.map { tanhf($0) }), .none)
+        case let .softmax(axis): return (Tensor(shape: s, data: trainSoftmaxForward(x: x.data, shape: s, axis: axis)), .none)
+        case let .maxPool2d(a):
+            let r = trainMaxPoolForward(x: x.data, shape: s, attrs: a)
+            return (Tensor(shape: r.outShape, data: r.y), .maxPool(argmax: r.argmax))
+        case let .avgPool2d(a):
+            let r = trainAvgPoolForward(x: x.data, shape: s, attrs: a)
+            return (Tensor(shape: r.outShape, data: r.y), .none)
+        case let .adaptiveAvgPool2d(o):
+            return (Tensor(shape: [s[0], s[1], o[0], o[1]], data: trainAdaptiveAvgPoolForward(x: x.data, shape: s, output: o)), .none)
+        case .globalMaxPool:
+            let a = Pool2dAttrs(kernel: [s[2], s[3]])
+            let r = trainMaxPoolForward(x: x.data, shape: s, attrs: a)
+            return (Tensor(shape: r.outShape, data: r.y), .maxPool(argmax: r.argmax))
+        case .flatten, .reshape:
+            let (out, _) = try Graph.infer(node: node, inputs: [s])
+            return (x.reshaped(out), .none)
+        case let .dropout(p):
+            guard training, p > 0 else { return (x, .none) }
+            let keep = 1 - p
+            var mask = [Float](repeating: 0, count: x.count)
+            for i in 0..<mask.count { mask[i] = rng.nextFloat() < keep ? 1 / keep : 0 }
+            var y = x.data
+            for i in 0..<y.count { y[i] *= mask[i] }
+            return (Tensor(shape: s, data: y), .dropout(mask: mask))
+        case .identity: return (x, .none)
+        case .add, .mul:
+            guard ins.count == 2, let out = ShapeRules.broadcast(ins[0].shape, ins[1].shape) else {
+                throw ZooError.unsupported("\(node.op.typeName) node '\(node.name)' needs two broadcastable inputs in training")
+            }
+            let ia = broadcastIndex(ins[0].shape, to: out), ib = broadcastIndex(ins[1].shape, to: out)
+            var y = [Float](repeating: 0, count: out.reduce(1, *))
+            let a = ins[0].data, b = ins[1].data
+            if case .add = node.op { for i in 0..<y.count { y[i] = a[ia[i]] + b[ib[i]] } }
+            else { for i in 0..<y.count { y[i] = a[ia[i]] * b[ib[i]] } }
+            return (Tensor(shape: out, data: y), .none)
+        case let .concat(axis):
+            let (out, _) = try Graph.infer(node: node, inputs: ins.map(\.shape))
+            let ax = axis < 0 ? axis + out.count : axis
+            let outer = out[..<ax].reduce(1, *), inner = out[(ax + 1)...].reduce(1, *)
+            var y = [Float](); y.reserveCapacity(out.reduce(1, *))
+            for o in 0..<outer { for t in ins { let len = t.shape[ax] * inner; y.append(contentsOf: t.data[(o * len)..<((o + 1) * len)]) } }
+            return (Tensor(shape: out, data: y), .none)
+        case let .lrn(a):
+            let r = trainLRNForward(x: x.data, shape: s, attrs: a)
+            return (Tensor(shape: s, data: r.y), .lrn(scale: r.scale))
+        case let .pad(p, v):
+            let (n, c, h, w) = (s[0], s[1], s[2], s[3])
+            let oh = h + p.top + p.bottom, ow = w + p.left + p.right
+            var y = [Float](repeating: v, count: n * c * oh * ow)
+            for nc in 0..<(n * c) { for yy in 0..<h { for xx in 0..<w {
+                y[(nc * oh + yy + p.top) * ow + xx + p.left] = x.data[(nc * h + yy) * w + xx]
+            } } }
+            return (Tensor(shape: [n, c, oh, ow], data: y), .none)
+        case .constant:
+            return (try param(node, "value"), .none)
+        case .convTranspose2d:
+            throw ZooError.unsupported("training a ConvTranspose2d layer ('\(node.name)') is not implemented")
+        }
+    }
+
+    /// Backward from `gradOutput` (dLoss/dOutput). Returns gradients of the trainable, non-frozen parameters.
+    public func backward(_ tape: Tape, gradOutput: Tensor) throws -> Gradients {
+        let g = model.graph
+        var grads: [String: [Float]] = [g.output: gradOutput.data]
+        var pgrads: [String: [Float]] = [:]
+        var valueNeeds: Set<String> = inputRequiresGrad ? [g.input] : []
+        for (i, n) in g.nodes.enumerated() where tape.needsBackward[i] { valueNeeds.insert(n.output) }
+        func accumulate(_ name: String, _ d: [Float]) {
+            guard valueNeeds.contains(name) else { return }
+            if var e = grads[name] { for i in 0..<e.count { e[i] += d[i] }; grads[name] = e } else { grads[name] = d }
+        }
+        func wantParam(_ node: Node, _ key: String) -> Bool {
+            !frozen.contains(node.name + "." + key)
+        }
+        for ni in stride(from: g.nodes.count - 1, through: 0, by: -1) where tape.needsBackward[ni] {
+            let node = g.nodes[ni]
+            guard let dy = grads.removeValue(forKey: node.output) else { continue }
+            let ins = node.inputs.map { tape.values[$0]! }
+            let needIn = node.inputs.map { valueNeeds.contains($0) }
+            let x = ins.first
+            let s = x?.shape ?? []
+            func setParam(_ key: String, _ d: [Float]?) {
+                if let d, wantParam(node, key) { pgrads[node.name + "." + key] = d }
+            }
+            switch node.op {
+            case let .conv2d(a):
+                let geo = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], attrs: a)
+                let wantP = wantParam(node, "weight") || (a.bias && wantParam(node, "bias"))
+                let r = trainConv2dBackward(x: x!.data, weight: try param(node, "weight").data, dy: dy, geometry: geo, hasBias: a.bias,
+                                            needInput: needIn[0], needParams: wantP)
+                setParam("weight", r.dw); setParam("bias", r.db)
+                if let d = r.dx { accumulate(node.inputs[0], d) }
+            case let .linear(a):
+                let rows = x!.count / a.inFeatures
+                let wantP = wantParam(node, "weight") || (a.bias && wantParam(node, "bias"))
+                let r = trainLinearBackward(x: x!.data, rows: rows, inF: a.inFeatures, weight: try param(node, "weight").data, outF: a.outFeatures,
+                                            dy: dy, hasBias: a.bias, needInput: needIn[0], needParams: wantP)
+                setParam("weight", r.dw); setParam("bias", r.db)
+                if let d = r.dx { accumulate(node.inputs[0], d) }
+            case .batchNorm2d:
+                guard case let .batchNorm(xhat, invStd, batchStats) = tape.caches[ni] else { continue }
+                let plane = s.count > 2 ? s[2...].reduce(1, *) : 1
+                let r = trainBatchNormBackward(dy: dy, xhat: xhat, invStd: invStd, gamma: try param(node, "weight").data,
+                                               n: s[0], c: s[1], plane: plane, batchStats: batchStats, needInput: needIn[0])
+                setParam("weight", r.dgamma); setParam("bias", r.dbeta)
+                if let d = r.dx { accumulate(node.inputs[0], d) }
+            case .relu, .relu6, .clip, .sigmoid, .tanh:
+                guard needIn[0] else { continue }
+                let y = tape.values[node.output]!.data
+                let xd = x!.data
+                var d = dy
+                switch node.op {
+                case .relu: for i in 0..<d.count where xd[i] <= 0 { d[i] = 0 }
+                case .relu6: for i in 0..<d.count where xd[i] <= 0 || xd[i] >= 6 { d[i] = 0 }
+                case let .clip(lo, hi): for i in 0..<d.count where xd[i] < lo || xd[i] > hi { d[i] = 0 }
+                case .sigmoid: for i in 0..<d.count { d[i] *= y[i] * (1 - y[i]) }
+                default: for i in 0..<d.count { d[i] *= 1 - y[i] * y[i] }
+                }
+                accumulate(node.inputs[0], d)
+            case let .softmax(axis):
+                guard needIn[0] else { continue }
+                accumulate(node.inputs[0], trainSoftmaxBackward(y: tape.values[node.output]!.data, dy: dy, shape: s, axis: axis))
+            case .maxPool2d, .globalMaxPool:
+                guard needIn[0], case let .maxPool(am) = tape.caches[ni] else { continue }
+                accumulate(node.inputs[0], trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x!.count))
+            case let .avgPool2d(a):
+                guard needIn[0] else { continue }
+                accumulate(node.inputs[0], trainAvgPoolBackward(dy: dy, inputShape: s, attrs: a))
+            case let .adaptiveAvgPool2d(o):
+                guard needIn[0] else { continue }
+                accumulate(node.inputs[0], trainAdaptiveAvgPoolBackward(dy: dy, inputShape: s, output: o))
+            case .flatten, .reshape, .identity:
+                if needIn[0] { accumulate(node.inputs[0], dy) }
+            case .dropout:
+                guard needIn[0] else { continue }
+                if case let .dropout(mask) = tape.caches[ni] {
+                    var d = dy
+                    for i in 0..<d.count { d[i] *= mask[i] }
+                    accumulate(node.inputs[0], d)
+                } else { accumulate(node.inputs[0], dy) }
+            case .add, .mul:
+                let out = tape.values[node.output]!.shape
+                for k in 0..<2 where needIn[k] {
+                    let idx = broadcastIndex(ins[k].shape, to: out)
+                    var d = [Float](repeating: 0, count: ins[k].count)
+                    if case .add = node.op { for i in 0..<dy.count { d[idx[i]] += dy[i] } }
+                    else {
+                        let other = ins[1 - k], oidx = broadcastIndex(other.shape, to: out)
+                        for i in 0..<dy.count { d[idx[i]] += dy[i] * other.data[oidx[i]] }
+                    }
+                    accumulate(node.inputs[k], d)
+                }
+            case let .concat(axis):
+                let out = tape.values[node.output]!.shape
+                let ax = axis < 0 ? axis + out.count : axis
+                let outer = out[..<ax].reduce(1, *), inner = out[(ax + 1)...].reduce(1, *)
+                var parts = ins.map { [Float](repeating: 0, count: $0.count) }
+                var off = 0
+                for o in 0..<outer { for (k, t) in ins.enumerated() {
+                    let len = t.shape[ax] * inner
+                    for j in 0..<len { parts[k][o * len + j] = dy[off + j] }
+                    off += len
+                } }
+                for k in 0..<ins.count where needIn[k] { accumulate(node.inputs[k], parts[k]) }
+            case let .lrn(a):
+                guard needIn[0], case let .lrn(scale) = tape.caches[ni] else { continue }
+                accumulate(node.inputs[0], trainLRNBackward(x: x!.data, scale: scale, dy: dy, shape: s, attrs: a))
+            case let .pad(p, _):
+                guard needIn[0] else { continue }
+                let (n, c, h, w) = (s[0], s[1], s[2], s[3])
+                let oh = h + p.top + p.bottom, ow = w + p.left + p.right
+                var d = [Float](repeating: 0, count: x!.count)
+                for nc in 0..<(n * c) { for yy in 0..<h { for xx in 0..<w {
+                    d[(nc * h + yy) * w + xx] = dy[(nc * oh + yy + p.top) * ow + xx + p.left]
+                } } }
+                accumulate(node.inputs[0], d)
+            case .constant, .convTranspose2d:
+                continue
+            }
+        }
+        return Gradients(parameters: pgrads, input: inputRequiresGrad ? grads[g.input] : nil)
+    }
+}
+
+public struct Gradients: Sendable {
+    /// dLoss/dParameter for trainable, non-frozen parameters.
+    public var parameters: [String: [Float]]
+    /// dLoss/dInput when the engine's `inputRequiresGrad` is set.
+    public var input: [Float]?
+}

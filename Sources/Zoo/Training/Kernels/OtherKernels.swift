@@ -1,0 +1,247 @@
+import Foundation
+
+// MARK: BatchNorm
+
+/// Training-mode BatchNorm2d forward with batch statistics. Returns y, the normalized xhat, 1/std per channel,
+/// batch mean and biased variance. Running statistics are updated by the caller (PyTorch momentum, unbiased var).
+public func trainBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma: [Float], beta: [Float], eps: Float)
+    -> (y: [Float], xhat: [Float], invStd: [Float], mean: [Float], variance: [Float]) {
+    var y = [Float](repeating: 0, count: x.count), xhat = y
+    var invStd = [Float](repeating: 0, count: c), mean = invStd, variance = invStd
+    let m = Double(n * plane)
+    for ch in 0..<c {
+        var s = 0.0
+        for b in 0..<n { let base = (b * c + ch) * plane; for p in 0..<plane { s += Double(x[base + p]) } }
+        let mu = s / m
+        var v = 0.0
+        for b in 0..<n { let base = (b * c + ch) * plane; for p in 0..<plane { let d = Double(x[base + p]) - mu; v += d * d } }
+        v /= m
+        let istd = Float(1 / (v + Double(eps)).squareRoot())
+        mean[ch] = Float(mu); variance[ch] = Float(v); invStd[ch] = istd
+        let muF = Float(mu)
+        for b in 0..<n {
+            let base = (b * c + ch) * plane
+            for p in 0..<plane {
+                let h = (x[base + p] - muF) * istd
+                xhat[base + p] = h
+                y[base + p] = h * gamma[ch] + beta[ch]
+            }
+        }
+    }
+    return (y, xhat, invStd, mean, variance)
+}
+
+/// BatchNorm backward. With `batchStats` the statistics depend on x (training mode); otherwise they are constants.
+public func trainBatchNormBackward(dy: [Float], xhat: [Float], invStd: [Float], gamma: [Float], n: Int, c: Int, plane: Int,
+                                   batchStats: Bool, needInput: Bool) -> (dx: [Float]?, dgamma: [Float], dbeta: [Float]) {
+    var dg = [Float](repeating: 0, count: c), dbt = dg
+    var dx: [Float]? = needInput ? [Float](repeating: 0, count: dy.count) : nil
+    let m = Float(n * plane)
+    for ch in 0..<c {
+        var sdy: Float = 0, sdyx: Float = 0
+        for b in 0..<n { let base = (b * c + ch) * plane; for p in 0..<plane { sdy += dy[base + p]; sdyx += dy[base + p] * xhat[base + p] } }
+        dg[ch] = sdyx; dbt[ch] = sdy
+        if needInput {
+            let k = gamma[ch] * invStd[ch]
+            for b in 0..<n {
+                let base = (b * c + ch) * plane
+                for p in 0..<plane {
+                    dx![base + p] = batchStats ? k * (dy[base + p] - sdy / m - xhat[base + p] * sdyx / m) : k * dy[base + p]
+                }
+            }
+        }
+    }
+    return (dx, dg, dbt)
+}
+
+// MARK: Pooling
+
+struct PoolGeometry {
+    var n, c, h, w, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, oh, ow: Int
+    init(_ s: [Int], _ a: Pool2dAttrs) {
+        n = s[0]; c = s[1]; h = s[2]; w = s[3]; kh = a.kernel[0]; kw = a.kernel[1]; sh = a.stride[0]; sw = a.stride[1]
+        pt = a.padding.top; pl = a.padding.left; pb = a.padding.bottom; pr = a.padding.right
+        dh = a.dilation[0]; dw = a.dilation[1]
+        oh = ShapeRules.windowOutput(h, kernel: kh, stride: sh, padBegin: pt, padEnd: pb, dilation: dh, ceilMode: a.ceilMode)
+        ow = ShapeRules.windowOutput(w, kernel: kw, stride: sw, padBegin: pl, padEnd: pr, dilation: dw, ceilMode: a.ceilMode)
+    }
+}
+
+/// Max pooling forward; `argmax` holds the flat input index chosen for each output (-1 if the window is empty).
+public func trainMaxPoolForward(x: [Float], shape: [Int], attrs: Pool2dAttrs) -> (y: [Float], argmax: [Int32], outShape: [Int]) {
+    let g = PoolGeometry(shape, attrs)
+    var y = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow)
+    var am = [Int32](repeating: -1, count: y.count)
+    for nc in 0..<(g.n * g.c) {
+        let base = nc * g.h * g.w
+        for oy in 0..<g.oh { for ox in 0..<g.ow {
+            var best = -Float.infinity, bi = -1
+            for ky in 0..<g.kh {
+                let iy = oy * g.sh - g.pt + ky * g.dh
+                if iy < 0 || iy >= g.h { continue }
+                for kx in 0..<g.kw {
+                    let ix = ox * g.sw - g.pl + kx * g.dw
+                    if ix < 0 || ix >= g.w { continue }
+                    let v = x[base + iy * g.w + ix]
+                    if v > best || v.isNaN || bi < 0 { best = v; bi = base + iy * g.w + ix }
+                }
+            }
+            let o = (nc * g.oh + oy) * g.ow + ox
+            y[o] = bi < 0 ? 0 : best; am[o] = Int32(bi)
+        } }
+    }
+    return (y, am, [g.n, g.c, g.oh, g.ow])
+}
+
+public func trainMaxPoolBackward(dy: [Float], argmax: [Int32], inputCount: Int) -> [Float] {
+    var dx = [Float](repeating: 0, count: inputCount)
+    for i in 0..<dy.count where argmax[i] >= 0 { dx[Int(argmax[i])] += dy[i] }
+    return dx
+}
+
+/// Average pooling with PyTorch's divisor rules (count_include_pad counts padding inside the padded extent).
+func avgPoolWindows(_ g: PoolGeometry, _ a: Pool2dAttrs, _ body: (_ o: Int, _ nc: Int, _ y0: Int, _ y1: Int, _ x0: Int, _ x1: Int, _ div: Float) -> Void) {
+    for nc in 0..<(g.n * g.c) {
+        for oy in 0..<g.oh { for ox in 0..<g.ow {
+            var hs = oy * g.sh - g.pt, ws = ox * g.sw - g.pl
+            var he = min(hs + g.kh, g.h + g.pb), we = min(ws + g.kw, g.w + g.pr)
+            let poolSize = (he - hs) * (we - ws)
+            hs = max(hs, 0); ws = max(ws, 0); he = min(he, g.h); we = min(we, g.w)
+            let div = a.countIncludePad ? poolSize : (he - hs) * (we - ws)
+            body((nc * g.oh + oy) * g.ow + ox, nc, hs, he, ws, we, Float(max(div, 1)))
+        } }
+    }
+}
+
+public func trainAvgPoolForward(x: [Float], shape: [Int], attrs: Pool2dAttrs) -> (y: [Float], outShape: [Int]) {
+    let g = PoolGeometry(shape, attrs)
+    var y = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow)
+    avgPoolWindows(g, attrs) { o, nc, y0, y1, x0, x1, div in
+        var s: Float = 0
+        let base = nc * g.h * g.w
+        if y1 > y0 && x1 > x0 { for iy in y0..<y1 { for ix in x0..<x1 { s += x[base + iy * g.w + ix] } } }
+        y[o] = s / div
+    }
+    return (y, [g.n, g.c, g.oh, g.ow])
+}
+
+public func trainAvgPoolBackward(dy: [Float], inputShape: [Int], attrs: Pool2dAttrs) -> [Float] {
+    let g = PoolGeometry(inputShape, attrs)
+    var dx = [Float](repeating: 0, count: inputShape.reduce(1, *))
+    avgPoolWindows(g, attrs) { o, nc, y0, y1, x0, x1, div in
+        let v = dy[o] / div
+        let base = nc * g.h * g.w
+        if y1 > y0 && x1 > x0 { for iy in y0..<y1 { for ix in x0..<x1 { dx[base + iy * g.w + ix] += v } } }
+    }
+    return dx
+}
+
+/// Adaptive average pooling windows: [floor(i*H/oh), ceil((i+1)*H/oh)).
+func adaptiveWindows(_ s: [Int], _ out: [Int], _ body: (_ o: Int, _ nc: Int, _ y0: Int, _ y1: Int, _ x0: Int, _ x1: Int) -> Void) {
+    let (n, c, h, w, oh, ow) = (s[0], s[1], s[2], s[3], out[0], out[1])
+    for nc in 0..<(n * c) { for oy in 0..<oh { for ox in 0..<ow {
+        body((nc * oh + oy) * ow + ox, nc, oy * h / oh, ((oy + 1) * h + oh - 1) / oh, ox * w / ow, ((ox + 1) * w + ow - 1) / ow)
+    } } }
+}
+
+public func trainAdaptiveAvgPoolForward(x: [Float], shape: [Int], output: [Int]) -> [Float] {
+    var y = [Float](repeating: 0, count: shape[0] * shape[1] * output[0] * output[1])
+    let hw = shape[2] * shape[3], w = shape[3]
+    adaptiveWindows(shape, output) { o, nc, y0, y1, x0, x1 in
+        var s: Float = 0
+        for iy in y0..<y1 { for ix in x0..<x1 { s += x[nc * hw + iy * w + ix] } }
+        y[o] = s / Float((y1 - y0) * (x1 - x0))
+    }
+    return y
+}
+
+public func trainAdaptiveAvgPoolBackward(dy: [Float], inputShape: [Int], output: [Int]) -> [Float] {
+    var dx = [Float](repeating: 0, count: inputShape.reduce(1, *))
+    let hw = inputShape[2] * inputShape[3], w = inputShape[3]
+    adaptiveWindows(inputShape, output) { o, nc, y0, y1, x0, x1 in
+        let v = dy[o] / Float((y1 - y0) * (x1 - x0))
+        for iy in y0..<y1 { for ix in x0..<x1 { dx[nc * hw + iy * w + ix] += v } }
+    }
+    return dx
+}
+
+// MARK: Softmax, LRN
+
+public func trainSoftmaxForward(x: [Float], shape: [Int], axis: Int) -> [Float] {
+    let ax = axis < 0 ? axis + shape.count : axis
+    let outer = shape[..<ax].reduce(1, *), len = shape[ax], inner = shape[(ax + 1)...].reduce(1, *)
+    var y = x
+    for o in 0..<outer { for i in 0..<inner {
+        var m = -Float.infinity
+        for k in 0..<len { m = max(m, x[(o * len + k) * inner + i]) }
+        var s: Float = 0
+        for k in 0..<len { let e = expf(x[(o * len + k) * inner + i] - m); y[(o * len + k) * inner + i] = e; s += e }
+        for k in 0..<len { y[(o * len + k) * inner + i] /= s }
+    } }
+    return y
+}
+
+public func trainSoftmaxBackward(y: [Float], dy: [Float], shape: [Int], axis: Int) -> [Float] {
+    let ax = axis < 0 ? axis + shape.count : axis
+    let outer = shape[..<ax].reduce(1, *), len = shape[ax], inner = shape[(ax + 1)...].reduce(1, *)
+    var dx = dy
+    for o in 0..<outer { for i in 0..<inner {
+        var s: Float = 0
+        for k in 0..<len { let j = (o * len + k) * inner + i; s += dy[j] * y[j] }
+        for k in 0..<len { let j = (o * len + k) * inner + i; dx[j] = y[j] * (dy[j] - s) }
+    } }
+    return dx
+}
+
+/// PyTorch LocalResponseNorm across channels: y = x / (k + alpha/size * sum_window x^2)^beta,
+/// the window spanning channels c - size/2 ... c + (size-1)/2. Returns y and the scale (k + ...).
+public func trainLRNForward(x: [Float], shape: [Int], attrs a: LRNAttrs) -> (y: [Float], scale: [Float]) {
+    let (n, c) = (shape[0], shape[1]), plane = shape[2...].reduce(1, *)
+    var y = x, sc = x
+    for b in 0..<n { for ch in 0..<c { for p in 0..<plane {
+        var s: Float = 0
+        for j in max(0, ch - a.size / 2)...min(c - 1, ch + (a.size - 1) / 2) { let v = x[(b * c + j) * plane + p]; s += v * v }
+        let i = (b * c + ch) * plane + p
+        sc[i] = a.k + a.alpha / Float(a.size) * s
+        y[i] = x[i] * powf(sc[i], -a.beta)
+    } } }
+    return (y, sc)
+}
+
+public func trainLRNBackward(x: [Float], scale: [Float], dy: [Float], shape: [Int], attrs a: LRNAttrs) -> [Float] {
+    let (n, c) = (shape[0], shape[1]), plane = shape[2...].reduce(1, *)
+    var dx = [Float](repeating: 0, count: x.count)
+    // t_j = dy_j * x_j * scale_j^(-beta-1); dx_i = dy_i * scale_i^-beta - 2 alpha beta / size * x_i * sum_{j: i in win(j)} t_j
+    var t = x
+    for i in 0..<x.count { t[i] = dy[i] * x[i] * powf(scale[i], -a.beta - 1) }
+    for b in 0..<n { for ch in 0..<c { for p in 0..<plane {
+        let i = (b * c + ch) * plane + p
+        var s: Float = 0
+        // j's window contains ch when j - size/2 <= ch <= j + (size-1)/2
+        for j in max(0, ch - (a.size - 1) / 2)...min(c - 1, ch + a.size / 2) { s += t[(b * c + j) * plane + p] }
+        dx[i] = dy[i] * powf(scale[i], -a.beta) - 2 * a.alpha * a.beta / Float(a.size) * x[i] * s
+    } } }
+    return dx
+}
+
+// MARK: Broadcasting helpers (Add, Mul)
+
+/// Index map from an output of `out` shape to an input of shape `s` under NumPy broadcasting.
+func broadcastIndex(_ s: [Int], to out: [Int]) -> [Int] {
+    let r = out.count
+    let sp = [Int](repeating: 1, count: r - s.count) + s
+    var strides = [Int](repeating: 0, count: r)
+    var acc = 1
+    for d in stride(from: r - 1, through: 0, by: -1) { strides[d] = sp[d] == 1 ? 0 : acc; acc *= sp[d] }
+    let total = out.reduce(1, *)
+    var idx = [Int](repeating: 0, count: total)
+    var coord = [Int](repeating: 0, count: r)
+    for i in 0..<total {
+        var off = 0
+        for d in 0..<r { off += coord[d] * strides[d] }
+        idx[i] = off
+        var d = r - 1
+        while d >= 0 { coord[d] += 1; if coord[d] < out[d] { break }; coord[d] = 0; d -= 1 }
+    }
+    return idx
+}

@@ -1,0 +1,41 @@
+import Foundation
+import XCTest
+@testable import Zoo
+
+enum TrainFixtures {
+    static let root: String = {
+        var u = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { u.deleteLastPathComponent() }
+        return u.path
+    }()
+    static func path(_ p: String) -> String { root + "/fixtures/" + p }
+    static func npz(_ p: String) throws -> [String: NumpyArray] { try NpzReader.read(path: path(p)) }
+
+    /// The d2l LeNet-5 of seed 003 with its nn.Sequential names (independent of the catalog).
+    static func lenet(classes: Int = 10) -> Graph {
+        let pool = Pool2dAttrs(kernel: [2, 2], stride: [2, 2])
+        let nodes: [Node] = [
+            Node(name: "0", op: .conv2d(.init(inChannels: 1, outChannels: 6, kernel: [5, 5], padding: .init(2))), inputs: ["input"]),
+            Node(name: "1", op: .sigmoid, inputs: ["0"]),
+            Node(name: "2", op: .avgPool2d(pool), inputs: ["1"]),
+            Node(name: "3", op: .conv2d(.init(inChannels: 6, outChannels: 16, kernel: [5, 5])), inputs: ["2"]),
+            Node(name: "4", op: .sigmoid, inputs: ["3"]),
+            Node(name: "5", op: .avgPool2d(pool), inputs: ["4"]),
+            Node(name: "6", op: .flatten(startDim: 1), inputs: ["5"]),
+            Node(name: "7", op: .linear(.init(inFeatures: 400, outFeatures: 120)), inputs: ["6"]),
+            Node(name: "8", op: .sigmoid, inputs: ["7"]),
+            Node(name: "9", op: .linear(.init(inFeatures: 120, outFeatures: 84)), inputs: ["8"]),
+            Node(name: "10", op: .sigmoid, inputs: ["9"]),
+            Node(name: "11", op: .linear(.init(inFeatures: 84, outFeatures: classes)), inputs: ["10"]),
+        ]
+        return Graph(name: "lenet", inputShape: [1, 28, 28], output: "11", nodes: nodes)
+    }
+
+    /// max |a - b| / max(|b|) over the tensor.
+    static func relErr(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count)
+        var m: Float = 0, s: Float = 1e-12
+        for i in 0..<a.count { m = max(m, abs(a[i] - b[i])); s = max(s, abs(b[i])) }
+        return m / s
+    }
+}
