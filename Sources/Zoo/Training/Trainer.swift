@@ -34,6 +34,11 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
     public var imagesPerSecond: Double
     public var seconds: Double
     public var learningRates: [String: Double]
+    public init(epoch: Int, trainLoss: Double, trainAccuracy: Double, testLoss: Double?, testAccuracy: Double?,
+                imagesPerSecond: Double, seconds: Double, learningRates: [String: Double]) {
+        self.epoch = epoch; self.trainLoss = trainLoss; self.trainAccuracy = trainAccuracy; self.testLoss = testLoss
+        self.testAccuracy = testAccuracy; self.imagesPerSecond = imagesPerSecond; self.seconds = seconds; self.learningRates = learningRates
+    }
     enum CodingKeys: String, CodingKey {
         case epoch, trainLoss = "train_loss", trainAccuracy = "train_accuracy", testLoss = "test_loss", testAccuracy = "test_accuracy"
         case imagesPerSecond = "images_per_second", seconds, learningRates = "learning_rates"
