@@ -11,6 +11,7 @@ struct Finetune: ParsableCommand {
     @Argument(help: "Pretrained zoo checkpoint (.h5).") var pretrained: String
     @Option(help: "Number of classes of the new task.") var classes: Int
     @Option(help: "Which parameters to freeze: reused, none, or glob patterns of parameter/layer names (comma separated).") var freeze: String = "reused"
+    @Option(help: "Further layers to reinitialize as new (glob patterns of layer names, comma separated).") var reinit: String?
     @Option(name: .customLong("reused-lr-scale"), help: "Learning-rate multiplier for reused layers.") var reusedLRScale: Double = 1
     @Option(name: .customLong("new-lr-scale"), help: "Learning-rate multiplier for new layers.") var newLRScale: Double = 1
     @OptionGroup var options: TrainOptions
@@ -23,7 +24,9 @@ struct Finetune: ParsableCommand {
             let target = try FineTune.withClasses(pre.model.graph, classes)
             try checkData(splits, graph: target, classes: classes, explicit: true)
             let plan = try FineTune.plan(pretrained: pre.model, target: target, freeze: FreezeMode(freeze),
-                                         reusedLRScale: reusedLRScale, newLRScale: newLRScale, seed: options.seed)
+                                         reusedLRScale: reusedLRScale, newLRScale: newLRScale,
+                                         reinit: (reinit ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+                                         seed: options.seed)
             var cfg = try options.trainConfig(train: splits.train)
             // Keep the pretrained model's input normalization unless asked to recompute it.
             if !options.normalize, let st = pre.training, let n = try Trainer.config(from: st).normalization { cfg.normalization = n }

@@ -74,8 +74,9 @@ public enum FineTune {
     }
 
     /// Matches `target`'s layers against `pretrained` by node name and parameter shapes; the head is always new.
+    /// `reinit` lists glob patterns of further layers (node names) to reinitialize.
     public static func plan(pretrained: Model, target: Graph, freeze: FreezeMode, reusedLRScale: Double = 1, newLRScale: Double = 1,
-                            seed: UInt64 = 0) throws -> FineTunePlan {
+                            reinit: [String] = [], seed: UInt64 = 0) throws -> FineTunePlan {
         let old = Dictionary(pretrained.graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let head = headNode(target)
         var rng = SeededRandom(seed: seed)
@@ -84,7 +85,7 @@ public enum FineTune {
         for (i, node) in target.nodes.enumerated() {
             let specs = node.parameterSpecs
             if specs.isEmpty { continue }
-            var ok = i != head
+            var ok = i != head && !reinit.contains { glob($0, node.name) }
             if ok, let o = old[node.name], o.op.typeName == node.op.typeName {
                 for s in specs where pretrained.tensors[s.key]?.shape != s.shape { ok = false }
             } else { ok = false }
