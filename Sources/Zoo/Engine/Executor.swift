@@ -1,0 +1,392 @@
+import Foundation
+
+/// Which kernels an `Executor` runs: the naive reference loops or the optimized ones.
+public enum KernelSet: Sendable {
+    case reference, fast
+}
+
+/// A heap buffer of floats owned by the executor (values, parameters' folded copies, scratch).
+final class Buffer {
+    let p: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        p = .allocate(capacity: Swift.max(count, 1))
+    }
+    convenience init(_ data: [Float]) {
+        self.init(count: data.count)
+        data.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: data.count) }
+    }
+    deinit { p.deallocate() }
+}
+
+/// Runs a zoo `Graph` forward: Float32, NCHW, batched, on the CPU.
+///
+/// Shapes are inferred once per input shape and cached with the step list. Each intermediate buffer is
+/// released as soon as its last consumer has run and recycled for later values of the same size.
+/// With `.fast` kernels, a convolution followed by inference BatchNorm is folded into one convolution, and a
+/// following ReLU/ReLU6/Clip runs as its epilogue (only in `forward`; `forwardAll` keeps every value).
+public final class Executor {
+    public let model: Model
+    public let kernels: KernelSet
+    public let threads: Int
+
+    /// Parameters by full name (`layer1.0.conv1.weight`), as float arrays shared with `model`.
+    private let params: [String: [Float]]
+    /// Fast path: conv/linear nodes with a BatchNorm folded in: node index → (weight, bias).
+    private var folded: [Int: (w: [Float], b: [Float])] = [:]
+    /// Fast path: node index of a conv/linear → fused chain (indices of absorbed BN/activation nodes, activation).
+    private var fusion: [Int: (absorbed: [Int], act: Activation)] = [:]
+    private var programs: [ProgramKey: Program] = [:]
+    private var pool: [Int: [Buffer]] = [:]
+    private var scratch = Buffer(count: 0)
+    /// Floats held by live values during the last run, and their peak (the memory plan's effect; scratch excluded).
+    private(set) var liveFloats = 0
+    public private(set) var peakLiveFloats = 0
+
+    public init(model: Model, kernels: KernelSet = .fast, threads: Int = 2) throws {
+        try model.graph.validate()
+        var params: [String: [Float]] = [:]
+        var missing: [String] = []
+        for spec in model.graph.parameterSpecs {
+            guard let t = model.tensors[spec.key] else { missing.append(spec.key); continue }
+            if t.shape != spec.shape { throw ZooError.shapeMismatch(parameter: spec.key, expected: spec.shape, got: t.shape) }
+            params[spec.key] = t.data
+        }
+        if !missing.isEmpty { throw ZooError.missingParameters(missing) }
+        self.model = model
+        self.kernels = kernels
+        self.threads = Swift.max(1, threads)
+        self.params = params
+        if kernels == .fast { planFusion() }
+    }
+
+    /// Runs the graph on a batch `[N] + graph.inputShape` and returns the graph output.
+    public func forward(_ input: Tensor) throws -> Tensor {
+        try run(input, keepAll: false)[model.graph.output]!
+    }
+
+    /// Runs the graph and returns every named value (the input and each node's output), unfused.
+    public func forwardAll(_ input: Tensor) throws -> [String: Tensor] {
+        try run(input, keepAll: true)
+    }
+
+    // MARK: - Fusion (fast kernels only)
+
+    private func planFusion() {
+        let g = model.graph
+        var consumers: [String: Int] = [:]
+        for n in g.nodes { for i in n.inputs { consumers[i, default: 0] += 1 } }
+        var producer: [String: Int] = [:]
+        for (i, n) in g.nodes.enumerated() { producer[n.output] = i }
+        func soleConsumer(of value: String) -> Int? {
+            guard value != g.output, consumers[value] == 1 else { return nil }
+            return g.nodes.firstIndex { $0.inputs.contains(value) }
+        }
+        for (i, node) in g.nodes.enumerated() {
+            var absorbed: [Int] = []
+            var act = Activation.none
+            var current = node.output
+            switch node.op {
+            case let .conv2d(a):
+                if let j = soleConsumer(of: current), case let .batchNorm2d(bn) = g.nodes[j].op {
+                    foldBatchNorm(conv: i, outChannels: a.outChannels, perChannel: a.inChannels / a.groups * a.kernel[0] * a.kernel[1],
+                                  hasBias: a.bias, bnNode: g.nodes[j], eps: bn.eps)
+                    absorbed.append(j); current = g.nodes[j].output
+                }
+            case .linear: break
+            default: continue
+            }
+            if let j = soleConsumer(of: current) {
+                switch g.nodes[j].op {
+                case .relu: act = .relu
+                case .relu6: act = .clip(0, 6)
+                case let .clip(lo, hi): act = .clip(lo, hi)
+                default: break
+                }
+                if act != .none { absorbed.append(j) }
+            }
+            if !absorbed.isEmpty { fusion[i] = (absorbed, act) }
+        }
+    }
+
+    private func foldBatchNorm(conv i: Int, outChannels: Int, perChannel: Int, hasBias: Bool, bnNode: Node, eps: Float) {
+        let cname = model.graph.nodes[i].name
+        var w = params[cname + ".weight"]!
+        var b = hasBias ? params[cname + ".bias"]! : [Float](repeating: 0, count: outChannels)
+        let gamma = params[bnNode.name + ".weight"]!, beta = params[bnNode.name + ".bias"]!
+        let mean = params[bnNode.name + ".running_mean"]!, variance = params[bnNode.name + ".running_var"]!
+        for c in 0..<outChannels {
+            let s = gamma[c] / (variance[c] + eps).squareRoot()
+            for k in 0..<perChannel { w[c * perChannel + k] *= s }
+            b[c] = (b[c] - mean[c]) * s + beta[c]
+        }
+        folded[i] = (w, b)
+    }
+
+    // MARK: - Programs
+
+    private struct ProgramKey: Hashable { var shape: [Int]; var keepAll: Bool }
+
+    private struct Step {
+        var node: Int
+        var inputs: [Int]
+        var inShapes: [[Int]]
+        var output: Int
+        var outShape: [Int]
+        var act: Activation
+        /// Runs a convolution with a BatchNorm folded into its weights.
+        var folded: Bool
+        /// Slots whose last reader is this step.
+        var release: [Int]
+    }
+
+    private struct Program {
+        var slotNames: [String]
+        var inputSlot: Int
+        var outputSlot: Int
+        var steps: [Step]
+        var scratch: Int
+    }
+
+    private func program(for shape: [Int], keepAll: Bool) throws -> Program {
+        let key = ProgramKey(shape: shape, keepAll: keepAll)
+        if let p = programs[key] { return p }
+        let g = model.graph
+        let infos = try g.inferLayers(batch: shape[0], inputShape: Array(shape.dropFirst()))
+        var slotOf: [String: Int] = [g.input: 0]
+        var names = [g.input]
+        func slot(_ name: String) -> Int {
+            if let s = slotOf[name] { return s }
+            slotOf[name] = names.count; names.append(name); return names.count - 1
+        }
+        var absorbedNodes = Set<Int>()
+        var steps: [Step] = []
+        var scratchNeed = 0
+        for (i, node) in g.nodes.enumerated() where !absorbedNodes.contains(i) {
+            var outName = node.output
+            var outShape = infos[i].outputShape
+            var act = Activation.none
+            var isFolded = false
+            if !keepAll, let f = fusion[i] {
+                isFolded = folded[i] != nil
+                absorbedNodes.formUnion(f.absorbed)
+                let last = f.absorbed.last!
+                outName = g.nodes[last].output
+                outShape = infos[last].outputShape
+                act = f.act
+            }
+            let ins = node.inputs.map { slot($0) }
+            steps.append(Step(node: i, inputs: ins, inShapes: infos[i].inputShapes, output: slot(outName),
+                              outShape: outShape, act: act, folded: isFolded, release: []))
+            if kernels == .fast {
+                switch node.op {
+                case let .conv2d(a): scratchNeed = Swift.max(scratchNeed, Fast.conv2dScratch(Conv2dGeometry(conv: a, input: infos[i].inputShapes[0])))
+                case let .convTranspose2d(a): scratchNeed = Swift.max(scratchNeed, Fast.convTranspose2dScratch(Conv2dGeometry(convTranspose: a, input: infos[i].inputShapes[0])))
+                default: break
+                }
+            }
+        }
+        let outSlot = slot(g.output)
+        if !keepAll {
+            var lastUse: [Int: Int] = [:]
+            for (s, step) in steps.enumerated() { for i in step.inputs { lastUse[i] = s } }
+            for (slotIndex, s) in lastUse where slotIndex != outSlot { steps[s].release.append(slotIndex) }
+        }
+        let p = Program(slotNames: names, inputSlot: 0, outputSlot: outSlot, steps: steps, scratch: scratchNeed)
+        programs[key] = p
+        return p
+    }
+
+    // MARK: - Running
+
+    private struct Value { var shape: [Int]; var buf: Buffer }
+
+    private func allocate(_ count: Int) -> Buffer {
+        liveFloats += count
+        peakLiveFloats = Swift.max(peakLiveFloats, liveFloats)
+        if let b = pool[count]?.popLast() { return b }
+        return Buffer(count: count)
+    }
+
+    private func recycle(_ v: inout Value?) {
+        guard var value = v else { return }
+        v = nil
+        if isKnownUniquelyReferenced(&value.buf) {
+            liveFloats -= value.buf.count
+            pool[value.buf.count, default: []].append(value.buf)
+        }
+    }
+
+    private func run(_ input: Tensor, keepAll: Bool) throws -> [String: Tensor] {
+        let g = model.graph
+        guard input.shape.count == g.inputShape.count + 1, Array(input.shape.dropFirst()) == g.inputShape, input.shape[0] >= 1 else {
+            let expected = "[N, " + g.inputShape.map(String.init).joined(separator: ", ") + "]"
+            throw ZooError.badInput("model '\(g.name)' expects input of shape \(expected), got \(ShapeFormat.bracket(input.shape))")
+        }
+        let prog = try program(for: input.shape, keepAll: keepAll)
+        liveFloats = 0; peakLiveFloats = 0
+        if scratch.count < prog.scratch { scratch = Buffer(count: prog.scratch) }
+        var values = [Value?](repeating: nil, count: prog.slotNames.count)
+        values[prog.inputSlot] = Value(shape: input.shape, buf: copyIn(input))
+        for step in prog.steps {
+            values[step.output] = try execute(step, values)
+            for r in step.release { recycle(&values[r]) }
+        }
+        func tensor(_ v: Value) -> Tensor {
+            Tensor(shape: v.shape, data: Array(UnsafeBufferPointer(start: v.buf.p, count: v.shape.reduce(1, *))))
+        }
+        var out: [String: Tensor] = [:]
+        if keepAll {
+            for (s, name) in prog.slotNames.enumerated() { if let v = values[s] { out[name] = tensor(v) } }
+        } else {
+            out[g.output] = tensor(values[prog.outputSlot]!)
+        }
+        for s in values.indices { recycle(&values[s]) }
+        return out
+    }
+
+    private func copyIn(_ t: Tensor) -> Buffer {
+        let b = allocate(t.count)
+        t.data.withUnsafeBufferPointer { b.p.update(from: $0.baseAddress!, count: t.count) }
+        return b
+    }
+
+    private func param(_ node: Node, _ key: String) -> [Float] { params[node.name.isEmpty ? key : node.name + "." + key]! }
+
+    private func execute(_ step: Step, _ values: [Value?]) throws -> Value {
+        let node = model.graph.nodes[step.node]
+        let ins = step.inputs.map { values[$0]! }
+        let outCount = step.outShape.reduce(1, *)
+        let fast = kernels == .fast
+        let t = threads
+        // Ops that only relabel their input share its buffer.
+        switch node.op {
+        case .flatten, .reshape, .dropout, .identity:
+            return Value(shape: step.outShape, buf: ins[0].buf)
+        default: break
+        }
+        let y = allocate(outCount)
+        let x = UnsafePointer(ins.first?.buf.p ?? y.p)
+        let s0 = step.inShapes.first ?? []
+        switch node.op {
+        case let .conv2d(a):
+            let geo = Conv2dGeometry(conv: a, input: s0)
+            if fast {
+                if step.folded, let f = folded[step.node] {
+                    f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
+                        Fast.conv2d(geo, x: x, w: w.baseAddress!, b: b.baseAddress!, act: step.act, y: y.p, scratch: scratch.p, threads: t)
+                    } }
+                } else {
+                    withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
+                        Fast.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, act: step.act, y: y.p, scratch: scratch.p, threads: t)
+                    }
+                }
+            } else {
+                withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
+                    Reference.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, y: y.p)
+                }
+            }
+        case let .convTranspose2d(a):
+            let geo = Conv2dGeometry(convTranspose: a, input: s0)
+            withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
+                if fast {
+                    Fast.convTranspose2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, y: y.p, scratch: scratch.p, threads: t)
+                } else {
+                    Reference.convTranspose2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, y: y.p)
+                }
+            }
+        case let .linear(a):
+            let rows = ins[0].shape.reduce(1, *) / a.inFeatures
+            withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
+                if fast {
+                    Fast.linear(rows: rows, inFeatures: a.inFeatures, outFeatures: a.outFeatures, x: x, w: p[0],
+                                b: a.bias ? p[1] : nil, act: step.act, y: y.p, threads: t)
+                } else {
+                    Reference.linear(rows: rows, inFeatures: a.inFeatures, outFeatures: a.outFeatures, x: x, w: p[0],
+                                     b: a.bias ? p[1] : nil, y: y.p)
+                }
+            }
+        case let .batchNorm2d(a):
+            let outer = s0[0], c = s0[1], inner = s0.dropFirst(2).reduce(1, *)
+            withParams(node, ["weight", "bias", "running_mean", "running_var"]) { p in
+                if fast {
+                    Fast.batchNorm(outer: outer, channels: c, inner: inner, eps: a.eps, x: x, weight: p[0], bias: p[1],
+                                   mean: p[2], variance: p[3], act: step.act, y: y.p, threads: t)
+                } else {
+                    Reference.batchNorm(outer: outer, channels: c, inner: inner, eps: a.eps, x: x, weight: p[0], bias: p[1],
+                                        mean: p[2], variance: p[3], y: y.p)
+                }
+            }
+        case .relu, .relu6, .clip, .sigmoid, .tanh:
+            let act: Activation
+            switch node.op {
+            case .relu: act = .relu
+            case .relu6: act = .clip(0, 6)
+            case let .clip(lo, hi): act = .clip(lo, hi)
+            case .sigmoid: act = .sigmoid
+            default: act = .tanh
+            }
+            if fast { Fast.activation(act, count: outCount, x: x, y: y.p, threads: t) }
+            else { Reference.activation(act, count: outCount, x: x, y: y.p) }
+        case let .softmax(axis):
+            let ax = axis < 0 ? axis + s0.count : axis
+            let (o, l, i) = splitAxis(s0, ax)
+            if fast { Fast.softmax(outer: o, length: l, inner: i, x: x, y: y.p, threads: t) }
+            else { Reference.softmax(outer: o, length: l, inner: i, x: x, y: y.p) }
+        case let .maxPool2d(a):
+            let geo = Pool2dGeometry(pool: a, input: s0)
+            if fast { Fast.maxPool2d(geo, x: x, y: y.p, threads: t) } else { Reference.maxPool2d(geo, x: x, y: y.p) }
+        case let .avgPool2d(a):
+            let geo = Pool2dGeometry(pool: a, input: s0)
+            if fast { Fast.avgPool2d(geo, x: x, y: y.p, threads: t) } else { Reference.avgPool2d(geo, x: x, y: y.p) }
+        case let .adaptiveAvgPool2d(o):
+            if fast {
+                Fast.adaptiveAvgPool2d(planes: s0[0] * s0[1], inH: s0[2], inW: s0[3], outH: o[0], outW: o[1], x: x, y: y.p, threads: t)
+            } else {
+                Reference.adaptiveAvgPool2d(planes: s0[0] * s0[1], inH: s0[2], inW: s0[3], outH: o[0], outW: o[1], x: x, y: y.p)
+            }
+        case .globalMaxPool:
+            if fast { Fast.globalMaxPool(planes: s0[0] * s0[1], plane: s0[2] * s0[3], x: x, y: y.p, threads: t) }
+            else { Reference.globalMaxPool(planes: s0[0] * s0[1], plane: s0[2] * s0[3], x: x, y: y.p) }
+        case .add, .mul:
+            guard let geo = BroadcastGeometry(step.inShapes[0], step.inShapes[1]) else {
+                throw ZooError.badInput("layer '\(node.name)': shapes \(ShapeFormat.bracket(step.inShapes[0])) and \(ShapeFormat.bracket(step.inShapes[1])) do not broadcast")
+            }
+            let mul: Bool
+            if case .mul = node.op { mul = true } else { mul = false }
+            let b = UnsafePointer(ins[1].buf.p)
+            if fast { Fast.binary(geo, multiply: mul, a: x, b: b, y: y.p, threads: t) }
+            else { Reference.binary(geo, multiply: mul, a: x, b: b, y: y.p) }
+        case let .concat(axis):
+            let ax = axis < 0 ? axis + s0.count : axis
+            let (outer, _, inner) = splitAxis(s0, ax)
+            let lengths = step.inShapes.map { $0[ax] }
+            let ptrs = ins.map { UnsafePointer($0.buf.p) }
+            if fast { Fast.concat(outer: outer, inner: inner, lengths: lengths, inputs: ptrs, y: y.p, threads: t) }
+            else { Reference.concat(outer: outer, inner: inner, lengths: lengths, inputs: ptrs, y: y.p) }
+        case let .lrn(a):
+            let outer = s0[0], c = s0[1], inner = s0.dropFirst(2).reduce(1, *)
+            if fast { Fast.lrn(a, outer: outer, channels: c, inner: inner, x: x, y: y.p, threads: t) }
+            else { Reference.lrn(a, outer: outer, channels: c, inner: inner, x: x, y: y.p) }
+        case let .pad(p, value):
+            if fast { Fast.pad(planes: s0[0] * s0[1], inH: s0[2], inW: s0[3], p, value: value, x: x, y: y.p, threads: t) }
+            else { Reference.pad(planes: s0[0] * s0[1], inH: s0[2], inW: s0[3], p, value: value, x: x, y: y.p) }
+        case .constant:
+            let v = param(node, "value")
+            v.withUnsafeBufferPointer { y.p.update(from: $0.baseAddress!, count: v.count) }
+        case .flatten, .reshape, .dropout, .identity:
+            break
+        }
+        return Value(shape: step.outShape, buf: y)
+    }
+
+    /// Calls `body` with pointers to the node's named parameters, in the order given.
+    private func withParams(_ node: Node, _ keys: [String], _ body: ([UnsafePointer<Float>]) -> Void) {
+        func go(_ i: Int, _ acc: [UnsafePointer<Float>]) {
+            if i == keys.count { body(acc); return }
+            param(node, keys[i]).withUnsafeBufferPointer { go(i + 1, acc + [$0.baseAddress!]) }
+        }
+        go(0, [])
+    }
+}

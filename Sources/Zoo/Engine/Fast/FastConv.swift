@@ -1,0 +1,216 @@
+import Foundation
+import COpenBLAS
+
+@inline(__always) func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
+@inline(__always) func ceilDiv(_ a: Int, _ b: Int) -> Int { -floorDiv(-a, b) }
+
+/// Output positions o in 0..<outLen for which o*stride + offset lies in 0..<inLen, as a half-open range.
+@inline(__always) func validRange(outLen: Int, inLen: Int, stride: Int, offset: Int) -> Range<Int> {
+    let lo = Swift.max(0, ceilDiv(-offset, stride))
+    let hi = Swift.min(outLen, floorDiv(inLen - 1 - offset, stride) + 1)
+    return lo < hi ? lo..<hi : 0..<0
+}
+
+extension Fast {
+    /// Upper bound on the im2col tile, in floats (keeps the scratch small for large planes, e.g. VGG at 224²).
+    static let im2colTileFloats = 1 << 21
+
+    static func isPointwise(_ g: Conv2dGeometry) -> Bool {
+        g.kH == 1 && g.kW == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0
+            && g.outH == g.inH && g.outW == g.inW
+    }
+    static func isDepthwise(_ g: Conv2dGeometry) -> Bool { g.inCPerGroup == 1 && g.groups > 1 }
+
+    /// Output rows per im2col tile and the scratch it needs.
+    static func convTile(_ g: Conv2dGeometry) -> (rows: Int, scratch: Int) {
+        if isPointwise(g) || isDepthwise(g) { return (g.outH, 0) }
+        let k = g.inCPerGroup * g.kH * g.kW
+        let rows = Swift.max(1, Swift.min(g.outH, im2colTileFloats / Swift.max(1, k * g.outW)))
+        return (rows, k * rows * g.outW)
+    }
+
+    /// Scratch floats `conv2d` needs for this geometry.
+    public static func conv2dScratch(_ g: Conv2dGeometry) -> Int { convTile(g).scratch }
+
+    /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
+    public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+                              act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int) {
+        if isDepthwise(g) { depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads); return }
+        setBLASThreads(threads)
+        let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
+        let k = icpg * g.kH * g.kW
+        let (tileRows, _) = convTile(g)
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let xg = x + (n * g.inC + grp * icpg) * g.inPlane
+                let yg = y + (n * g.outC + grp * ocpg) * g.outPlane
+                let wg = w + grp * ocpg * k
+                if isPointwise(g) {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(g.outPlane), Int32(k),
+                                1, wg, Int32(k), xg, Int32(g.inPlane), 0, yg, Int32(g.outPlane))
+                    continue
+                }
+                guard let col = scratch else { return }
+                var oy0 = 0
+                while oy0 < g.outH {
+                    let rows = Swift.min(tileRows, g.outH - oy0)
+                    let cols = rows * g.outW
+                    im2col(g, x: xg, oy0: oy0, rows: rows, col: col, threads: threads)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(cols), Int32(k),
+                                1, wg, Int32(k), col, Int32(cols), 0, yg + oy0 * g.outW, Int32(g.outPlane))
+                    oy0 += rows
+                }
+            }
+        }
+        biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: b, act: act, y: y, threads: threads)
+    }
+
+    /// Fills col[(icg, ky, kx), (oy - oy0, ox)] for output rows oy0..<oy0+rows of one image and group.
+    static func im2col(_ g: Conv2dGeometry, x: UnsafePointer<Float>, oy0: Int, rows: Int, col: UnsafeMutablePointer<Float>, threads: Int) {
+        let kk = g.kH * g.kW
+        let k = g.inCPerGroup * kk
+        let cols = rows * g.outW
+        let xs = SendConstPtr(x), cs = SendPtr(col)
+        parallelFor(k, threads: threads, grain: 8) { range in
+            for r in range {
+                let icg = r / kk, ky = (r % kk) / g.kW, kx = r % g.kW
+                let plane = xs.p + icg * g.inPlane
+                let dst = cs.p + r * cols
+                let offX = kx * g.dilW - g.padLeft
+                let xr = validRange(outLen: g.outW, inLen: g.inW, stride: g.strideW, offset: offX)
+                for j in 0..<rows {
+                    let iy = (oy0 + j) * g.strideH - g.padTop + ky * g.dilH
+                    let d = dst + j * g.outW
+                    if iy < 0 || iy >= g.inH || xr.isEmpty {
+                        d.update(repeating: 0, count: g.outW)
+                        continue
+                    }
+                    let src = plane + iy * g.inW + offX
+                    if xr.lowerBound > 0 { d.update(repeating: 0, count: xr.lowerBound) }
+                    if g.strideW == 1 {
+                        (d + xr.lowerBound).update(from: src + xr.lowerBound, count: xr.count)
+                    } else {
+                        for ox in xr { d[ox] = src[ox * g.strideW] }
+                    }
+                    if xr.upperBound < g.outW { (d + xr.upperBound).update(repeating: 0, count: g.outW - xr.upperBound) }
+                }
+            }
+        }
+    }
+
+    /// Direct convolution for groups with one input channel each (depthwise, any channel multiplier).
+    static func depthwise(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+                          act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let ocpg = g.outCPerGroup
+        let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
+        let bs = b.map(SendConstPtr.init)
+        parallelFor(g.batch * g.outC, threads: threads) { range in
+            for p in range {
+                let n = p / g.outC, oc = p % g.outC
+                let ic = oc / ocpg
+                let plane = xs.p + (n * g.inC + ic) * g.inPlane
+                let out = ys.p + p * g.outPlane
+                let wk = ws.p + oc * g.kH * g.kW
+                out.update(repeating: bs?.p[oc] ?? 0, count: g.outPlane)
+                var xRanges: [Range<Int>] = []
+                xRanges.reserveCapacity(g.kW)
+                for kx in 0..<g.kW {
+                    xRanges.append(validRange(outLen: g.outW, inLen: g.inW, stride: g.strideW, offset: kx * g.dilW - g.padLeft))
+                }
+                for oy in 0..<g.outH {
+                    let row = out + oy * g.outW
+                    for ky in 0..<g.kH {
+                        let iy = oy * g.strideH - g.padTop + ky * g.dilH
+                        if iy < 0 || iy >= g.inH { continue }
+                        for kx in 0..<g.kW {
+                            let wv = wk[ky * g.kW + kx]
+                            let src = plane + iy * g.inW + kx * g.dilW - g.padLeft
+                            let r = xRanges[kx]
+                            if g.strideW == 1 {
+                                for ox in r { row[ox] += wv * src[ox] }
+                            } else {
+                                for ox in r { row[ox] += wv * src[ox * g.strideW] }
+                            }
+                        }
+                    }
+                }
+                applyActivation(act, out, count: g.outPlane)
+            }
+        }
+    }
+
+    /// Transposed convolution: col = W_gᵀ · X_g by sgemm, then col2im scatter. Scratch: `convTranspose2dScratch(g)`.
+    public static func convTranspose2dScratch(_ g: Conv2dGeometry) -> Int { g.outCPerGroup * g.kH * g.kW * g.inPlane }
+
+    public static func convTranspose2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+                                       y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
+        setBLASThreads(threads)
+        let icpg = g.inCPerGroup, ocpg = g.outCPerGroup, kk = g.kH * g.kW
+        let m = ocpg * kk
+        let cs = SendConstPtr(scratch)
+        let bs = b.map(SendConstPtr.init)
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let xg = x + (n * g.inC + grp * icpg) * g.inPlane
+                let wg = w + grp * icpg * m
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(g.inPlane), Int32(icpg),
+                            1, wg, Int32(m), xg, Int32(g.inPlane), 0, scratch, Int32(g.inPlane))
+                let ys = SendPtr(y + (n * g.outC + grp * ocpg) * g.outPlane)
+                parallelFor(ocpg, threads: threads) { range in
+                    for ocg in range {
+                        let out = ys.p + ocg * g.outPlane
+                        out.update(repeating: bs?.p[grp * ocpg + ocg] ?? 0, count: g.outPlane)
+                        for ky in 0..<g.kH {
+                            for kx in 0..<g.kW {
+                                let src = cs.p + ((ocg * g.kH + ky) * g.kW + kx) * g.inPlane
+                                let offX = kx * g.dilW - g.padLeft
+                                // ix for which ox = ix*s + offX is inside the output
+                                let xr = validRange(outLen: g.inW, inLen: g.outW, stride: g.strideW, offset: offX)
+                                for iy in 0..<g.inH {
+                                    let oy = iy * g.strideH - g.padTop + ky * g.dilH
+                                    if oy < 0 || oy >= g.outH { continue }
+                                    let row = out + oy * g.outW + offX
+                                    let s = src + iy * g.inW
+                                    for ix in xr { row[ix * g.strideW] += s[ix] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm.
+    public static func linear(rows: Int, inFeatures: Int, outFeatures: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                              b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+        setBLASThreads(threads)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
+                    1, x, Int32(inFeatures), w, Int32(inFeatures), 0, y, Int32(outFeatures))
+        let bs = b.map(SendConstPtr.init), ys = SendPtr(y)
+        parallelFor(rows, threads: threads, grain: Swift.max(1, 16384 / Swift.max(outFeatures, 1))) { range in
+            for r in range {
+                let row = ys.p + r * outFeatures
+                if let bp = bs?.p { for o in 0..<outFeatures { row[o] += bp[o] } }
+                applyActivation(act, row, count: outFeatures)
+            }
+        }
+    }
+
+    /// Adds a per-channel bias to each plane and applies the activation, in place.
+    static func biasActivation(planes: Int, channels: Int, plane: Int, b: UnsafePointer<Float>?, act: Activation,
+                               y: UnsafeMutablePointer<Float>, threads: Int) {
+        if b == nil && act == .none { return }
+        let bs = b.map(SendConstPtr.init), ys = SendPtr(y)
+        parallelFor(planes, threads: threads, grain: Swift.max(1, 16384 / Swift.max(plane, 1))) { range in
+            for p in range {
+                let row = ys.p + p * plane
+                if let bp = bs?.p {
+                    let bv = bp[p % channels]
+                    if bv != 0 { for i in 0..<plane { row[i] += bv } }
+                }
+                applyActivation(act, row, count: plane)
+            }
+        }
+    }
+}

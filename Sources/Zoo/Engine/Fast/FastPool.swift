@@ -1,0 +1,124 @@
+import Foundation
+
+/// Window taps k in 0..<kernel whose position base + k*dil lies in lo..<hi.
+@inline(__always) func tapRange(base: Int, kernel: Int, dil: Int, lo: Int, hi: Int) -> Range<Int> {
+    let first = Swift.max(0, ceilDiv(lo - base, dil))
+    let last = Swift.min(kernel, floorDiv(hi - 1 - base, dil) + 1)
+    return first < last ? first..<last : 0..<0
+}
+
+extension Fast {
+    /// Max pooling with window bounds clipped once per output position (no per-tap tests).
+    public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let xs = SendConstPtr(x), ys = SendPtr(y)
+        parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(g.outH * g.outW * g.kH * g.kW, 1))) { range in
+            var xRanges: [Range<Int>] = []
+            for ox in 0..<g.outW {
+                xRanges.append(tapRange(base: ox * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW))
+            }
+            for p in range {
+                let plane = xs.p + p * g.inH * g.inW
+                let out = ys.p + p * g.outH * g.outW
+                for oy in 0..<g.outH {
+                    let by = oy * g.strideH - g.padTop
+                    let yr = tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: 0, hi: g.inH)
+                    for ox in 0..<g.outW {
+                        let bx = ox * g.strideW - g.padLeft
+                        let xr = xRanges[ox]
+                        var m = -Float.infinity
+                        var nan = false
+                        for ky in yr {
+                            let row = plane + (by + ky * g.dilH) * g.inW + bx
+                            for kx in xr {
+                                let v = row[kx * g.dilW]
+                                m = Swift.max(m, v)
+                                nan = nan || v.isNaN
+                            }
+                        }
+                        out[oy * g.outW + ox] = nan ? .nan : m
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pooling; divisor per PyTorch (see `Reference.avgPool2d`), computed from clipped tap ranges.
+    public static func avgPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let xs = SendConstPtr(x), ys = SendPtr(y)
+        parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(g.outH * g.outW * g.kH * g.kW, 1))) { range in
+            for p in range {
+                let plane = xs.p + p * g.inH * g.inW
+                let out = ys.p + p * g.outH * g.outW
+                for oy in 0..<g.outH {
+                    let by = oy * g.strideH - g.padTop
+                    let yr = tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: 0, hi: g.inH)
+                    let yp = tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: -g.padTop, hi: g.inH + g.padBottom)
+                    for ox in 0..<g.outW {
+                        let bx = ox * g.strideW - g.padLeft
+                        let xr = tapRange(base: bx, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW)
+                        var sum: Float = 0
+                        for ky in yr {
+                            let row = plane + (by + ky * g.dilH) * g.inW + bx
+                            for kx in xr { sum += row[kx * g.dilW] }
+                        }
+                        let divisor: Int
+                        if g.countIncludePad {
+                            let xp = tapRange(base: bx, kernel: g.kW, dil: g.dilW, lo: -g.padLeft, hi: g.inW + g.padRight)
+                            divisor = yp.count * xp.count
+                        } else {
+                            divisor = yr.count * xr.count
+                        }
+                        out[oy * g.outW + ox] = divisor > 0 ? sum / Float(divisor) : 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// PyTorch adaptive average pooling (cell i covers [floor(i*H/o), ceil((i+1)*H/o))).
+    public static func adaptiveAvgPool2d(planes: Int, inH: Int, inW: Int, outH: Int, outW: Int,
+                                         x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let xs = SendConstPtr(x), ys = SendPtr(y)
+        let plane = inH * inW
+        parallelFor(planes, threads: threads, grain: Swift.max(1, 16384 / Swift.max(plane, 1))) { range in
+            for p in range {
+                let src = xs.p + p * plane
+                let dst = ys.p + p * outH * outW
+                if outH == 1 && outW == 1 {
+                    var acc = SIMD8<Float>(repeating: 0)
+                    var i = 0
+                    while i + 8 <= plane {
+                        acc += UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
+                        i += 8
+                    }
+                    var sum = acc.sum()
+                    while i < plane { sum += src[i]; i += 1 }
+                    dst[0] = sum / Float(plane)
+                    continue
+                }
+                for oy in 0..<outH {
+                    let y0 = (oy * inH) / outH, y1 = ((oy + 1) * inH + outH - 1) / outH
+                    for ox in 0..<outW {
+                        let x0 = (ox * inW) / outW, x1 = ((ox + 1) * inW + outW - 1) / outW
+                        var sum: Float = 0
+                        for iy in y0..<y1 { let row = src + iy * inW; for ix in x0..<x1 { sum += row[ix] } }
+                        dst[oy * outW + ox] = sum / Float((y1 - y0) * (x1 - x0))
+                    }
+                }
+            }
+        }
+    }
+
+    public static func globalMaxPool(planes: Int, plane: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let xs = SendConstPtr(x), ys = SendPtr(y)
+        parallelFor(planes, threads: threads, grain: Swift.max(1, 16384 / Swift.max(plane, 1))) { range in
+            for p in range {
+                let src = xs.p + p * plane
+                var m = -Float.infinity
+                var nan = false
+                for i in 0..<plane { m = Swift.max(m, src[i]); nan = nan || src[i].isNaN }
+                ys.p[p] = nan ? .nan : m
+            }
+        }
+    }
+}
