@@ -14,7 +14,8 @@ import Zoo
 /// AdaptiveAvgPool2d(1) → GlobalAveragePooling2D(keepdims); Flatten, Dropout, Add, Concat(channels),
 /// Pad(0) → ZeroPadding2D. Anything else is an error naming the node and its op.
 public enum KerasExport {
-    public static func write(_ model: Model, to path: String) throws {
+    @discardableResult
+    public static func write(_ model: Model, to path: String) throws -> [String] {
         var b = ExportBuilder(model: model, path: path)
         try b.build()
         try H5AtomicWriter.write(to: path) { tmp in
@@ -44,6 +45,7 @@ public enum KerasExport {
             try top.setAttribute("weight_names", strings: [])
             try f.close()
         }
+        return b.report
     }
 
     /// Keras layer names may not contain '/'.
@@ -64,6 +66,7 @@ private struct ExportBuilder {
     var layerOrder: [String] = []
     /// Inbound layer names of every layer.
     var inbound: [String: [String]] = [:]
+    var report: [String] = []
     var weights: [String: [(String, Tensor)]] = [:]
     var values: [String: ExportValue] = [:]
     var inputName = "input"
@@ -168,6 +171,7 @@ private struct ExportBuilder {
     mutating func zeroPad(_ v: ExportValue, _ p: Padding2D, _ base: String) -> ExportValue {
         if p == .zero { return v }
         let name = unique(base + "_pad")
+        report.append("padding of '\(base)' made a ZeroPadding2D layer '\(name)'")
         add("ZeroPadding2D", name, ["padding": [[p.top, p.bottom], [p.left, p.right]], "data_format": "channels_last"], inputs: [v])
         return ExportValue(layer: name, shape: [v.shape[0], v.shape[1] + p.top + p.bottom, v.shape[2] + p.left + p.right], nonNegative: v.nonNegative)
     }
@@ -200,6 +204,7 @@ private struct ExportBuilder {
                 } } } }
                 ws.append(("kernel", Tensor(shape: [kh, kw, a.groups, m], data: k)))
                 if a.bias { ws.append(("bias", try t(node.name + ".bias"))) }
+                report.append("\(node.name).weight → \(name)/kernel (depthwise (C·M)1HW → HWCM)")
                 add("DepthwiseConv2D", name, ["kernel_size": [kh, kw], "strides": a.stride, "padding": "valid", "depth_multiplier": m,
                                               "dilation_rate": a.dilation, "use_bias": a.bias, "activation": "linear", "data_format": "channels_last"],
                     inputs: [v], weights: ws)
@@ -210,6 +215,7 @@ private struct ExportBuilder {
                 } } } }
                 ws.append(("kernel", Tensor(shape: [kh, kw, i, o], data: k)))
                 if a.bias { ws.append(("bias", try t(node.name + ".bias"))) }
+                report.append("\(node.name).weight → \(name)/kernel (OIHW → HWIO)")
                 add("Conv2D", name, ["filters": o, "kernel_size": [kh, kw], "strides": a.stride, "padding": "valid", "groups": a.groups,
                                      "dilation_rate": a.dilation, "use_bias": a.bias, "activation": "linear", "data_format": "channels_last"],
                     inputs: [v], weights: ws)
@@ -231,12 +237,14 @@ private struct ExportBuilder {
             }
             var ws = [("kernel", Tensor(shape: [n, u], data: k))]
             if a.bias { ws.append(("bias", try t(node.name + ".bias"))) }
+            report.append("\(node.name).weight → \(name)/kernel (transposed" + (x.flatFrom.map { "; rows permuted to NHWC flatten order of \(ShapeFormat.bracket($0))" } ?? "") + ")")
             add("Dense", name, ["units": u, "use_bias": a.bias, "activation": "linear"], inputs: [x], weights: ws)
             return ExportValue(layer: name, shape: out)
         case let .batchNorm2d(a):
             guard x.shape.count == 3 else { throw err(node, "only image batch norm is supported") }
             let ws = [("gamma", try t(node.name + ".weight")), ("beta", try t(node.name + ".bias")),
                       ("moving_mean", try t(node.name + ".running_mean")), ("moving_variance", try t(node.name + ".running_var"))]
+            report.append("\(node.name).{weight,bias,running_mean,running_var} → \(name)/{gamma,beta,moving_mean,moving_variance}; momentum \(a.momentum) → \(1 - a.momentum)")
             add("BatchNormalization", name, ["axis": -1, "epsilon": Double(a.eps), "momentum": Double(1 - a.momentum), "center": true, "scale": true],
                 inputs: [x], weights: ws)
             return ExportValue(layer: name, shape: out)
