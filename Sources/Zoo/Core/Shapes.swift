@@ -72,7 +72,8 @@ extension Graph {
         return o.outputShape
     }
 
-    static func infer(node: Node, inputs ins: [[Int]]) throws -> ([Int], Int) {
+    /// Output shape and multiply-adds of one node for the given input shapes (used by importers).
+    public static func infer(node: Node, inputs ins: [[Int]]) throws -> ([Int], Int) {
         func fail(_ m: String) -> ZooError {
             .badInput("layer '\(node.name)' (\(node.op.typeName)): \(m); input shape \(ins.map { ShapeFormat.bracket($0) }.joined(separator: ", "))")
         }
