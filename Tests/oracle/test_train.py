@@ -160,6 +160,23 @@ def test_finetune_freezes_reused_and_reaches_goal(zoo_tool, tmp_path):
     assert np.trace(conf) / conf.sum() >= 0.95
 
 
+def test_finetune_onnx_export_matches_pytorch(zoo_tool, tmp_path):
+    import onnxruntime as ort
+    out = tmp_path / "ft.h5"
+    text = ok(run_zoo("finetune", BUNDLED, "--data", D59, "--classes", "5", "--epochs", "1", "--optimizer", "adam",
+                      "--lr", "0.003", "-o", out, "--onnx", tmp_path / "ft.onnx", "--summary"))
+    assert "exported %s (ONNX)" % (tmp_path / "ft.onnx") in text
+    assert "Trainable params: 425" in text          # --freeze reused: only the new head trains
+    net = lenet(5)
+    net.load_state_dict({k: torch.tensor(v) for k, v in tensors(out).items()})
+    x = np.load(D59)["x_test"][:16].astype(np.float32)[:, None] / 255
+    with torch.no_grad():
+        ref = net(torch.tensor(x)).numpy()
+    sess = ort.InferenceSession(str(tmp_path / "ft.onnx"))
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.abs(got - ref).max() <= 1e-4 * max(1, np.abs(ref).max())
+
+
 def test_finetune_lr_scales_and_pattern_freeze(zoo_tool, tmp_path):
     out = tmp_path / "ft.h5"
     text = ok(run_zoo("finetune", BUNDLED, "--data", D59, "--classes", "5", "--freeze", "0.*,3.*", "--reused-lr-scale", "0.1",
