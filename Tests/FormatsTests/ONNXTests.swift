@@ -193,3 +193,36 @@ final class ONNXTests: XCTestCase {
         try check(m, "unsupported: node 'n1' (Softmax, opset 11): Softmax before opset 13 with axis 1 on a rank-3 input flattens the dimensions from the axis on; zoo supports it only where that equals a softmax over the last axis")
     }
 }
+
+/// Numerics through the engine: export (BN folded or kept) → generic import runs like the original.
+final class ONNXEngineTests: XCTestCase {
+    func testFoldedExportImportRunsLikeOriginal() throws {
+        for (name, size) in [("mobilenet_v2", 32), ("googlenet", 64), ("lenet", 28)] {
+            let g = try Catalog.graph(name, classes: 7, inputSize: [size, size])
+            var m = Model.initialized(graph: g, seed: 3)
+            var rng = SeededRandom(seed: 9)
+            for (k, t) in m.tensors where k.hasSuffix("running_var") || k.hasSuffix("running_mean") {
+                m.tensors[k] = Tensor(shape: t.shape, data: t.data.map { _ in k.hasSuffix("running_var") ? 0.5 + rng.nextFloat() : rng.nextFloat() - 0.5 })
+            }
+            var x = Tensor(zeros: [2] + g.inputShape)
+            for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+            let ref = try Executor(model: m).forward(x)
+            let scale = max(1, ref.data.map(abs).max()!)
+            for fold in [false, true] {
+                let proto = try ONNXExport.modelProto(m, options: .init(opset: fold ? 21 : 13, foldBN: fold))
+                let imported = try ONNXImport.convert(proto, path: "m.onnx")
+                let y = try Executor(model: imported.model).forward(x)
+                XCTAssertEqual(y.shape, ref.shape)
+                let d = zip(y.data, ref.data).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(d, 1e-4 * scale, "\(name) fold=\(fold)")
+                let canon = ONNXMatch.canonicalize(imported, candidates: ONNXMatch.catalogCandidates(for: imported.model.graph))
+                XCTAssertEqual(canon.architecture, name, "fold=\(fold)")
+                if canon.architecture != nil {
+                    let y2 = try Executor(model: canon.model).forward(x)
+                    let d2 = zip(y2.data, ref.data).map { abs($0 - $1) }.max()!
+                    XCTAssertLessThanOrEqual(d2, 1e-4 * scale, "\(name) canonical fold=\(fold)")
+                }
+            }
+        }
+    }
+}

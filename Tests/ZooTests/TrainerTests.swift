@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+@testable import Zoo
+
+final class TrainerTests: XCTestCase {
+    func smallDigits() throws -> DataSplits {
+        let s = try DataSource.load(path: TrainFixtures.path("data/digits_0-4.npz"))
+        return DataSplits(train: s.train.subset(Array(0..<48)), test: s.test!.subset(Array(0..<20)))
+    }
+
+    func config(_ kind: OptimizerKind, epochs: Int) -> TrainConfig {
+        TrainConfig(optimizer: OptimizerConfig(kind: kind, lr: kind == .sgd ? 0.5 : 0.01, momentum: kind == .sgd ? 0.9 : 0),
+                    schedule: LRSchedule(kind: .cosine, totalEpochs: epochs, warmupEpochs: 1), epochs: epochs, batchSize: 16, seed: 3,
+                    labelSmoothing: 0.1, augmentation: Augmentation(cropPadding: 2, horizontalFlip: false),
+                    normalization: Normalization(mean: [0.2], std: [0.3]))
+    }
+
+    func testResumeIsBitExact() throws {
+        let d = try smallDigits()
+        for kind in [OptimizerKind.adam, .sgd] {
+            let model = Model.initialized(graph: TrainFixtures.lenet(classes: 5), seed: 1)
+            var straight = Trainer(model: model, config: config(kind, epochs: 4))
+            for _ in 0..<4 { _ = try straight.trainEpoch(d.train) }
+            var first = Trainer(model: model, config: config(kind, epochs: 4))
+            for _ in 0..<2 { _ = try first.trainEpoch(d.train) }
+            let state = first.trainingState()
+            let cfg = try Trainer.config(from: state)
+            XCTAssertEqual(cfg, config(kind, epochs: 4))
+            var resumed = Trainer.resuming(model: first.model, state: state, config: cfg)
+            for _ in 0..<2 { _ = try resumed.trainEpoch(d.train) }
+            XCTAssertEqual(resumed.step, straight.step)
+            XCTAssertEqual(resumed.model.tensors, straight.model.tensors, "\(kind)")
+            XCTAssertNotEqual(resumed.model.tensors, model.tensors)
+        }
+    }
+
+    func testNaNLossStops() throws {
+        let d = try smallDigits()
+        var cfg = config(.sgd, epochs: 1)
+        cfg.optimizer.lr = 1e39   // float32 infinity: the second batch sees inf weights
+        cfg.schedule = LRSchedule()
+        var t = Trainer(model: Model.initialized(graph: TrainFixtures.lenet(classes: 5), seed: 1), config: cfg)
+        XCTAssertThrowsError(try t.trainEpoch(d.train)) { e in
+            XCTAssertEqual("\(e)", "training diverged: the loss is NaN at epoch 1, batch 2; stopping (lower the learning rate)")
+        }
+    }
+
+    func testFineTunePlanFreezesReusedAndReinitsHead() throws {
+        let pre = Model.initialized(graph: TrainFixtures.lenet(classes: 5), seed: 1)
+        let target = try FineTune.withClasses(pre.graph, 3)
+        let plan = try FineTune.plan(pretrained: pre, target: target, freeze: .reused, reusedLRScale: 0.1, newLRScale: 10, seed: 2)
+        XCTAssertEqual(plan.reused, ["0", "3", "7", "9"])
+        XCTAssertEqual(plan.new, ["11"])
+        XCTAssertEqual(plan.frozen, ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias"])
+        XCTAssertEqual(plan.model.tensors["11.weight"]!.shape, [3, 84])
+        XCTAssertEqual(plan.model.tensors["3.weight"], pre.tensors["3.weight"])
+        XCTAssertEqual(plan.lrScales["11.bias"], 10)
+        XCTAssertEqual(plan.lrScales["0.weight"], 0.1)
+        let p2 = try FineTune.plan(pretrained: pre, target: target, freeze: .pattern("0.*, 3"), seed: 2)
+        XCTAssertEqual(p2.frozen, ["0.weight", "0.bias", "3.weight", "3.bias"])
+        XCTAssertTrue(FineTune.glob("layer?.*.conv*", "layer1.0.conv2.weight"))
+        XCTAssertFalse(FineTune.glob("layer?.*.conv*", "layer1.0.bn1.weight"))
+    }
+
+    func testEvaluateConfusion() throws {
+        let d = try smallDigits()
+        let m = Model.initialized(graph: TrainFixtures.lenet(classes: 5), seed: 1)
+        let r = try Trainer.evaluate(model: m, data: d.test!, normalization: nil, classes: 5)
+        XCTAssertEqual(r.confusion.flatMap { $0 }.reduce(0, +), 20)
+        XCTAssertEqual(Double((0..<5).map { r.confusion[$0][$0] }.reduce(0, +)) / 20, r.accuracy)
+        XCTAssertGreaterThan(r.loss, 0)
+        XCTAssertThrowsError(try Trainer.evaluate(model: m, data: d.test!, normalization: nil, classes: 4))
+    }
+
+    func testCurvePlotSVG() {
+        let m = (1...3).map { EpochMetrics(epoch: $0, trainLoss: 1 / Double($0), trainAccuracy: 0.5, testLoss: nil, testAccuracy: 0.4,
+                                            imagesPerSecond: 1, seconds: 1, learningRates: [:]) }
+        let s = CurvePlot.svg(m)
+        XCTAssertTrue(s.hasPrefix("<svg"))
+        XCTAssertEqual(s.components(separatedBy: "<polyline").count - 1, 3)
+        XCTAssertTrue(s.hasSuffix("</svg>\n"))
+    }
+}
