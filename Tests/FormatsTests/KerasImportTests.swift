@@ -63,3 +63,28 @@ final class KerasImportTests: XCTestCase {
         assertThrowsMessage(try KerasImport.read(path: p), contains: [p + ": not a Keras full-model file"])
     }
 }
+
+final class KerasExportTests: XCTestCase {
+    /// zoo → Keras .h5 → zoo keeps the outputs (the Keras-as-oracle check is Tests/oracle/test_keras.py).
+    func testExportImportRoundTripKeepsOutputs() throws {
+        let m = try KerasImport.read(path: fixture("keras/cnn_k3.h5")).model
+        let p = tempDir() + "/exp.h5"
+        let report = try KerasExport.write(m, to: p)
+        XCTAssert(report.contains("fc1.weight → fc1/kernel (transposed; rows permuted to NHWC flatten order of [8, 2, 2])"), report.joined(separator: "\n"))
+        let back = try KerasImport.read(path: p).model
+        var rng = SeededRandom(seed: 3)
+        let x = Tensor(shape: [2, 3, 16, 16], data: (0..<1536).map { _ in rng.nextNormal() })
+        let a = try Executor(model: m).forward(x), b = try Executor(model: back).forward(x)
+        XCTAssertEqual(a.shape, b.shape)
+        for i in 0..<a.count { XCTAssertEqual(a.data[i], b.data[i], accuracy: 1e-6) }
+    }
+
+    func testUnsupportedOpNamed() throws {
+        let g = Graph(name: "t", inputShape: [2, 4, 4], output: "lrn", nodes: [
+            Node(name: "lrn", op: .lrn(.init(size: 3)), inputs: ["input"])])
+        let p = tempDir() + "/x.h5"
+        assertThrowsMessage(try KerasExport.write(Model(graph: g, tensors: [:]), to: p),
+                            contains: [p + ": cannot export node 'lrn' (LocalResponseNorm) to Keras: no Keras layer for this op"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: p))
+    }
+}

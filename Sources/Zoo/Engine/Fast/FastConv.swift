@@ -21,12 +21,21 @@ extension Fast {
     }
     static func isDepthwise(_ g: Conv2dGeometry) -> Bool { g.inCPerGroup == 1 && g.groups > 1 }
 
-    /// Output rows per im2col tile and the scratch it needs.
-    static func convTile(_ g: Conv2dGeometry) -> (rows: Int, scratch: Int) {
-        if isPointwise(g) || isDepthwise(g) { return (g.outH, 0) }
+    /// How `conv2d` tiles the work: output rows per im2col tile (one image at a time), or, for small planes in a
+    /// batch, `images` whole images side by side in one GEMM; and the scratch floats either needs.
+    static func convTile(_ g: Conv2dGeometry) -> (rows: Int, images: Int, scratch: Int) {
+        if isDepthwise(g) { return (g.outH, 1, 0) }
         let k = g.inCPerGroup * g.kH * g.kW
+        if g.batch > 1 && g.outPlane < 1024 {
+            let images = Swift.min(g.batch, Swift.max(1, 2048 / g.outPlane), Swift.max(1, im2colTileFloats / Swift.max(1, k * g.outPlane)))
+            if images > 1 {
+                let cols = images * g.outPlane
+                return (g.outH, images, (k + g.outCPerGroup) * cols)
+            }
+        }
+        if isPointwise(g) { return (g.outH, 1, 0) }
         let rows = Swift.max(1, Swift.min(g.outH, im2colTileFloats / Swift.max(1, k * g.outW)))
-        return (rows, k * rows * g.outW)
+        return (rows, 1, k * rows * g.outW)
     }
 
     /// Scratch floats `conv2d` needs for this geometry.
@@ -39,7 +48,43 @@ extension Fast {
         setBLASThreads(threads)
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         let k = icpg * g.kH * g.kW
-        let (tileRows, _) = convTile(g)
+        let (tileRows, images, _) = convTile(g)
+        if images > 1, let col = scratch {
+            // Several small images per GEMM: col = [K, images*plane], C = W_g · col, then scatter C to NCHW.
+            var n0 = 0
+            while n0 < g.batch {
+                let nb = Swift.min(images, g.batch - n0)
+                let cols = nb * g.outPlane
+                let tmp = col + k * cols
+                for grp in 0..<g.groups {
+                    for j in 0..<nb {
+                        let xg = x + ((n0 + j) * g.inC + grp * icpg) * g.inPlane
+                        if isPointwise(g) {
+                            let cs = SendPtr(col + j * g.outPlane), xs = SendConstPtr(xg)
+                            parallelFor(k, threads: threads, grain: 16) { r in
+                                for c in r { (cs.p + c * cols).update(from: xs.p + c * g.inPlane, count: g.inPlane) }
+                            }
+                        } else {
+                            im2col(g, x: xg, oy0: 0, rows: g.outH, col: col + j * g.outPlane, ld: cols, threads: threads)
+                        }
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(cols), Int32(k),
+                                1, w + grp * ocpg * k, Int32(k), col, Int32(cols), 0, tmp, Int32(cols))
+                    let ts = SendConstPtr(tmp), ys = SendPtr(y)
+                    parallelFor(ocpg, threads: threads, grain: 4) { r in
+                        for oc in r {
+                            for j in 0..<nb {
+                                (ys.p + ((n0 + j) * g.outC + grp * ocpg + oc) * g.outPlane)
+                                    .update(from: ts.p + oc * cols + j * g.outPlane, count: g.outPlane)
+                            }
+                        }
+                    }
+                }
+                n0 += nb
+            }
+            biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: b, act: act, y: y, threads: threads)
+            return
+        }
         for n in 0..<g.batch {
             for grp in 0..<g.groups {
                 let xg = x + (n * g.inC + grp * icpg) * g.inPlane
@@ -55,7 +100,7 @@ extension Fast {
                 while oy0 < g.outH {
                     let rows = Swift.min(tileRows, g.outH - oy0)
                     let cols = rows * g.outW
-                    im2col(g, x: xg, oy0: oy0, rows: rows, col: col, threads: threads)
+                    im2col(g, x: xg, oy0: oy0, rows: rows, col: col, ld: cols, threads: threads)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(cols), Int32(k),
                                 1, wg, Int32(k), col, Int32(cols), 0, yg + oy0 * g.outW, Int32(g.outPlane))
                     oy0 += rows
@@ -65,11 +110,11 @@ extension Fast {
         biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: b, act: act, y: y, threads: threads)
     }
 
-    /// Fills col[(icg, ky, kx), (oy - oy0, ox)] for output rows oy0..<oy0+rows of one image and group.
-    static func im2col(_ g: Conv2dGeometry, x: UnsafePointer<Float>, oy0: Int, rows: Int, col: UnsafeMutablePointer<Float>, threads: Int) {
+    /// Fills col[(icg, ky, kx) * ld + (oy - oy0) * outW + ox] for output rows oy0..<oy0+rows of one image and group.
+    static func im2col(_ g: Conv2dGeometry, x: UnsafePointer<Float>, oy0: Int, rows: Int, col: UnsafeMutablePointer<Float>,
+                       ld cols: Int, threads: Int) {
         let kk = g.kH * g.kW
         let k = g.inCPerGroup * kk
-        let cols = rows * g.outW
         let xs = SendConstPtr(x), cs = SendPtr(col)
         parallelFor(k, threads: threads, grain: 8) { range in
             for r in range {
