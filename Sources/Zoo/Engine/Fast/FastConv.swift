@@ -144,40 +144,67 @@ extension Fast {
     }
 
     /// Direct convolution for groups with one input channel each (depthwise, any channel multiplier).
+    /// Each output element accumulates its taps in registers; interior columns (whole window inside the row) run
+    /// without bounds tests, eight at a time for stride 1.
     static func depthwise(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                           act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
         let ocpg = g.outCPerGroup
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
         let bs = b.map(SendConstPtr.init)
+        let kH = g.kH, kW = g.kW, sW = g.strideW, dW = g.dilW, inW = g.inW, outW = g.outW
+        let xTaps = (0..<outW).map { tapRange(base: $0 * sW - g.padLeft, kernel: kW, dil: dW, lo: 0, hi: inW) }
+        let interior = xTaps.indices.filter { xTaps[$0] == 0..<kW }
+        let oxA = interior.first ?? 0, oxB = interior.isEmpty ? 0 : interior.last! + 1
         parallelFor(g.batch * g.outC, threads: threads) { range in
             for p in range {
                 let n = p / g.outC, oc = p % g.outC
                 let ic = oc / ocpg
                 let plane = xs.p + (n * g.inC + ic) * g.inPlane
                 let out = ys.p + p * g.outPlane
-                let wk = ws.p + oc * g.kH * g.kW
-                out.update(repeating: bs?.p[oc] ?? 0, count: g.outPlane)
-                var xRanges: [Range<Int>] = []
-                xRanges.reserveCapacity(g.kW)
-                for kx in 0..<g.kW {
-                    xRanges.append(validRange(outLen: g.outW, inLen: g.inW, stride: g.strideW, offset: kx * g.dilW - g.padLeft))
-                }
+                let wk = ws.p + oc * kH * kW
+                let bias = bs?.p[oc] ?? 0
                 for oy in 0..<g.outH {
-                    let row = out + oy * g.outW
-                    for ky in 0..<g.kH {
-                        let iy = oy * g.strideH - g.padTop + ky * g.dilH
-                        if iy < 0 || iy >= g.inH { continue }
-                        for kx in 0..<g.kW {
-                            let wv = wk[ky * g.kW + kx]
-                            let src = plane + iy * g.inW + kx * g.dilW - g.padLeft
-                            let r = xRanges[kx]
-                            if g.strideW == 1 {
-                                for ox in r { row[ox] += wv * src[ox] }
-                            } else {
-                                for ox in r { row[ox] += wv * src[ox * g.strideW] }
+                    let row = out + oy * outW
+                    let by = oy * g.strideH - g.padTop
+                    let yTaps = tapRange(base: by, kernel: kH, dil: g.dilH, lo: 0, hi: g.inH)
+                    // One output column with clipped taps.
+                    @inline(__always) func edge(_ ox: Int) {
+                        var acc = bias
+                        let bx = ox * sW - g.padLeft
+                        for ky in yTaps {
+                            let src = plane + (by + ky * g.dilH) * inW + bx
+                            for kx in xTaps[ox] { acc += wk[ky * kW + kx] * src[kx * dW] }
+                        }
+                        row[ox] = acc
+                    }
+                    for ox in 0..<Swift.min(oxA, outW) { edge(ox) }
+                    var ox = oxA
+                    if sW == 1 {
+                        while ox + 8 <= oxB {
+                            var acc = SIMD8<Float>(repeating: bias)
+                            for ky in yTaps {
+                                let src = plane + (by + ky * g.dilH) * inW + ox - g.padLeft
+                                let wr = wk + ky * kW
+                                for kx in 0..<kW {
+                                    acc += wr[kx] * UnsafeRawPointer(src + kx * dW).loadUnaligned(as: SIMD8<Float>.self)
+                                }
                             }
+                            UnsafeMutableRawPointer(row + ox).storeBytes(of: acc, as: SIMD8<Float>.self)
+                            ox += 8
                         }
                     }
+                    while ox < oxB {
+                        var acc = bias
+                        let bx = ox * sW - g.padLeft
+                        for ky in yTaps {
+                            let src = plane + (by + ky * g.dilH) * inW + bx
+                            let wr = wk + ky * kW
+                            for kx in 0..<kW { acc += wr[kx] * src[kx * dW] }
+                        }
+                        row[ox] = acc
+                        ox += 1
+                    }
+                    for ox in Swift.max(oxB, oxA)..<outW where ox >= oxA { edge(ox) }
                 }
                 applyActivation(act, out, count: g.outPlane)
             }
