@@ -30,6 +30,10 @@ struct Convert: ParsableCommand {
     @Flag(name: .customLong("fold-bn"), help: "Fold BatchNorm into the preceding convolution in the ONNX file.")
     var foldBN = false
 
+    @Option(name: .customLong("external-threshold"),
+            help: "Write ONNX tensors to an external data file (4096-aligned) when they total more than this many bytes (default: just under 2 GiB).")
+    var externalThreshold: Int = ONNXFile.defaultExternalThreshold
+
     func run() throws {
         try runReportingErrors {
             let model: Model
@@ -43,7 +47,8 @@ struct Convert: ParsableCommand {
             let ext = URL(fileURLWithPath: destination).pathExtension.lowercased()
             switch ext {
             case "onnx":
-                try ONNXExport.write(model, to: URL(fileURLWithPath: destination), options: .init(opset: opset, foldBN: foldBN))
+                try ONNXExport.write(model, to: URL(fileURLWithPath: destination), options: .init(opset: opset, foldBN: foldBN),
+                                       externalThreshold: externalThreshold)
             case "safetensors":
                 try Safetensors.write(model: model, to: destination)
             case "json":
