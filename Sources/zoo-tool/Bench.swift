@@ -18,6 +18,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Number of classes (catalog architectures).") var classes: Int?
     @Flag(help: "Time a training step (forward, loss, backward, SGD step) instead of inference.") var train = false
     @Option(help: "With --train: 'reused' freezes everything but the classifier head (a fine-tune step).") var freeze: String?
+    @Flag(inversion: .prefixedNo, help: "Also time a 1024³ sgemm with the same threads (the peak the share is taken of).") var peak = true
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -37,7 +38,7 @@ struct Bench: ParsableCommand {
             }
             let m = try ModelIO.loadModel(path: model, classes: classes, inChannels: inChannels, inputSize: size, seed: 0)
             let r = try Zoo.Bench.run(model: m, config: BenchConfig(batch: batch, threads: threads, iterations: iterations, warmup: warmup,
-                                                                   train: train, freezeBackbone: freeze == "reused"))
+                                                                   train: train, freezeBackbone: freeze == "reused", measurePeak: peak))
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]

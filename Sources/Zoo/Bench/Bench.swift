@@ -10,7 +10,11 @@ public struct BenchConfig: Sendable {
     public var warmup: Int
     public var train: Bool
     public var freezeBackbone: Bool
-    public init(batch: Int = 1, threads: Int = 2, iterations: Int = 10, warmup: Int = 2, train: Bool = false, freezeBackbone: Bool = false) {
+    /// Time a 1024³ sgemm after the model (off when measuring the model's peak memory).
+    public var measurePeak: Bool
+    public init(batch: Int = 1, threads: Int = 2, iterations: Int = 10, warmup: Int = 2, train: Bool = false, freezeBackbone: Bool = false,
+                measurePeak: Bool = true) {
+        self.measurePeak = measurePeak
         self.batch = batch; self.threads = threads; self.iterations = iterations; self.warmup = warmup
         self.train = train; self.freezeBackbone = freezeBackbone
     }
@@ -119,10 +123,10 @@ public enum Bench {
         let s = stats(times)
         let flops = 2 * Double(multAdds) * (c.train ? 3 : 1)
         let gflops = flops / (s.median / 1e3) / 1e9
-        let peak = sgemmPeak(threads: c.threads)
+        let peak = c.measurePeak ? sgemmPeak(threads: c.threads) : .nan
         return BenchResult(model: g.name, mode: c.train ? (c.freezeBackbone ? "finetune" : "train") : "infer", batch: c.batch,
                            threads: c.threads, iterations: c.iterations, inputShape: shape, medianMs: s.median, minMs: s.min,
                            p90Ms: s.p90, imagesPerSecond: Double(c.batch) / (s.median / 1e3), flopsPerIteration: flops,
-                           gflops: gflops, sgemmPeakGflops: peak, peakShare: gflops / peak, times: times)
+                           gflops: gflops, sgemmPeakGflops: peak.isNaN ? 0 : peak, peakShare: peak.isNaN ? 0 : gflops / peak, times: times)
     }
 }
