@@ -19,6 +19,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Time a training step (forward, loss, backward, SGD step) instead of inference.") var train = false
     @Option(help: "With --train: 'reused' freezes everything but the classifier head (a fine-tune step).") var freeze: String?
     @Flag(inversion: .prefixedNo, help: "Also time a 1024³ sgemm with the same threads (the peak the share is taken of).") var peak = true
+    @Flag(inversion: .prefixedNo, help: "Winograd F(2×2,3×3) for stride-1 3×3 convolutions (off: im2col + sgemm).") var winograd = true
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -36,6 +37,7 @@ struct Bench: ParsableCommand {
                 }
                 inChannels = d[0]; size = [d[1], d[2]]
             }
+            Fast.useWinograd = winograd
             let m = try ModelIO.loadModel(path: model, classes: classes, inChannels: inChannels, inputSize: size, seed: 0)
             let r = try Zoo.Bench.run(model: m, config: BenchConfig(batch: batch, threads: threads, iterations: iterations, warmup: warmup,
                                                                    train: train, freezeBackbone: freeze == "reused", measurePeak: peak))
