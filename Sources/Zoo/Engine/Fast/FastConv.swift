@@ -62,12 +62,15 @@ extension Fast {
     nonisolated(unsafe) static var splitColumns = ProcessInfo.processInfo.environment["ZOO_GEMM_SPLIT"] == "1"
 
     /// Scratch floats `conv2d` needs for this geometry.
-    public static func conv2dScratch(_ g: Conv2dGeometry) -> Int { convTile(g).scratch }
+    public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
+        Swift.max(convTile(g).scratch, winogradApplies(g) ? winogradChunk(g).scratch : 0)
+    }
 
     /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
     public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                               act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int) {
         if isDepthwise(g) { depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads); return }
+        if winogradApplies(g), let scratch { winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads); return }
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         let k = icpg * g.kH * g.kW
         let (tileRows, images, _) = convTile(g)
