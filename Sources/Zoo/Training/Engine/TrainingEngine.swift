@@ -83,13 +83,13 @@ public struct TrainingEngine {
         let s = x.shape
         switch node.op {
         case let .conv2d(a):
-            let geo = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], attrs: a)
-            let y = trainConv2dForward(x: x.data, weight: try param(node, "weight").data, bias: a.bias ? try param(node, "bias").data : nil, geometry: geo)
-            return (Tensor(shape: [s[0], a.outChannels, geo.oh, geo.ow], data: y), .none)
+            let geo = Conv2dGeometry(conv: a, input: s)
+            let y = SharedForward.conv2d(geo, x: x.data, w: try param(node, "weight").data, b: a.bias ? try param(node, "bias").data : nil)
+            return (Tensor(shape: [s[0], a.outChannels, geo.outH, geo.outW], data: y), .none)
         case let .linear(a):
             let rows = x.count / a.inFeatures
-            let y = trainLinearForward(x: x.data, rows: rows, inF: a.inFeatures, weight: try param(node, "weight").data,
-                                       bias: a.bias ? try param(node, "bias").data : nil, outF: a.outFeatures)
+            let y = SharedForward.linear(rows: rows, inFeatures: a.inFeatures, outFeatures: a.outFeatures, x: x.data,
+                                         w: try param(node, "weight").data, b: a.bias ? try param(node, "bias").data : nil)
             return (Tensor(shape: Array(s.dropLast()) + [a.outFeatures], data: y), .none)
         case let .batchNorm2d(a):
             let c = s[1], plane = s.count > 2 ? s[2...].reduce(1, *) : 1
@@ -117,24 +117,25 @@ public struct TrainingEngine {
                 xhat[i] = (x.data[i] - rm[ch]) * inv[ch]; y[i] = xhat[i] * gamma[ch] + beta[ch]
             } } }
             return (Tensor(shape: s, data: y), .batchNorm(xhat: xhat, invStd: inv, batchStats: false))
-        case .relu: return (Tensor(shape: s, data: x.data.map { max($0, 0) }), .none)
-        case .relu6: return (Tensor(shape: s, data: x.data.map { min(max($0, 0), 6) }), .none)
-        case let .clip(lo, hi): return (Tensor(shape: s, data: x.data.map { min(max($0, lo), hi) }), .none)
-        case .sigmoid: return (Tensor(shape: s, data: x.data.map { 1 / (1 + expf(-$0)) }), .none)
-        case .tanh: return (Tensor(shape: s, data: x.data.map { tanhf($0) }), .none)
-        case let .softmax(axis): return (Tensor(shape: s, data: trainSoftmaxForward(x: x.data, shape: s, axis: axis)), .none)
+        case .relu: return (Tensor(shape: s, data: SharedForward.activation(.relu, x.data)), .none)
+        case .relu6: return (Tensor(shape: s, data: SharedForward.activation(.clip(0, 6), x.data)), .none)
+        case let .clip(lo, hi): return (Tensor(shape: s, data: SharedForward.activation(.clip(lo, hi), x.data)), .none)
+        case .sigmoid: return (Tensor(shape: s, data: SharedForward.activation(.sigmoid, x.data)), .none)
+        case .tanh: return (Tensor(shape: s, data: SharedForward.activation(.tanh, x.data)), .none)
+        case let .softmax(axis): return (Tensor(shape: s, data: SharedForward.softmax(x.data, shape: s, axis: axis)), .none)
         case let .maxPool2d(a):
-            let r = trainMaxPoolForward(x: x.data, shape: s, attrs: a)
-            return (Tensor(shape: r.outShape, data: r.y), .maxPool(argmax: r.argmax))
+            let geo = Pool2dGeometry(pool: a, input: s)
+            let y = SharedForward.maxPool2d(geo, x.data)
+            return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: y), .maxPool(argmax: SharedForward.maxPoolArgmax(geo, x: x.data, y: y)))
         case let .avgPool2d(a):
-            let r = trainAvgPoolForward(x: x.data, shape: s, attrs: a)
-            return (Tensor(shape: r.outShape, data: r.y), .none)
+            let geo = Pool2dGeometry(pool: a, input: s)
+            return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: SharedForward.avgPool2d(geo, x.data)), .none)
         case let .adaptiveAvgPool2d(o):
-            return (Tensor(shape: [s[0], s[1], o[0], o[1]], data: trainAdaptiveAvgPoolForward(x: x.data, shape: s, output: o)), .none)
+            return (Tensor(shape: [s[0], s[1], o[0], o[1]], data: SharedForward.adaptiveAvgPool2d(x.data, shape: s, output: o)), .none)
         case .globalMaxPool:
-            let a = Pool2dAttrs(kernel: [s[2], s[3]])
-            let r = trainMaxPoolForward(x: x.data, shape: s, attrs: a)
-            return (Tensor(shape: r.outShape, data: r.y), .maxPool(argmax: r.argmax))
+            let geo = Pool2dGeometry(pool: Pool2dAttrs(kernel: [s[2], s[3]]), input: s)
+            let y = SharedForward.maxPool2d(geo, x.data)
+            return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: y), .maxPool(argmax: SharedForward.maxPoolArgmax(geo, x: x.data, y: y)))
         case .flatten, .reshape:
             let (out, _) = try Graph.infer(node: node, inputs: [s])
             return (x.reshaped(out), .none)
@@ -148,40 +149,30 @@ public struct TrainingEngine {
             return (Tensor(shape: s, data: y), .dropout(mask: mask))
         case .identity: return (x, .none)
         case .add, .mul:
-            guard ins.count == 2, let out = ShapeRules.broadcast(ins[0].shape, ins[1].shape) else {
+            guard ins.count == 2, let geo = BroadcastGeometry(ins[0].shape, ins[1].shape) else {
                 throw ZooError.unsupported("\(node.op.typeName) node '\(node.name)' needs two broadcastable inputs in training")
             }
-            let ia = broadcastIndex(ins[0].shape, to: out), ib = broadcastIndex(ins[1].shape, to: out)
-            var y = [Float](repeating: 0, count: out.reduce(1, *))
-            let a = ins[0].data, b = ins[1].data
-            if case .add = node.op { for i in 0..<y.count { y[i] = a[ia[i]] + b[ib[i]] } }
-            else { for i in 0..<y.count { y[i] = a[ia[i]] * b[ib[i]] } }
-            return (Tensor(shape: out, data: y), .none)
+            var mul = false
+            if case .mul = node.op { mul = true }
+            return (Tensor(shape: geo.outShape, data: SharedForward.binary(geo, multiply: mul, ins[0].data, ins[1].data)), .none)
         case let .concat(axis):
             let (out, _) = try Graph.infer(node: node, inputs: ins.map(\.shape))
             let ax = axis < 0 ? axis + out.count : axis
-            let outer = out[..<ax].reduce(1, *), inner = out[(ax + 1)...].reduce(1, *)
-            var y = [Float](); y.reserveCapacity(out.reduce(1, *))
-            for o in 0..<outer { for t in ins { let len = t.shape[ax] * inner; y.append(contentsOf: t.data[(o * len)..<((o + 1) * len)]) } }
-            return (Tensor(shape: out, data: y), .none)
+            return (Tensor(shape: out, data: SharedForward.concat(ins, outShape: out, axis: ax)), .none)
         case let .lrn(a):
             let r = trainLRNForward(x: x.data, shape: s, attrs: a)
             return (Tensor(shape: s, data: r.y), .lrn(scale: r.scale))
         case let .pad(p, v):
-            let (n, c, h, w) = (s[0], s[1], s[2], s[3])
-            let oh = h + p.top + p.bottom, ow = w + p.left + p.right
-            var y = [Float](repeating: v, count: n * c * oh * ow)
-            for nc in 0..<(n * c) { for yy in 0..<h { for xx in 0..<w {
-                y[(nc * oh + yy + p.top) * ow + xx + p.left] = x.data[(nc * h + yy) * w + xx]
-            } } }
-            return (Tensor(shape: [n, c, oh, ow], data: y), .none)
+            let oh = s[2] + p.top + p.bottom, ow = s[3] + p.left + p.right
+            return (Tensor(shape: [s[0], s[1], oh, ow], data: SharedForward.pad(x.data, shape: s, p, value: v)), .none)
         case .constant:
             return (try param(node, "value"), .none)
         case let .convTranspose2d(a):
             let (out, _) = try Graph.infer(node: node, inputs: [s])
             let geo = convTransposeAdjointGeometry(n: s[0], outShape: out, attrs: a)
             guard geo.oh == s[2], geo.ow == s[3] else { throw ZooError.unsupported("ConvTranspose2d '\(node.name)': output padding larger than the stride") }
-            let y = trainConvTransposeForward(x: x.data, weight: try param(node, "weight").data, bias: a.bias ? try param(node, "bias").data : nil, geometry: geo)
+            let y = SharedForward.convTranspose2d(Conv2dGeometry(convTranspose: a, input: s), x: x.data, w: try param(node, "weight").data,
+                                                  b: a.bias ? try param(node, "bias").data : nil)
             return (Tensor(shape: out, data: y), .none)
         }
     }

@@ -72,38 +72,6 @@ func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int,
     }
 }
 
-/// Forward convolution (training engine): y = conv(x, w) + b.
-public func trainConv2dForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry) -> [Float] {
-    var y = [Float](repeating: 0, count: g.n * g.o * g.plane)
-    let chunk = g.chunk
-    var col = [Float](repeating: 0, count: g.kSize * chunk * g.plane)
-    var tmp = [Float](repeating: 0, count: g.og * chunk * g.plane)
-    x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in
-    col.withUnsafeMutableBufferPointer { cp in tmp.withUnsafeMutableBufferPointer { tp in
-    y.withUnsafeMutableBufferPointer { yp in
-        var n0 = 0
-        while n0 < g.n {
-            let nb = min(chunk, g.n - n0)
-            let cols = nb * g.plane
-            for grp in 0..<g.groups {
-                im2col(xp.baseAddress!, g, group: grp, n0: n0, nb: nb, cp.baseAddress!)
-                sgemm(false, false, g.og, cols, g.kSize, 1, wp.baseAddress! + grp * g.og * g.kSize, g.kSize,
-                      cp.baseAddress!, cols, 0, tp.baseAddress!, cols)
-                for oc in 0..<g.og {
-                    let b = bias?[grp * g.og + oc] ?? 0
-                    for s in 0..<nb {
-                        let dst = yp.baseAddress! + ((n0 + s) * g.o + grp * g.og + oc) * g.plane
-                        let src = tp.baseAddress! + oc * cols + s * g.plane
-                        for p in 0..<g.plane { dst[p] = src[p] + b }
-                    }
-                }
-            }
-            n0 += nb
-        }
-    } } } } }
-    return y
-}
-
 /// Backward convolution: returns (dx or nil, dweight or nil, dbias or nil).
 public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool,
                                 needInput: Bool, needParams: Bool) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
@@ -158,15 +126,6 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
 }
 
 /// Linear: y[n, o] = sum_i x[n, i] w[o, i] + b[o] (x is rows × inF).
-public func trainLinearForward(x: [Float], rows: Int, inF: Int, weight: [Float], bias: [Float]?, outF: Int) -> [Float] {
-    var y = [Float](repeating: 0, count: rows * outF)
-    if let b = bias { for r in 0..<rows { for o in 0..<outF { y[r * outF + o] = b[o] } } }
-    x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
-        sgemm(false, true, rows, outF, inF, 1, xp.baseAddress!, inF, wp.baseAddress!, inF, 1, yp.baseAddress!, outF)
-    } } }
-    return y
-}
-
 public func trainLinearBackward(x: [Float], rows: Int, inF: Int, weight: [Float], outF: Int, dy: [Float], hasBias: Bool,
                                 needInput: Bool, needParams: Bool) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
     var dx: [Float]? = nil, dw: [Float]? = nil, db: [Float]? = nil
@@ -202,21 +161,10 @@ public func convTransposeAdjointGeometry(n: Int, outShape: [Int], attrs a: ConvT
                                     padding: a.padding, dilation: a.dilation, groups: a.groups, bias: false))
 }
 
-public func trainConvTransposeForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry) -> [Float] {
-    // y = adjoint-conv backward-data of x
-    var y = trainConv2dBackward(x: [Float](repeating: 0, count: g.n * g.c * g.h * g.w), weight: weight, dy: x, geometry: g,
-                                hasBias: false, needInput: true, needParams: false).dx!
-    if let b = bias {
-        let plane = g.h * g.w
-        for s in 0..<g.n { for ch in 0..<g.c { for p in 0..<plane { y[(s * g.c + ch) * plane + p] += b[ch] } } }
-    }
-    return y
-}
-
 /// Returns (dx, dweight, dbias) of a transposed convolution given dy (its output gradient).
 public func trainConvTransposeBackward(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool,
                                        needInput: Bool, needParams: Bool) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
-    let dx = needInput ? trainConv2dForward(x: dy, weight: weight, bias: nil, geometry: g) : nil
+    let dx = needInput ? SharedForward.conv2d(g, x: dy, w: weight, b: nil) : nil
     var dw: [Float]? = nil, db: [Float]? = nil
     if needParams {
         dw = trainConv2dBackward(x: dy, weight: weight, dy: x, geometry: g, hasBias: false, needInput: false, needParams: true).dw

@@ -67,32 +67,6 @@ struct PoolGeometry {
     }
 }
 
-/// Max pooling forward; `argmax` holds the flat input index chosen for each output (-1 if the window is empty).
-public func trainMaxPoolForward(x: [Float], shape: [Int], attrs: Pool2dAttrs) -> (y: [Float], argmax: [Int32], outShape: [Int]) {
-    let g = PoolGeometry(shape, attrs)
-    var y = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow)
-    var am = [Int32](repeating: -1, count: y.count)
-    for nc in 0..<(g.n * g.c) {
-        let base = nc * g.h * g.w
-        for oy in 0..<g.oh { for ox in 0..<g.ow {
-            var best = -Float.infinity, bi = -1
-            for ky in 0..<g.kh {
-                let iy = oy * g.sh - g.pt + ky * g.dh
-                if iy < 0 || iy >= g.h { continue }
-                for kx in 0..<g.kw {
-                    let ix = ox * g.sw - g.pl + kx * g.dw
-                    if ix < 0 || ix >= g.w { continue }
-                    let v = x[base + iy * g.w + ix]
-                    if v > best || v.isNaN || bi < 0 { best = v; bi = base + iy * g.w + ix }
-                }
-            }
-            let o = (nc * g.oh + oy) * g.ow + ox
-            y[o] = bi < 0 ? 0 : best; am[o] = Int32(bi)
-        } }
-    }
-    return (y, am, [g.n, g.c, g.oh, g.ow])
-}
-
 public func trainMaxPoolBackward(dy: [Float], argmax: [Int32], inputCount: Int) -> [Float] {
     var dx = [Float](repeating: 0, count: inputCount)
     for i in 0..<dy.count where argmax[i] >= 0 { dx[Int(argmax[i])] += dy[i] }
@@ -111,18 +85,6 @@ func avgPoolWindows(_ g: PoolGeometry, _ a: Pool2dAttrs, _ body: (_ o: Int, _ nc
             body((nc * g.oh + oy) * g.ow + ox, nc, hs, he, ws, we, Float(max(div, 1)))
         } }
     }
-}
-
-public func trainAvgPoolForward(x: [Float], shape: [Int], attrs: Pool2dAttrs) -> (y: [Float], outShape: [Int]) {
-    let g = PoolGeometry(shape, attrs)
-    var y = [Float](repeating: 0, count: g.n * g.c * g.oh * g.ow)
-    avgPoolWindows(g, attrs) { o, nc, y0, y1, x0, x1, div in
-        var s: Float = 0
-        let base = nc * g.h * g.w
-        if y1 > y0 && x1 > x0 { for iy in y0..<y1 { for ix in x0..<x1 { s += x[base + iy * g.w + ix] } } }
-        y[o] = s / div
-    }
-    return (y, [g.n, g.c, g.oh, g.ow])
 }
 
 public func trainAvgPoolBackward(dy: [Float], inputShape: [Int], attrs: Pool2dAttrs) -> [Float] {
@@ -144,17 +106,6 @@ func adaptiveWindows(_ s: [Int], _ out: [Int], _ body: (_ o: Int, _ nc: Int, _ y
     } } }
 }
 
-public func trainAdaptiveAvgPoolForward(x: [Float], shape: [Int], output: [Int]) -> [Float] {
-    var y = [Float](repeating: 0, count: shape[0] * shape[1] * output[0] * output[1])
-    let hw = shape[2] * shape[3], w = shape[3]
-    adaptiveWindows(shape, output) { o, nc, y0, y1, x0, x1 in
-        var s: Float = 0
-        for iy in y0..<y1 { for ix in x0..<x1 { s += x[nc * hw + iy * w + ix] } }
-        y[o] = s / Float((y1 - y0) * (x1 - x0))
-    }
-    return y
-}
-
 public func trainAdaptiveAvgPoolBackward(dy: [Float], inputShape: [Int], output: [Int]) -> [Float] {
     var dx = [Float](repeating: 0, count: inputShape.reduce(1, *))
     let hw = inputShape[2] * inputShape[3], w = inputShape[3]
@@ -166,20 +117,6 @@ public func trainAdaptiveAvgPoolBackward(dy: [Float], inputShape: [Int], output:
 }
 
 // MARK: Softmax, LRN
-
-public func trainSoftmaxForward(x: [Float], shape: [Int], axis: Int) -> [Float] {
-    let ax = axis < 0 ? axis + shape.count : axis
-    let outer = shape[..<ax].reduce(1, *), len = shape[ax], inner = shape[(ax + 1)...].reduce(1, *)
-    var y = x
-    for o in 0..<outer { for i in 0..<inner {
-        var m = -Float.infinity
-        for k in 0..<len { m = max(m, x[(o * len + k) * inner + i]) }
-        var s: Float = 0
-        for k in 0..<len { let e = expf(x[(o * len + k) * inner + i] - m); y[(o * len + k) * inner + i] = e; s += e }
-        for k in 0..<len { y[(o * len + k) * inner + i] /= s }
-    } }
-    return y
-}
 
 public func trainSoftmaxBackward(y: [Float], dy: [Float], shape: [Int], axis: Int) -> [Float] {
     let ax = axis < 0 ? axis + shape.count : axis
