@@ -88,6 +88,9 @@ conv_case("conv_7x7_stem", 1, 3, 20, 19, 8, (7, 7), stride=(2, 2), pad=(3, 3, 3,
 conv_case("conv_rect_kernel", 1, 3, 7, 8, 4, (1, 3), stride=(2, 1), pad=(0, 1, 0, 1))
 conv_case("conv_16_24", 2, 16, 14, 13, 24, (3, 3), pad=(1, 1, 1, 1))
 conv_case("conv_kernel_larger_than_pad_input", 1, 2, 3, 3, 3, (5, 5), pad=(1, 1, 1, 1))
+conv_case("conv_depthwise_wide", 2, 4, 5, 29, 4, (3, 3), pad=(1, 1, 1, 1), groups=4)
+conv_case("conv_depthwise_wide_dil_mult2", 1, 2, 6, 27, 4, (3, 3), pad=(2, 1, 0, 2), dil=(2, 2), groups=2)
+conv_case("conv_depthwise_wide_s2", 1, 3, 7, 40, 3, (3, 3), stride=(2, 2), pad=(1, 1, 1, 1), groups=3, bias=False)
 
 
 # ---------------------------------------------------------------- ConvTranspose2d

@@ -20,7 +20,15 @@ fi
 [ "${ZOO_NO_VENV:-0}" = 1 ] && exit 0
 venv="$root/.venv"
 stamp="$venv/.zoo-oracles-v2"
-if [ ! -f "$stamp" ]; then
+# A venv that already holds every oracle (e.g. provisioned by the machine) counts as set up.
+have_oracles() {
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" - <<'PY' 2>/dev/null
+import importlib.util, sys
+mods = ["torch", "torchvision", "onnx", "onnxruntime", "h5py", "safetensors", "numpy", "sklearn", "pytest"]
+sys.exit(0 if all(importlib.util.find_spec(m) for m in mods) else 1)
+PY
+}
+if [ ! -f "$stamp" ] && ! have_oracles; then
   echo "setup: creating Python venv with the test oracles in .venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null

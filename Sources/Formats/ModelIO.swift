@@ -95,7 +95,9 @@ public enum ModelIO {
                 if let weights { throw ZooError.badInput("\(path) already holds the weights; --weights \(weights) does not apply") }
                 return try ModelFiles.load(path: path).model
             case .onnx:
-                throw ZooError.unsupported("\(path): ONNX model files are not supported yet")
+                if let arch { throw ZooError.badInput("\(path) is an ONNX model with its own architecture; --arch \(arch) does not apply") }
+                if let weights { throw ZooError.badInput("\(path) is an ONNX model with its own weights; --weights \(weights) does not apply") }
+                return try ONNXImport.load(URL(fileURLWithPath: path)).model
             }
         } else {
             if let arch { throw ZooError.badInput("--arch \(arch) applies only to a safetensors weights file, not to '\(path)'") }

@@ -141,7 +141,11 @@ public enum Safetensors {
     static func convert(_ raw: UnsafeRawBufferPointer, at base: Int, count: Int, dtype: String, into out: UnsafeMutableBufferPointer<Float>) {
         switch dtype {
         case "F32":
+            #if _endian(little)
+            if count > 0 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: raw.baseAddress! + base, byteCount: 4 * count) }
+            #else
             for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base + 4 * i, as: UInt32.self))) }
+            #endif
         case "F16":
             for i in 0..<count { out[i] = halfToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: base + 2 * i, as: UInt16.self))) }
         case "BF16":

@@ -40,7 +40,6 @@ struct Finetune: ParsableCommand {
             let lowest = target.nodes.indices.first { need[$0] }.map { target.nodes[$0].name } ?? "none"
             emit("trainable parameters: \(trainable) of \(target.parameterCount); backward stops at layer \(lowest)")
             try runEpochs(&trainer, splits: splits, classes: classes, options: options)
-            emit("saved \(options.output)")
         }
     }
 }

@@ -40,7 +40,6 @@ struct Train: ParsableCommand {
                 history = []
             }
             try runEpochs(&trainer, splits: splits, classes: try outputClasses(trainer.model.graph), options: options, history: history)
-            emit("saved \(options.output)")
         }
     }
 }

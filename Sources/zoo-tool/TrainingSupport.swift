@@ -29,6 +29,8 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Write one JSON object per epoch to this file.") var log: String?
     @Option(help: "Draw loss and accuracy curves to this SVG file.") var plot: String?
     @Option(name: .shortAndLong, help: "Output zoo checkpoint (.h5), rewritten after every epoch.") var output: String
+    @Option(help: "Also export the trained model to this ONNX file at the end.") var onnx: String?
+    @Flag(help: "Print the trained model's summary at the end (frozen parameters in parentheses).") var summary = false
 
     func optimizerConfig() throws -> OptimizerConfig {
         guard let kind = OptimizerKind(rawValue: optimizer.lowercased()) else {
@@ -139,6 +141,16 @@ func runEpochs(_ trainer: inout Trainer, splits: DataSplits, classes: Int, optio
         if let plot = o.plot {
             try Data(CurvePlot.svg(metrics, title: "\(trainer.model.graph.name): loss and accuracy").utf8).write(to: URL(fileURLWithPath: plot), options: .atomic)
         }
+    }
+    emit("saved \(o.output)")
+    if let onnx = o.onnx {
+        try ONNXExport.write(trainer.model, to: URL(fileURLWithPath: onnx))
+        emit("exported \(onnx) (ONNX)")
+    }
+    if o.summary {
+        emit("")
+        let s = try ModelSummary(graph: trainer.model.graph, batch: 1, inputShape: nil, frozen: trainer.engine.frozen)
+        FileHandle.standardOutput.write(Data(s.text.utf8))
     }
 }
 

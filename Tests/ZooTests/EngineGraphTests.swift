@@ -99,3 +99,22 @@ final class EngineGraphTests: XCTestCase {
         XCTAssertEqual(try Executor(model: Model(graph: g, tensors: [:])).forward(x), x)
     }
 }
+
+extension EngineGraphTests {
+    /// PyTorch's max pooling propagates NaN; so do both kernel sets (window, separable and global paths).
+    func testMaxPoolPropagatesNaN() throws {
+        let g = Graph(name: "nan", inputShape: [1, 6, 6], output: "gm", nodes: [
+            Node(name: "mp", op: .maxPool2d(Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))), inputs: ["input"]),
+            Node(name: "gm", op: .globalMaxPool, inputs: ["mp"]),
+        ])
+        var data = (0..<36).map { Float($0) }
+        data[7] = .nan   // row 1, col 1: inside the windows of outputs (0,0), (0,1), (1,0), (1,1)
+        for kernels in [KernelSet.reference, .fast] {
+            let all = try Executor(model: Model(graph: g, tensors: [:]), kernels: kernels).forwardAll(Tensor(shape: [1, 1, 6, 6], data: data))
+            let mp = all["mp"]!.data
+            XCTAssertEqual(mp.map { $0.isNaN }, [true, true, false, true, true, false, false, false, false], "\(kernels)")
+            XCTAssertEqual(mp[5], 23, "\(kernels)")
+            XCTAssertTrue(all["gm"]!.data[0].isNaN, "\(kernels)")
+        }
+    }
+}

@@ -9,12 +9,15 @@ public enum ModelFileKind: String, Sendable, CaseIterable {
     case keras
     /// safetensors state dict (architecture from --arch or from the zoo_architecture metadata).
     case safetensors
+    /// ONNX (read by ONNXImport; listed here so conversions can name their source).
+    case onnx
 
     public var displayName: String {
         switch self {
         case .zoo: return "zoo checkpoint (.h5)"
         case .keras: return "Keras .h5"
         case .safetensors: return "safetensors"
+        case .onnx: return "ONNX"
         }
     }
 }
@@ -27,6 +30,10 @@ public struct LoadedModelFile {
     public var path: String
     /// Renames, transposes and checks performed while loading.
     public var report: [String]
+
+    public init(model: Model, training: TrainingState?, kind: ModelFileKind, path: String, report: [String]) {
+        self.model = model; self.training = training; self.kind = kind; self.path = path; self.report = report
+    }
 }
 
 public enum ModelFiles {
@@ -75,6 +82,8 @@ public enum ModelFiles {
             let r = try KerasImport.read(path: path)
             return LoadedModelFile(model: r.model, training: nil, kind: kind, path: path,
                                    report: ["\(path): Keras model '\(r.model.graph.name)', NHWC → NCHW"] + r.report.map { "  " + $0 })
+        case .onnx:
+            throw ZooError.file(path: path, message: "is an ONNX file; convert it with `zoo-tool convert`")
         case .safetensors:
             let file = try Safetensors.read(path: path)
             let graph: Graph
@@ -120,15 +129,19 @@ public enum ModelFiles {
     /// Converts `input` to `output`; returns the report. Nothing is written unless everything loads
     /// and converts; writes are atomic.
     public static func convert(input: String, output: String, to: String? = nil, arch: String? = nil) throws -> [String] {
-        let outKind = try outputKind(path: output, to: to)
         let loaded = try load(path: input, arch: arch)
-        var report = loaded.report
+        return loaded.report + (try write(loaded, to: output, format: to, sourceIsFile: FileManager.default.fileExists(atPath: input)))
+    }
+
+    /// Writes a loaded model as zoo .h5, safetensors or Keras .h5 (`format`, else from the extension).
+    public static func write(_ loaded: LoadedModelFile, to output: String, format: String?, sourceIsFile: Bool = true) throws -> [String] {
+        let outKind = try outputKind(path: output, to: format)
+        var report: [String] = []
         switch outKind {
-        case .zoo:
-            let isFile = FileManager.default.fileExists(atPath: input)
+        case .zoo, .onnx:
             try ZooCheckpoint.write(loaded.model, training: loaded.training, to: output,
-                                    sourceFile: isFile ? URL(fileURLWithPath: input).lastPathComponent : nil,
-                                    sourceFormat: isFile ? loaded.kind.rawValue : "catalog")
+                                    sourceFile: sourceIsFile ? URL(fileURLWithPath: loaded.path).lastPathComponent : nil,
+                                    sourceFormat: sourceIsFile ? loaded.kind.rawValue : "catalog")
             report.append("\(output): zoo checkpoint, \(loaded.model.tensors.count) tensors under their canonical names with SHA-256"
                           + (loaded.training != nil ? ", training state kept" : ""))
         case .safetensors:

@@ -5,8 +5,9 @@ import Zoo
 /// Reading and writing `.onnx` files, including external data (tensors stored in a side file next
 /// to the model, each at an offset aligned to 4096, as ONNX's external data format describes).
 public enum ONNXFile {
-    /// Highest IR version zoo reads (ONNX 1.18's IR 11; the messages zoo uses are unchanged since IR 10).
-    public static let maxIRVersion: Int64 = 11
+    /// Highest IR version zoo reads (ONNX 1.20's IR 13; the fields zoo uses are unchanged since IR 10, and
+    /// newer fields are kept as unknown fields).
+    public static let maxIRVersion: Int64 = 13
     /// protobuf cannot serialize messages of 2 GiB or more; above this many tensor bytes, `write` uses external data.
     public static let defaultExternalThreshold = 1 << 31 - (64 << 20)
     static let alignment = 4096

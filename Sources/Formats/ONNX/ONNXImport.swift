@@ -1,9 +1,11 @@
 import Foundation
 import Zoo
 
-/// ONNX ModelProto → zoo Graph + tensors, for the ops zoo runs, at opsets 7 to 21.
+/// ONNX ModelProto → zoo Graph + tensors, for the ops zoo runs, at opsets 7 to 21. Opsets 22 to 25 are read
+/// too: for the ops zoo supports they only widened the accepted element types (bfloat16, float8/4-bit),
+/// with the same semantics.
 public enum ONNXImport {
-    public static let supportedOpsets = 7...21
+    public static let supportedOpsets = 7...25
 
     public struct Result: Sendable {
         public var model: Model

@@ -43,6 +43,9 @@ public final class Executor {
     /// Floats held by live values during the last run, and their peak (the memory plan's effect; scratch excluded).
     private(set) var liveFloats = 0
     public private(set) var peakLiveFloats = 0
+    /// When set, `forward` records each step's wall time (node name, op type, milliseconds) in `timings`.
+    public var collectTimings = false
+    public private(set) var timings: [(node: String, op: String, ms: Double)] = []
 
     public init(model: Model, kernels: KernelSet = .fast, threads: Int = 2) throws {
         try model.graph.validate()
@@ -229,8 +232,14 @@ public final class Executor {
         if scratch.count < prog.scratch { scratch = Buffer(count: prog.scratch) }
         var values = [Value?](repeating: nil, count: prog.slotNames.count)
         values[prog.inputSlot] = Value(shape: input.shape, buf: copyIn(input))
+        timings.removeAll(keepingCapacity: true)
         for step in prog.steps {
+            let t0 = collectTimings ? DispatchTime.now().uptimeNanoseconds : 0
             values[step.output] = try execute(step, values)
+            if collectTimings {
+                let node = g.nodes[step.node]
+                timings.append((node.name, node.op.typeName, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6))
+            }
             for r in step.release { recycle(&values[r]) }
         }
         func tensor(_ v: Value) -> Tensor {

@@ -21,12 +21,21 @@ extension Fast {
     }
     static func isDepthwise(_ g: Conv2dGeometry) -> Bool { g.inCPerGroup == 1 && g.groups > 1 }
 
-    /// Output rows per im2col tile and the scratch it needs.
-    static func convTile(_ g: Conv2dGeometry) -> (rows: Int, scratch: Int) {
-        if isPointwise(g) || isDepthwise(g) { return (g.outH, 0) }
+    /// How `conv2d` tiles the work: output rows per im2col tile (one image at a time), or, for small planes in a
+    /// batch, `images` whole images side by side in one GEMM; and the scratch floats either needs.
+    static func convTile(_ g: Conv2dGeometry) -> (rows: Int, images: Int, scratch: Int) {
+        if isDepthwise(g) { return (g.outH, 1, 0) }
         let k = g.inCPerGroup * g.kH * g.kW
+        if g.batch > 1 && g.outPlane < 1024 {
+            let images = Swift.min(g.batch, Swift.max(1, 2048 / g.outPlane), Swift.max(1, im2colTileFloats / Swift.max(1, k * g.outPlane)))
+            if images > 1 {
+                let cols = images * g.outPlane
+                return (g.outH, images, (k + g.outCPerGroup) * cols)
+            }
+        }
+        if isPointwise(g) { return (g.outH, 1, 0) }
         let rows = Swift.max(1, Swift.min(g.outH, im2colTileFloats / Swift.max(1, k * g.outW)))
-        return (rows, k * rows * g.outW)
+        return (rows, 1, k * rows * g.outW)
     }
 
     /// Scratch floats `conv2d` needs for this geometry.
@@ -39,7 +48,43 @@ extension Fast {
         setBLASThreads(threads)
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         let k = icpg * g.kH * g.kW
-        let (tileRows, _) = convTile(g)
+        let (tileRows, images, _) = convTile(g)
+        if images > 1, let col = scratch {
+            // Several small images per GEMM: col = [K, images*plane], C = W_g · col, then scatter C to NCHW.
+            var n0 = 0
+            while n0 < g.batch {
+                let nb = Swift.min(images, g.batch - n0)
+                let cols = nb * g.outPlane
+                let tmp = col + k * cols
+                for grp in 0..<g.groups {
+                    for j in 0..<nb {
+                        let xg = x + ((n0 + j) * g.inC + grp * icpg) * g.inPlane
+                        if isPointwise(g) {
+                            let cs = SendPtr(col + j * g.outPlane), xs = SendConstPtr(xg)
+                            parallelFor(k, threads: threads, grain: 16) { r in
+                                for c in r { (cs.p + c * cols).update(from: xs.p + c * g.inPlane, count: g.inPlane) }
+                            }
+                        } else {
+                            im2col(g, x: xg, oy0: 0, rows: g.outH, col: col + j * g.outPlane, ld: cols, threads: threads)
+                        }
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(cols), Int32(k),
+                                1, w + grp * ocpg * k, Int32(k), col, Int32(cols), 0, tmp, Int32(cols))
+                    let ts = SendConstPtr(tmp), ys = SendPtr(y)
+                    parallelFor(ocpg, threads: threads, grain: 4) { r in
+                        for oc in r {
+                            for j in 0..<nb {
+                                (ys.p + ((n0 + j) * g.outC + grp * ocpg + oc) * g.outPlane)
+                                    .update(from: ts.p + oc * cols + j * g.outPlane, count: g.outPlane)
+                            }
+                        }
+                    }
+                }
+                n0 += nb
+            }
+            biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: b, act: act, y: y, threads: threads)
+            return
+        }
         for n in 0..<g.batch {
             for grp in 0..<g.groups {
                 let xg = x + (n * g.inC + grp * icpg) * g.inPlane
@@ -55,7 +100,7 @@ extension Fast {
                 while oy0 < g.outH {
                     let rows = Swift.min(tileRows, g.outH - oy0)
                     let cols = rows * g.outW
-                    im2col(g, x: xg, oy0: oy0, rows: rows, col: col, threads: threads)
+                    im2col(g, x: xg, oy0: oy0, rows: rows, col: col, ld: cols, threads: threads)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(cols), Int32(k),
                                 1, wg, Int32(k), col, Int32(cols), 0, yg + oy0 * g.outW, Int32(g.outPlane))
                     oy0 += rows
@@ -65,11 +110,11 @@ extension Fast {
         biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: b, act: act, y: y, threads: threads)
     }
 
-    /// Fills col[(icg, ky, kx), (oy - oy0, ox)] for output rows oy0..<oy0+rows of one image and group.
-    static func im2col(_ g: Conv2dGeometry, x: UnsafePointer<Float>, oy0: Int, rows: Int, col: UnsafeMutablePointer<Float>, threads: Int) {
+    /// Fills col[(icg, ky, kx) * ld + (oy - oy0) * outW + ox] for output rows oy0..<oy0+rows of one image and group.
+    static func im2col(_ g: Conv2dGeometry, x: UnsafePointer<Float>, oy0: Int, rows: Int, col: UnsafeMutablePointer<Float>,
+                       ld cols: Int, threads: Int) {
         let kk = g.kH * g.kW
         let k = g.inCPerGroup * kk
-        let cols = rows * g.outW
         let xs = SendConstPtr(x), cs = SendPtr(col)
         parallelFor(k, threads: threads, grain: 8) { range in
             for r in range {
@@ -99,40 +144,67 @@ extension Fast {
     }
 
     /// Direct convolution for groups with one input channel each (depthwise, any channel multiplier).
+    /// Each output element accumulates its taps in registers; interior columns (whole window inside the row) run
+    /// without bounds tests, eight at a time for stride 1.
     static func depthwise(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                           act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
         let ocpg = g.outCPerGroup
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
         let bs = b.map(SendConstPtr.init)
+        let kH = g.kH, kW = g.kW, sW = g.strideW, dW = g.dilW, inW = g.inW, outW = g.outW
+        let xTaps = (0..<outW).map { tapRange(base: $0 * sW - g.padLeft, kernel: kW, dil: dW, lo: 0, hi: inW) }
+        let interior = xTaps.indices.filter { xTaps[$0] == 0..<kW }
+        let oxA = interior.first ?? 0, oxB = interior.isEmpty ? 0 : interior.last! + 1
         parallelFor(g.batch * g.outC, threads: threads) { range in
             for p in range {
                 let n = p / g.outC, oc = p % g.outC
                 let ic = oc / ocpg
                 let plane = xs.p + (n * g.inC + ic) * g.inPlane
                 let out = ys.p + p * g.outPlane
-                let wk = ws.p + oc * g.kH * g.kW
-                out.update(repeating: bs?.p[oc] ?? 0, count: g.outPlane)
-                var xRanges: [Range<Int>] = []
-                xRanges.reserveCapacity(g.kW)
-                for kx in 0..<g.kW {
-                    xRanges.append(validRange(outLen: g.outW, inLen: g.inW, stride: g.strideW, offset: kx * g.dilW - g.padLeft))
-                }
+                let wk = ws.p + oc * kH * kW
+                let bias = bs?.p[oc] ?? 0
                 for oy in 0..<g.outH {
-                    let row = out + oy * g.outW
-                    for ky in 0..<g.kH {
-                        let iy = oy * g.strideH - g.padTop + ky * g.dilH
-                        if iy < 0 || iy >= g.inH { continue }
-                        for kx in 0..<g.kW {
-                            let wv = wk[ky * g.kW + kx]
-                            let src = plane + iy * g.inW + kx * g.dilW - g.padLeft
-                            let r = xRanges[kx]
-                            if g.strideW == 1 {
-                                for ox in r { row[ox] += wv * src[ox] }
-                            } else {
-                                for ox in r { row[ox] += wv * src[ox * g.strideW] }
+                    let row = out + oy * outW
+                    let by = oy * g.strideH - g.padTop
+                    let yTaps = tapRange(base: by, kernel: kH, dil: g.dilH, lo: 0, hi: g.inH)
+                    // One output column with clipped taps.
+                    @inline(__always) func edge(_ ox: Int) {
+                        var acc = bias
+                        let bx = ox * sW - g.padLeft
+                        for ky in yTaps {
+                            let src = plane + (by + ky * g.dilH) * inW + bx
+                            for kx in xTaps[ox] { acc += wk[ky * kW + kx] * src[kx * dW] }
+                        }
+                        row[ox] = acc
+                    }
+                    for ox in 0..<Swift.min(oxA, outW) { edge(ox) }
+                    var ox = oxA
+                    if sW == 1 {
+                        while ox + 8 <= oxB {
+                            var acc = SIMD8<Float>(repeating: bias)
+                            for ky in yTaps {
+                                let src = plane + (by + ky * g.dilH) * inW + ox - g.padLeft
+                                let wr = wk + ky * kW
+                                for kx in 0..<kW {
+                                    acc += wr[kx] * UnsafeRawPointer(src + kx * dW).loadUnaligned(as: SIMD8<Float>.self)
+                                }
                             }
+                            UnsafeMutableRawPointer(row + ox).storeBytes(of: acc, as: SIMD8<Float>.self)
+                            ox += 8
                         }
                     }
+                    while ox < oxB {
+                        var acc = bias
+                        let bx = ox * sW - g.padLeft
+                        for ky in yTaps {
+                            let src = plane + (by + ky * g.dilH) * inW + bx
+                            let wr = wk + ky * kW
+                            for kx in 0..<kW { acc += wr[kx] * src[kx * dW] }
+                        }
+                        row[ox] = acc
+                        ox += 1
+                    }
+                    for ox in Swift.max(oxB, oxA)..<outW where ox >= oxA { edge(ox) }
                 }
                 applyActivation(act, out, count: g.outPlane)
             }

@@ -7,35 +7,54 @@ import Foundation
     return first < last ? first..<last : 0..<0
 }
 
+@inline(__always) func edgeMax(_ base: UnsafePointer<Float>, _ taps: Range<Int>, _ dil: Int) -> Float {
+    var m = -Float.infinity
+    for k in taps { let v = base[k * dil]; m = (m >= v || m != m) ? m : v }
+    return m
+}
+
 extension Fast {
-    /// Max pooling with window bounds clipped once per output position (no per-tap tests).
+    /// Max pooling, separable: a horizontal pass (max over kx for every input row) into a per-worker buffer,
+    /// then a vertical pass (max over ky) on whole output rows. NaN propagates as in PyTorch.
     public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let xs = SendConstPtr(x), ys = SendPtr(y)
+        let xRanges = (0..<g.outW).map { tapRange(base: $0 * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW) }
+        // Outputs oxA..<oxB have their whole window inside the row.
+        let full = xRanges.indices.filter { xRanges[$0] == 0..<g.kW }
+        let oxA = full.first ?? 0, oxB = full.isEmpty ? 0 : full.last! + 1
         parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(g.outH * g.outW * g.kH * g.kW, 1))) { range in
-            var xRanges: [Range<Int>] = []
-            for ox in 0..<g.outW {
-                xRanges.append(tapRange(base: ox * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW))
-            }
+            let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: g.inH * g.outW)
+            defer { rowMax.deallocate() }
             for p in range {
                 let plane = xs.p + p * g.inH * g.inW
+                for iy in 0..<g.inH {
+                    let src = plane + iy * g.inW, dst = rowMax + iy * g.outW
+                    for ox in 0..<oxA { dst[ox] = edgeMax(src + ox * g.strideW - g.padLeft, xRanges[ox], g.dilW) }
+                    for ox in oxA..<oxB {
+                        let base = src + ox * g.strideW - g.padLeft
+                        var m = base[0]
+                        var kx = 1
+                        while kx < g.kW { let v = base[kx * g.dilW]; m = (m >= v || m != m) ? m : v; kx += 1 }
+                        dst[ox] = m
+                    }
+                    for ox in oxB..<g.outW { dst[ox] = edgeMax(src + ox * g.strideW - g.padLeft, xRanges[ox], g.dilW) }
+                }
                 let out = ys.p + p * g.outH * g.outW
                 for oy in 0..<g.outH {
                     let by = oy * g.strideH - g.padTop
-                    let yr = tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: 0, hi: g.inH)
-                    for ox in 0..<g.outW {
-                        let bx = ox * g.strideW - g.padLeft
-                        let xr = xRanges[ox]
-                        var m = -Float.infinity
-                        var nan = false
-                        for ky in yr {
-                            let row = plane + (by + ky * g.dilH) * g.inW + bx
-                            for kx in xr {
-                                let v = row[kx * g.dilW]
-                                m = Swift.max(m, v)
-                                nan = nan || v.isNaN
-                            }
+                    let dst = out + oy * g.outW
+                    dst.update(repeating: -.infinity, count: g.outW)
+                    for ky in tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: 0, hi: g.inH) {
+                        let src = rowMax + (by + ky * g.dilH) * g.outW
+                        var ox = 0
+                        while ox + 8 <= g.outW {
+                            let v = UnsafeRawPointer(src + ox).loadUnaligned(as: SIMD8<Float>.self)
+                            var m = UnsafeRawPointer(dst + ox).loadUnaligned(as: SIMD8<Float>.self)
+                            m.replace(with: v, where: .!((m .>= v) .| (m .!= m)))
+                            UnsafeMutableRawPointer(dst + ox).storeBytes(of: m, as: SIMD8<Float>.self)
+                            ox += 8
                         }
-                        out[oy * g.outW + ox] = nan ? .nan : m
+                        while ox < g.outW { let v = src[ox], m = dst[ox]; dst[ox] = (m >= v || m != m) ? m : v; ox += 1 }
                     }
                 }
             }
@@ -115,9 +134,8 @@ extension Fast {
             for p in range {
                 let src = xs.p + p * plane
                 var m = -Float.infinity
-                var nan = false
-                for i in 0..<plane { m = Swift.max(m, src[i]); nan = nan || src[i].isNaN }
-                ys.p[p] = nan ? .nan : m
+                for i in 0..<plane { let v = src[i]; m = (m >= v || m != m) ? m : v }
+                ys.p[p] = m
             }
         }
     }

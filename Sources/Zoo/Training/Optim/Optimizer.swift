@@ -75,7 +75,7 @@ public struct Optimizer: Sendable {
         // Hyper-parameters are doubles (Python floats); PyTorch rounds each scalar to float32 where it meets a tensor.
         let c = config
         let lr = Float(lrD), wd = Float(wdD), momentum = Float(c.momentum), eps = Float(c.eps)
-        let beta1 = Float(c.beta1), beta2 = Float(c.beta2), alpha = Float(c.alpha)
+        let beta2 = Float(c.beta2), alpha = Float(c.alpha)
         let n = p.count
         var g = grad
         var buf = state.buffers[name] ?? [:]
