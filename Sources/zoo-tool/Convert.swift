@@ -40,7 +40,8 @@ struct Convert: ParsableCommand {
         try runReportingErrors {
             let isFile = FileManager.default.fileExists(atPath: source)
             var loaded: LoadedModelFile
-            if isFile && (try? ModelIO.detectFormat(path: source)) == .onnx && !H5.looksLikeHDF5(path: source) {
+            if isFile && (try? ModelIO.detectFormat(path: source)) == .onnx && !H5.looksLikeHDF5(path: source)
+                && (source.lowercased().hasSuffix(".onnx") || (try? FileIO.readPrefix(source, count: 1).0) == [0x08]) {
                 let r = try ONNXImport.load(URL(fileURLWithPath: source))
                 loaded = LoadedModelFile(model: r.model, training: nil, kind: .onnx, path: source, report: r.notes.map { "\(source): \($0)" })
             } else if weights != nil || classes != nil || (isFile && (try? ModelIO.detectFormat(path: source)) == .json) {

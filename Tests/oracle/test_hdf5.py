@@ -134,7 +134,7 @@ def test_truncated(good_h5, tmp_path):
 def test_not_hdf5(tmp_path):
     bad = tmp_path / "text.h5"
     bad.write_bytes(b"this is not a model at all\n" * 10)
-    check_fails(bad, tmp_path / "out.h5", f"error: {bad}: not a zoo checkpoint, Keras .h5 or safetensors file")
+    check_fails(bad, tmp_path / "out.h5", f"error: {bad}: not a zoo checkpoint, Keras .h5, safetensors or ONNX file")
 
 
 def test_missing_dataset(good_h5, tmp_path):

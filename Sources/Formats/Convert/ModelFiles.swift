@@ -55,7 +55,7 @@ public enum ModelFiles {
         case .json: throw ZooError.file(path: path, message: "is an architecture JSON file, not a model file")
         case .onnx:
             if H5.looksLikeHDF5(path: path) { return try detect(path: path) }
-            throw ZooError.file(path: path, message: "not a zoo checkpoint, Keras .h5 or safetensors file (unrecognised content)")
+            throw ZooError.file(path: path, message: "not a zoo checkpoint, Keras .h5, safetensors or ONNX file (unrecognised content)")
         }
     }
 
