@@ -15,7 +15,7 @@ for m in ["torchvision._meta_registrations", "torchvision._autograd_registration
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = os.environ.get("ZOO_TOOL", os.path.join(ROOT, ".build", "release", "zoo-tool"))
 LOAD_LIMIT = 0.05   # cores
-RETRIES = 3
+RETRIES = int(os.environ.get("ZOO_BENCH_RETRIES", "3"))
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -64,26 +64,35 @@ def with_retries(measure):
     return best
 
 
-def zoo_bench(model, batch, threads, train=False, freeze=False, size=None, iters=10):
+def zoo_bench(model, batch, threads, train=False, freeze=False, size=None, iters=10, classes=None, peak=True):
     def measure():
         cmd = [ZOO, "bench", model, "--batch", str(batch), "--threads", str(threads), "--iterations", str(iters), "--json"]
         if size:
             cmd += ["--input", size]
+        if classes:
+            cmd += ["--classes", str(classes)]
         if train:
             cmd += ["--train"]
         if freeze:
             cmd += ["--freeze", "reused"]
+        if not peak:
+            cmd += ["--no-peak"]
         b0, t0 = busy_jiffies(), time.perf_counter()
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        wall = time.perf_counter() - t0
-        if out.returncode != 0:
-            return {"error": out.stderr.strip()[-300:], "other_load": 0.0}
-        res = json.loads(out.stdout)
-        child = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+        # os.wait4 gives this child's own rusage (RUSAGE_CHILDREN's maxrss is the largest child so far).
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+            _, status, ru = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - t0
+            out.seek(0); err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        if proc.returncode != 0:
+            return {"error": stderr.strip()[-300:], "other_load": 0.0}
+        res = json.loads(stdout)
+        res.pop("times_ms", None)
+        child = ru.ru_utime + ru.ru_stime
         res["other_load"] = max(((busy_jiffies() - b0) / CLK - child) / wall, 0.0)
-        res["peak_rss_mb"] = r1.ru_maxrss / 1024
+        res["peak_rss_mb"] = ru.ru_maxrss / 1024
         return res
     return with_retries(measure)
 
@@ -180,6 +189,7 @@ def main():
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--train-iters", type=int, default=5)
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--json-out", default=os.path.join(ROOT, "bench", "last-run.json"))
     a = ap.parse_args()
@@ -197,12 +207,12 @@ def main():
         for name, b, size, freeze in [("lenet", 256, None, False), ("resnet18", 32, "96x96", False),
                                       ("resnet18", 32, "96x96", True)]:
             zsize = f"3x{size}" if size else None
-            z = zoo_bench(name, b, a.threads, train=True, freeze=freeze, size=zsize, iters=5)
-            t = torch_train_step(name, b, a.threads, 5, size=int(size.split("x")[0]) if size else None, freeze=freeze)
+            z = zoo_bench(name, b, a.threads, train=True, freeze=freeze, size=zsize, iters=a.train_iters, classes=10)
+            t = torch_train_step(name, b, a.threads, a.train_iters, size=int(size.split("x")[0]) if size else None, freeze=freeze)
             rows.append({"task": f"train {name} b{b}{' ' + size if size else ''}{' frozen' if freeze else ''}",
                          "zoo": z, "pytorch": t})
             print(fmt(rows[-1]), flush=True)
-    zr = zoo_bench("resnet18", 1, a.threads, iters=3)
+    zr = zoo_bench("resnet18", 1, a.threads, iters=3, peak=False)
     orr = ort_rss("resnet18", 1, tmp)
     mem = {"zoo_peak_rss_mb": zr.get("peak_rss_mb"), "onnxruntime_peak_rss_mb": orr}
     print(f"peak RSS resnet18 b1: zoo {mem['zoo_peak_rss_mb']} MB, onnxruntime {orr} MB")
@@ -211,7 +221,47 @@ def main():
            "threads": a.threads, "rows": rows, "memory": mem}
     with open(a.json_out, "w") as f:
         json.dump(doc, f, indent=1)
+    doc["table"] = table(rows, mem)
+    with open(a.json_out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print()
+    print(f"{doc['date']}  commit {commit}  threads {a.threads}")
+    print(doc["table"])
     print(f"wrote {a.json_out}")
+
+
+def table(rows, mem):
+    """Markdown table of medians and ratios. Inference: zoo latency / other latency (lower is better).
+    Training: other's step time / zoo's step time = zoo's throughput relative to the other (higher is better)."""
+    def ms(r, k):
+        return r.get(k, {}).get("median_ms")
+    lines = ["| task | zoo ms | onnxruntime ms | pytorch ms | ratio | goal | zoo GFLOP/s (peak share) | other load (zoo/ort/torch) |",
+             "|---|---:|---:|---:|---|---|---:|---|"]
+    goals = {"resnet18": 1.0, "vgg11": 1.0, "mobilenet_v2": 1.3, "googlenet": 1.3}
+    train_ms = {}
+    for r in rows:
+        z, o, t = ms(r, "zoo"), ms(r, "onnxruntime"), ms(r, "pytorch")
+        f = lambda v: f"{v:.2f}" if v else "-"
+        if r["task"].startswith("infer"):
+            name = r["task"].split()[1]
+            ratio = f"zoo/ort {z / o:.2f}x, zoo/torch {z / t:.2f}x" if z and o and t else "-"
+            goal = f"zoo/ort <= {goals[name]}" if name in goals else "-"
+        else:
+            ratio = f"zoo throughput / torch {t / z:.2f}x" if z and t else "-"
+            goal = {"lenet": ">= 2", "resnet18": ">= 1"}.get(r["task"].split()[1], "-")
+            if "frozen" in r["task"]:
+                full = train_ms.get(r["task"].replace(" frozen", ""))
+                goal = f"frozen step {full / z:.2f}x faster than full (>= 3)" if z and full else ">= 3x faster than full"
+            else:
+                train_ms[r["task"]] = z
+        zr = r.get("zoo", {})
+        eff = f"{zr['gflops']:.1f} ({100 * zr['peak_share']:.0f}% of {zr['sgemm_peak_gflops']:.0f})" if "gflops" in zr else "-"
+        loads = "/".join(f"{r[k]['other_load']:.2f}" if k in r and "other_load" in r[k] else "-" for k in ("zoo", "onnxruntime", "pytorch"))
+        lines.append(f"| {r['task']} | {f(z)} | {f(o)} | {f(t)} | {ratio} | {goal} | {eff} | {loads} |")
+    zm, om = mem.get("zoo_peak_rss_mb"), mem.get("onnxruntime_peak_rss_mb")
+    if zm and om:
+        lines.append(f"| peak RSS resnet18 b1 (MB) | {zm:.0f} | {om:.0f} | - | zoo/ort {zm / om:.2f}x | <= 1.5 | - | - |")
+    return "\n".join(lines)
 
 
 def fmt(r):

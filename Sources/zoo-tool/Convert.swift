@@ -36,6 +36,10 @@ struct Convert: ParsableCommand {
     @Flag(name: .customLong("fold-bn"), help: "Fold BatchNorm into the preceding convolution in the ONNX file.")
     var foldBN = false
 
+    @Option(name: .customLong("external-threshold"),
+            help: "Write ONNX tensors to an external data file (4096-aligned) when they total more than this many bytes (default: just under 2 GiB).")
+    var externalThreshold: Int = ONNXFile.defaultExternalThreshold
+
     func run() throws {
         try runReportingErrors {
             let isFile = FileManager.default.fileExists(atPath: source)
@@ -54,7 +58,8 @@ struct Convert: ParsableCommand {
             let ext = URL(fileURLWithPath: destination).pathExtension.lowercased()
             switch (to, ext) {
             case (nil, "onnx"):
-                try ONNXExport.write(loaded.model, to: URL(fileURLWithPath: destination), options: .init(opset: opset, foldBN: foldBN))
+                try ONNXExport.write(loaded.model, to: URL(fileURLWithPath: destination), options: .init(opset: opset, foldBN: foldBN),
+                                     externalThreshold: externalThreshold)
             case (nil, "json"):
                 try FileIO.writeAtomically(try loaded.model.graph.jsonData(), to: destination)
             default:

@@ -31,6 +31,9 @@ struct Infer: ParsableCommand {
     @Option(help: "Worker threads.")
     var threads: Int = 2
 
+    @Flag(help: "Run the plain reference kernels instead of the optimized ones (slow; for cross-checking).")
+    var reference = false
+
     @Option(help: "Seed of the default initialisation when no weights are given.")
     var seed: UInt64 = 0
 
@@ -52,7 +55,7 @@ struct Infer: ParsableCommand {
             do { _ = try g.outputShape(batch: x.shape[0], inputShape: Array(x.shape.dropFirst())) } catch let e as ZooError {
                 throw ZooError.file(path: input, message: "array of shape \(NPY.shapeString(x.shape)) does not fit \(g.name) \(want): \(e.description)")
             }
-            let executor = try Executor(model: m, kernels: .fast, threads: threads)
+            let executor = try Executor(model: m, kernels: reference ? .reference : .fast, threads: threads)
             let y = try executor.forward(x)
             x = Tensor(zeros: [0])
             try NPY.write(y, to: output)

@@ -67,6 +67,11 @@ final class TrainingGradientTests: XCTestCase {
                                             padding: Padding2D(top: 1, left: 0, bottom: 2, right: 1), dilation: [1, 2], groups: 2)), [4, 7, 6]))
         try gradCheck(single(.conv2d(.init(inChannels: 4, outChannels: 4, kernel: [3, 3], padding: .init(1), groups: 4, bias: false)), [4, 5, 5]))
     }
+    func testConvTransposeGradients() throws {
+        try gradCheck(single(.convTranspose2d(.init(inChannels: 4, outChannels: 6, kernel: [3, 3], stride: [2, 2], padding: .init(1),
+                                                     outputPadding: [1, 1], groups: 2)), [4, 4, 3]))
+        try gradCheck(single(.convTranspose2d(.init(inChannels: 3, outChannels: 2, kernel: [2, 3], stride: [1, 2], dilation: [2, 1], bias: false)), [3, 3, 4]))
+    }
     func testLinearGradient() throws { try gradCheck(single(.linear(.init(inFeatures: 7, outFeatures: 5)), [7])) }
     func testBatchNormGradients() throws {
         try gradCheck(single(.batchNorm2d(.init(features: 3)), [3, 4, 4]), batch: 3, training: true)
@@ -130,6 +135,7 @@ final class TrainingGradientTests: XCTestCase {
         for (k, v) in f where k.hasPrefix("grad/") {
             let name = String(k.dropFirst(5))
             XCTAssertLessThanOrEqual(TrainFixtures.relErr(g.parameters[name]!, v.values), 1e-4, name)
+            print("lenet grad \(name): rel err \(TrainFixtures.relErr(g.parameters[name]!, v.values))")
         }
     }
 
@@ -164,6 +170,7 @@ final class TrainingGradientTests: XCTestCase {
         for (k, v) in f where k.hasPrefix("grad/") {
             let name = String(k.dropFirst(5)); n += 1
             XCTAssertLessThanOrEqual(TrainFixtures.relErr(g.parameters[name]!, v.values), 1e-4, name)
+            print("block grad \(name): rel err \(TrainFixtures.relErr(g.parameters[name]!, v.values))")
         }
         XCTAssertEqual(n, 9)
         for (k, v) in f where k.hasPrefix("after/") {
@@ -183,5 +190,37 @@ final class TrainingGradientTests: XCTestCase {
         let tape = try e.forward(Tensor(zeros: [2, 1, 28, 28]), training: true, rng: &rng)
         let g = try e.backward(tape, gradOutput: Tensor(shape: [2, 10], repeating: 1))
         XCTAssertEqual(Set(g.parameters.keys), ["9.weight", "9.bias", "11.weight", "11.bias"])
+    }
+}
+
+/// The training engine's eval-mode forward equals the inference engine's reference kernels (validated against PyTorch).
+final class TrainingForwardVsEngineTests: XCTestCase {
+    func compare(_ g: Graph, batch: Int = 2, file: StaticString = #filePath, line: UInt = #line) throws {
+        var model = Model.initialized(graph: g, seed: 4)
+        var rng = SeededRandom(seed: 8)
+        for k in model.tensors.keys.sorted() where k.hasSuffix("running_var") || k.hasSuffix("running_mean") {
+            model.tensors[k]!.data = model.tensors[k]!.data.map { _ in rng.nextFloat() + (k.hasSuffix("var") ? 0.5 : -0.5) }
+        }
+        var x = Tensor(zeros: [batch] + g.inputShape)
+        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+        let ref = try Executor(model: model, kernels: .reference, threads: 1).forward(x)
+        var e = TrainingEngine(model: model)
+        let got = try e.forward(x, training: false, rng: &rng, keepTape: false).output
+        XCTAssertEqual(got.shape, ref.shape, file: file, line: line)
+        XCTAssertLessThanOrEqual(TrainFixtures.relErr(got.data, ref.data), 1e-5, g.name, file: file, line: line)
+    }
+
+    func testCatalogModels() throws {
+        try compare(try Catalog.graph("lenet"))
+        try compare(try Catalog.graph("resnet18", classes: 10, inputSize: [32]), batch: 1)
+        try compare(try Catalog.graph("mobilenet_v2", classes: 10, inputSize: [32]), batch: 1)
+        try compare(try Catalog.graph("googlenet", classes: 10, inputSize: [64]), batch: 1)
+    }
+
+    func testConvTransposeAndLRN() throws {
+        for op in [Op.convTranspose2d(.init(inChannels: 4, outChannels: 6, kernel: [3, 3], stride: [2, 2], padding: .init(1), outputPadding: [1, 1], groups: 2)),
+                   .lrn(.init(size: 5, alpha: 1e-2, beta: 0.75, k: 2))] {
+            try compare(Graph(name: op.typeName, inputShape: [4, 5, 5], output: "n", nodes: [Node(name: "n", op: op, inputs: ["input"])]))
+        }
     }
 }

@@ -259,3 +259,11 @@ def test_architecture_json_file(zoo_tool, tmp_path):
     assert p.returncode == 0, p.stderr
     h = np.maximum(x @ sd["fc1.weight"].T + sd["fc1.bias"], 0)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), h @ sd["fc2.weight"].T + sd["fc2.bias"], rtol=1e-5, atol=1e-5)
+
+
+def test_reference_kernels_match_pytorch(zoo_tool, tmp_path):
+    out = tmp_path / "y.npy"
+    p = run_zoo(*infer_args(LENET_W, LENET_X, out), "--reference")
+    assert p.returncode == 0, p.stderr
+    ref = np.load(os.path.join(SMALL_DIR, "lenet.output.npy"))
+    assert float(np.abs(np.load(out) - ref).max()) <= 1e-5

@@ -128,6 +128,34 @@ def test_catalog_export_checker_and_onnxruntime(arch, tmp_path):
     print("%s %s: max|Δ| vs onnxruntime %.2e (max|y| %.3g)" % (arch, " ".join(opts) or "opset 17", d, np.abs(ref).max()))
 
 
+def test_external_data_read_by_onnxruntime_and_zoo(tmp_path):
+    """A small threshold forces the >2 GB layout: tensors in m.onnx.data at 4096-aligned offsets."""
+    tmp = str(tmp_path)
+    out = os.path.join(tmp, "m.onnx")
+    zoo("convert", "resnet18_d2l", out, "--external-threshold", "100000")
+    m = onnx.load(out, load_external_data=False)
+    ext = [t for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert len(ext) > 10
+    for t in ext:
+        kv = {e.key: e.value for e in t.external_data}
+        assert kv["location"] == "m.onnx.data" and int(kv["offset"]) % 4096 == 0
+    onnx.checker.check_model(out, full_check=True)
+    x = np.random.default_rng(2).standard_normal((1, 1, 224, 224)).astype(np.float32)
+    ref = ort_run(out, x)
+    close(zoo_infer(out, x, tmp), ref, "external data")
+    # a location that leaves the model's folder is refused
+    for t in ext[:1]:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../m.onnx.data"
+    bad = os.path.join(tmp, "bad.onnx")
+    onnx.save(m, bad)
+    np.save(os.path.join(tmp, "x.npy"), x)
+    p = zoo("infer", bad, "--input", os.path.join(tmp, "x.npy"), "--output", os.path.join(tmp, "y.npy"), check=False)
+    assert p.returncode != 0
+    assert "external data location '../m.onnx.data' leaves the model's folder" in p.stderr
+
+
 # ---------------------------------------------------------------- import of torch.onnx.export files
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])

@@ -94,6 +94,9 @@ public enum ONNXFile {
             if rename(tmp.path, url.path) != 0 {
                 throw ZooError.file(path: url.path, message: "cannot write: \(String(cString: strerror(errno)))")
             }
+        } catch let e as ZooError {
+            try? FileManager.default.removeItem(at: tmp)
+            throw e
         } catch {
             try? FileManager.default.removeItem(at: tmp)
             throw ZooError.file(path: url.path, message: "cannot write: \(error.localizedDescription)")

@@ -38,14 +38,39 @@ extension Fast {
         return (rows, 1, k * rows * g.outW)
     }
 
+    /// C[m, n] = A[m, k] · B[k, n] (row-major, leading dimensions given) through OpenBLAS: either with OpenBLAS's
+    /// own threads, or (`splitColumns`) as `threads` single-threaded GEMMs on column blocks.
+    static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                     c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
+        if splitColumns && threads > 1 && n >= 64 * threads {
+            setBLASThreads(1)
+            let as_ = SendConstPtr(a), bs = SendConstPtr(b), cs = SendPtr(c)
+            let chunk = ((n + threads - 1) / threads + 15) / 16 * 16
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                let lo = t * chunk, hi = Swift.min(n, lo + chunk)
+                if lo < hi {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(hi - lo), Int32(k),
+                                1, as_.p, Int32(lda), bs.p + lo, Int32(ldb), 0, cs.p + lo, Int32(ldc))
+                }
+            }
+        } else {
+            setBLASThreads(threads)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                        1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+        }
+    }
+    nonisolated(unsafe) static var splitColumns = ProcessInfo.processInfo.environment["ZOO_GEMM_SPLIT"] == "1"
+
     /// Scratch floats `conv2d` needs for this geometry.
-    public static func conv2dScratch(_ g: Conv2dGeometry) -> Int { convTile(g).scratch }
+    public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
+        Swift.max(convTile(g).scratch, winogradApplies(g) ? winogradChunk(g).scratch : 0)
+    }
 
     /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
     public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                               act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int) {
         if isDepthwise(g) { depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads); return }
-        setBLASThreads(threads)
+        if winogradApplies(g), let scratch { winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads); return }
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         let k = icpg * g.kH * g.kW
         let (tileRows, images, _) = convTile(g)
@@ -68,8 +93,7 @@ extension Fast {
                             im2col(g, x: xg, oy0: 0, rows: g.outH, col: col + j * g.outPlane, ld: cols, threads: threads)
                         }
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(cols), Int32(k),
-                                1, w + grp * ocpg * k, Int32(k), col, Int32(cols), 0, tmp, Int32(cols))
+                    gemm(m: ocpg, n: cols, k: k, a: w + grp * ocpg * k, lda: k, b: col, ldb: cols, c: tmp, ldc: cols, threads: threads)
                     let ts = SendConstPtr(tmp), ys = SendPtr(y)
                     parallelFor(ocpg, threads: threads, grain: 4) { r in
                         for oc in r {
@@ -91,8 +115,7 @@ extension Fast {
                 let yg = y + (n * g.outC + grp * ocpg) * g.outPlane
                 let wg = w + grp * ocpg * k
                 if isPointwise(g) {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(g.outPlane), Int32(k),
-                                1, wg, Int32(k), xg, Int32(g.inPlane), 0, yg, Int32(g.outPlane))
+                    gemm(m: ocpg, n: g.outPlane, k: k, a: wg, lda: k, b: xg, ldb: g.inPlane, c: yg, ldc: g.outPlane, threads: threads)
                     continue
                 }
                 guard let col = scratch else { return }
@@ -101,8 +124,7 @@ extension Fast {
                     let rows = Swift.min(tileRows, g.outH - oy0)
                     let cols = rows * g.outW
                     im2col(g, x: xg, oy0: oy0, rows: rows, col: col, ld: cols, threads: threads)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(ocpg), Int32(cols), Int32(k),
-                                1, wg, Int32(k), col, Int32(cols), 0, yg + oy0 * g.outW, Int32(g.outPlane))
+                    gemm(m: ocpg, n: cols, k: k, a: wg, lda: k, b: col, ldb: cols, c: yg + oy0 * g.outW, ldc: g.outPlane, threads: threads)
                     oy0 += rows
                 }
             }

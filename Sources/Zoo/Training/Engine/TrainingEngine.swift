@@ -177,8 +177,12 @@ public struct TrainingEngine {
             return (Tensor(shape: [n, c, oh, ow], data: y), .none)
         case .constant:
             return (try param(node, "value"), .none)
-        case .convTranspose2d:
-            throw ZooError.unsupported("training a ConvTranspose2d layer ('\(node.name)') is not implemented")
+        case let .convTranspose2d(a):
+            let (out, _) = try Graph.infer(node: node, inputs: [s])
+            let geo = convTransposeAdjointGeometry(n: s[0], outShape: out, attrs: a)
+            guard geo.oh == s[2], geo.ow == s[3] else { throw ZooError.unsupported("ConvTranspose2d '\(node.name)': output padding larger than the stride") }
+            let y = trainConvTransposeForward(x: x.data, weight: try param(node, "weight").data, bias: a.bias ? try param(node, "bias").data : nil, geometry: geo)
+            return (Tensor(shape: out, data: y), .none)
         }
     }
 
@@ -298,7 +302,15 @@ public struct TrainingEngine {
                     d[(nc * h + yy) * w + xx] = dy[(nc * oh + yy + p.top) * ow + xx + p.left]
                 } } }
                 accumulate(node.inputs[0], d)
-            case .constant, .convTranspose2d:
+            case let .convTranspose2d(a):
+                let out = tape.values[node.output]!.shape
+                let geo = convTransposeAdjointGeometry(n: s[0], outShape: out, attrs: a)
+                let wantP = wantParam(node, "weight") || (a.bias && wantParam(node, "bias"))
+                let r = trainConvTransposeBackward(x: x!.data, weight: try param(node, "weight").data, dy: dy, geometry: geo, hasBias: a.bias,
+                                                   needInput: needIn[0], needParams: wantP)
+                setParam("weight", r.dw); setParam("bias", r.db)
+                if let d = r.dx { accumulate(node.inputs[0], d) }
+            case .constant:
                 continue
             }
         }

@@ -193,3 +193,47 @@ public func trainLinearBackward(x: [Float], rows: Int, inF: Int, weight: [Float]
     }
     return (dx, dw, db)
 }
+
+/// ConvTranspose2d as the adjoint of a convolution: the convolution maps the transposed convolution's output
+/// (N×outC×OH×OW) to its input (N×inC×H×W) with weight [inC, outC/groups, kh, kw].
+public func convTransposeAdjointGeometry(n: Int, outShape: [Int], attrs a: ConvTranspose2dAttrs) -> ConvGeometry {
+    ConvGeometry(n: n, c: a.outChannels, h: outShape[2], w: outShape[3],
+                 attrs: Conv2dAttrs(inChannels: a.outChannels, outChannels: a.inChannels, kernel: a.kernel, stride: a.stride,
+                                    padding: a.padding, dilation: a.dilation, groups: a.groups, bias: false))
+}
+
+public func trainConvTransposeForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry) -> [Float] {
+    // y = adjoint-conv backward-data of x
+    var y = trainConv2dBackward(x: [Float](repeating: 0, count: g.n * g.c * g.h * g.w), weight: weight, dy: x, geometry: g,
+                                hasBias: false, needInput: true, needParams: false).dx!
+    if let b = bias {
+        let plane = g.h * g.w
+        for s in 0..<g.n { for ch in 0..<g.c { for p in 0..<plane { y[(s * g.c + ch) * plane + p] += b[ch] } } }
+    }
+    return y
+}
+
+/// Returns (dx, dweight, dbias) of a transposed convolution given dy (its output gradient).
+public func trainConvTransposeBackward(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool,
+                                       needInput: Bool, needParams: Bool) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
+    let dx = needInput ? trainConv2dForward(x: dy, weight: weight, bias: nil, geometry: g) : nil
+    var dw: [Float]? = nil, db: [Float]? = nil
+    if needParams {
+        dw = trainConv2dBackward(x: dy, weight: weight, dy: x, geometry: g, hasBias: false, needInput: false, needParams: true).dw
+        if hasBias {
+            var b = [Float](repeating: 0, count: g.c)
+            let plane = g.h * g.w
+            for s in 0..<g.n { for ch in 0..<g.c { for p in 0..<plane { b[ch] += dy[(s * g.c + ch) * plane + p] } } }
+            db = b
+        }
+    }
+    return (dx, dw, db)
+}
+
+public enum TrainingThreads {
+    /// Training multiplies small matrices (per layer, per batch); OpenBLAS' thread pool costs more than it
+    /// gains there, especially on a shared machine. Uses one BLAS thread unless OPENBLAS_NUM_THREADS is set.
+    public static func preferSingleBLASThread() {
+        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { openblas_set_num_threads(1) }
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import COpenBLAS
+
+/// What `Bench.run` measures: inference (`Executor`, fast kernels), or a training step
+/// (forward + cross-entropy + backward + SGD step), optionally with everything but the classifier head frozen.
+public struct BenchConfig: Sendable {
+    public var batch: Int
+    public var threads: Int
+    public var iterations: Int
+    public var warmup: Int
+    public var train: Bool
+    public var freezeBackbone: Bool
+    /// Time a 1024³ sgemm after the model (off when measuring the model's peak memory).
+    public var measurePeak: Bool
+    public init(batch: Int = 1, threads: Int = 2, iterations: Int = 10, warmup: Int = 2, train: Bool = false, freezeBackbone: Bool = false,
+                measurePeak: Bool = true) {
+        self.measurePeak = measurePeak
+        self.batch = batch; self.threads = threads; self.iterations = iterations; self.warmup = warmup
+        self.train = train; self.freezeBackbone = freezeBackbone
+    }
+}
+
+/// One benchmark's figures (JSON keys are the ones bench/compare.py reads).
+public struct BenchResult: Codable, Sendable {
+    public var model: String
+    public var mode: String
+    public var batch: Int
+    public var threads: Int
+    public var iterations: Int
+    public var inputShape: [Int]
+    public var medianMs: Double
+    public var minMs: Double
+    public var p90Ms: Double
+    public var imagesPerSecond: Double
+    /// Floating-point operations per iteration: 2 × mult-adds (× 3 for a training step).
+    public var flopsPerIteration: Double
+    public var gflops: Double
+    public var sgemmPeakGflops: Double
+    public var peakShare: Double
+    public var times: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case model, mode, batch, threads, iterations, inputShape = "input_shape", medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
+        case imagesPerSecond = "images_per_s", flopsPerIteration = "flops_per_iteration", gflops, sgemmPeakGflops = "sgemm_peak_gflops"
+        case peakShare = "peak_share", times = "times_ms"
+    }
+}
+
+public enum Bench {
+    /// Median, min and p90 (nearest rank) of a list of times.
+    public static func stats(_ ts: [Double]) -> (median: Double, min: Double, p90: Double) {
+        let s = ts.sorted()
+        guard !s.isEmpty else { return (0, 0, 0) }
+        let mid = s.count / 2
+        let median = s.count % 2 == 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+        let p90 = s[Swift.min(s.count - 1, Int((0.9 * Double(s.count)).rounded(.up)) - 1)]
+        return (median, s[0], p90)
+    }
+
+    /// GFLOP/s of an n×n×n OpenBLAS sgemm with `threads` threads (best of `repeats`).
+    public static func sgemmPeak(threads: Int, n: Int = 1024, repeats: Int = 5) -> Double {
+        Fast.setBLASThreads(threads)
+        var rng = SeededRandom(seed: 1)
+        let a = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
+        let b = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
+        var c = [Float](repeating: 0, count: n * n)
+        var best = Double.infinity
+        for _ in 0..<(repeats + 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            c.withUnsafeMutableBufferPointer { cp in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0,
+                            cp.baseAddress, Int32(n))
+            }
+            best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return 2 * Double(n * n * n) / best / 1e9
+    }
+
+    /// Parameter names a fine-tune step with a frozen backbone leaves fixed: all but the classifier head's.
+    public static func backboneParameters(_ g: Graph) -> Set<String> {
+        let head = FineTune.headNode(g).map { g.nodes[$0].name }
+        return Set(g.parameterSpecs.map(\.key).filter { k in
+            guard let h = head else { return true }
+            return !(k.hasPrefix(h + ".") || (h.isEmpty && !k.contains(".")))
+        })
+    }
+
+    /// Times `config.iterations` runs of the model after `config.warmup` untimed ones.
+    public static func run(model: Model, config c: BenchConfig) throws -> BenchResult {
+        guard c.batch >= 1, c.threads >= 1, c.iterations >= 1 else {
+            throw ZooError.badInput("bench: batch, threads and iterations must be at least 1")
+        }
+        Fast.setBLASThreads(c.threads)
+        let g = model.graph
+        let shape = [c.batch] + g.inputShape
+        var rng = SeededRandom(seed: 42)
+        let x = Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.nextFloat() * 2 - 1 })
+        let multAdds = try g.inferLayers(batch: c.batch).reduce(0) { $0 + $1.multAdds }
+        var body: () throws -> Void
+        if c.train {
+            var engine = TrainingEngine(model: model, frozen: c.freezeBackbone ? backboneParameters(g) : [])
+            let classes = try g.outputShape(batch: 1).reduce(1, *)
+            let labels = (0..<c.batch).map { $0 % classes }
+            var opt = Optimizer(config: OptimizerConfig(kind: .sgd, lr: 0.01, momentum: 0.9),
+                                groups: [ParameterGroup(name: "all", parameters: engine.trainableParameters)])
+            body = {
+                let tape = try engine.forward(x, training: true, rng: &rng)
+                let (_, dl) = Loss.crossEntropy(logits: tape.output, labels: labels)
+                let grads = try engine.backward(tape, gradOutput: dl)
+                opt.step(tensors: &engine.model.tensors, grads: grads.parameters, lr: 0.01)
+            }
+        } else {
+            let ex = try Executor(model: model, kernels: .fast, threads: c.threads)
+            body = { _ = try ex.forward(x) }
+        }
+        for _ in 0..<c.warmup { try body() }
+        var times: [Double] = []
+        for _ in 0..<c.iterations {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        let s = stats(times)
+        let flops = 2 * Double(multAdds) * (c.train ? 3 : 1)
+        let gflops = flops / (s.median / 1e3) / 1e9
+        let peak = c.measurePeak ? sgemmPeak(threads: c.threads) : .nan
+        return BenchResult(model: g.name, mode: c.train ? (c.freezeBackbone ? "finetune" : "train") : "infer", batch: c.batch,
+                           threads: c.threads, iterations: c.iterations, inputShape: shape, medianMs: s.median, minMs: s.min,
+                           p90Ms: s.p90, imagesPerSecond: Double(c.batch) / (s.median / 1e3), flopsPerIteration: flops,
+                           gflops: gflops, sgemmPeakGflops: peak.isNaN ? 0 : peak, peakShare: peak.isNaN ? 0 : gflops / peak, times: times)
+    }
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import Formats
+import Zoo
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time inference or a training step: latency (median, min, p90), images/s, GFLOP/s and the share of the sgemm peak.")
+
+    @Argument(help: "A catalog architecture, an architecture JSON file, or a model file.")
+    var model: String
+
+    @Option(help: "Batch size.") var batch: Int = 1
+    @Option(help: "Worker threads (also OpenBLAS's thread count).") var threads: Int = 2
+    @Option(help: "Timed iterations.") var iterations: Int = 10
+    @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
+    @Option(help: "Input size per sample, CxHxW (catalog architectures).") var input: String?
+    @Option(help: "Number of classes (catalog architectures).") var classes: Int?
+    @Flag(help: "Time a training step (forward, loss, backward, SGD step) instead of inference.") var train = false
+    @Option(help: "With --train: 'reused' freezes everything but the classifier head (a fine-tune step).") var freeze: String?
+    @Flag(inversion: .prefixedNo, help: "Also time a 1024³ sgemm with the same threads (the peak the share is taken of).") var peak = true
+    @Flag(inversion: .prefixedNo, help: "Winograd F(2×2,3×3) for stride-1 3×3 convolutions (off: im2col + sgemm).") var winograd = true
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            guard (1...256).contains(threads) else { throw ZooError.badInput("--threads must be between 1 and 256, got \(threads)") }
+            guard batch >= 1 else { throw ZooError.badInput("--batch must be at least 1, got \(batch)") }
+            guard iterations >= 1 else { throw ZooError.badInput("--iterations must be at least 1, got \(iterations)") }
+            guard warmup >= 0 else { throw ZooError.badInput("--warmup must not be negative, got \(warmup)") }
+            if let freeze, freeze != "reused" { throw ZooError.badInput("--freeze: only 'reused' is supported, got '\(freeze)'") }
+            if freeze != nil && !train { throw ZooError.badInput("--freeze needs --train") }
+            var inChannels: Int? = nil, size: [Int]? = nil
+            if let input {
+                guard let d = ShapeFormat.parse(input), d.count == 3 else {
+                    throw ZooError.badInput("--input \(input): expected CxHxW like 3x224x224")
+                }
+                inChannels = d[0]; size = [d[1], d[2]]
+            }
+            Fast.useWinograd = winograd
+            let m = try ModelIO.loadModel(path: model, classes: classes, inChannels: inChannels, inputSize: size, seed: 0)
+            let r = try Zoo.Bench.run(model: m, config: BenchConfig(batch: batch, threads: threads, iterations: iterations, warmup: warmup,
+                                                                   train: train, freezeBackbone: freeze == "reused", measurePeak: peak))
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys]
+                say(String(decoding: try enc.encode(r), as: UTF8.self))
+            } else {
+                say("\(r.model) \(r.mode) input \(ShapeFormat.string(r.inputShape)), \(r.threads) thread(s), \(r.iterations) iterations")
+                say(String(format: "latency median %.2f ms, min %.2f ms, p90 %.2f ms", r.medianMs, r.minMs, r.p90Ms))
+                say(String(format: "%.1f images/s, %.1f GFLOP/s, sgemm peak %.1f GFLOP/s (%.0f%%)", r.imagesPerSecond, r.gflops,
+                           r.sgemmPeakGflops, 100 * r.peakShare))
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+@testable import Zoo
+
+/// Winograd F(2×2,3×3) (fast kernels) against the plain reference convolution, and the bench figures.
+final class WinogradBenchTests: XCTestCase {
+    func random(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+
+    func check(batch: Int, inC: Int, outC: Int, h: Int, w: Int, pad: Int, bias: Bool, act: Activation, threads: Int,
+               line: UInt = #line) {
+        let oh = h + 2 * pad - 2, ow = w + 2 * pad - 2
+        let g = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: outC, outH: oh, outW: ow, kH: 3, kW: 3,
+                               strideH: 1, strideW: 1, padTop: pad, padLeft: pad, dilH: 1, dilW: 1, groups: 1)
+        XCTAssertTrue(Fast.winogradApplies(g), line: line)
+        var rng = SeededRandom(seed: UInt64(inC * 1000 + h))
+        let x = random(batch * inC * h * w, &rng), wt = random(outC * inC * 9, &rng), b = random(outC, &rng)
+        var want = [Float](repeating: 0, count: batch * outC * oh * ow), got = want
+        var scratch = [Float](repeating: .nan, count: Fast.conv2dScratch(g))
+        x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
+            Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, y: &want)
+            let pre = want
+            Reference.activation(act, count: want.count, x: pre, y: &want)
+            scratch.withUnsafeMutableBufferPointer { sp in
+                Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got,
+                            scratch: sp.baseAddress!, threads: threads)
+            }
+        } } }
+        let maxAbs = want.map(abs).max()!
+        let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, maxAbs), "N\(batch) C\(inC)→\(outC) \(h)×\(w) pad \(pad)", line: line)
+    }
+
+    func testWinogradMatchesReferenceOnOddEvenSizesPaddingAndBatch() {
+        check(batch: 1, inC: 16, outC: 16, h: 8, w: 8, pad: 1, bias: false, act: .none, threads: 1)
+        check(batch: 3, inC: 17, outC: 20, h: 7, w: 9, pad: 1, bias: true, act: .relu, threads: 2)
+        check(batch: 2, inC: 32, outC: 16, h: 5, w: 6, pad: 0, bias: true, act: .clip(0, 6), threads: 2)
+        check(batch: 1, inC: 16, outC: 24, h: 3, w: 4, pad: 2, bias: false, act: .relu, threads: 2)
+        // Several chunks: 16·(16+24)·20 floats hold 20 tiles; 3·6·6 = 108 tiles make 6 chunks, the last one partial.
+        let saved = Fast.winogradChunkFloats
+        Fast.winogradChunkFloats = 16 * 40 * 20
+        defer { Fast.winogradChunkFloats = saved }
+        XCTAssertEqual(Fast.winogradChunk(Conv2dGeometry(batch: 3, inC: 16, inH: 12, inW: 12, outC: 24, outH: 12, outW: 12, kH: 3, kW: 3,
+                                                         strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)).chunk, 20)
+        check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2)
+    }
+
+    func testWinogradSeesWeightsChangedInPlace() {
+        let g = Conv2dGeometry(batch: 1, inC: 16, inH: 6, inW: 6, outC: 16, outH: 6, outW: 6, kH: 3, kW: 3,
+                               strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
+        var rng = SeededRandom(seed: 9)
+        let x = random(16 * 36, &rng)
+        var wt = random(16 * 16 * 9, &rng)
+        var scratch = [Float](repeating: 0, count: Fast.conv2dScratch(g))
+        for round in 0..<2 {
+            var want = [Float](repeating: 0, count: 16 * 36), got = want
+            wt.withUnsafeMutableBufferPointer { wp in
+                if round == 1 { wp[100] += 1 }
+                Reference.conv2d(g, x: x, w: wp.baseAddress!, b: nil, y: &want)
+                Fast.conv2d(g, x: x, w: wp.baseAddress!, b: nil, act: .none, y: &got, scratch: &scratch, threads: 2)
+            }
+            XCTAssertLessThanOrEqual(zip(got, want).map { abs($0 - $1) }.max()!, 1e-5, "round \(round)")
+        }
+    }
+
+    func testBenchStatsAndFigures() throws {
+        let s = Bench.stats([5, 1, 4, 2, 3, 10, 6, 7, 8, 9])
+        XCTAssertEqual(s.median, 5.5)
+        XCTAssertEqual(s.min, 1)
+        XCTAssertEqual(s.p90, 9)
+        let g = try Catalog.graph("lenet")
+        let m = Model.initialized(graph: g)
+        let r = try Bench.run(model: m, config: BenchConfig(batch: 4, threads: 1, iterations: 3, warmup: 1, measurePeak: false))
+        let multAdds = try g.inferLayers(batch: 4).reduce(0) { $0 + $1.multAdds }
+        XCTAssertEqual(r.flopsPerIteration, 2 * Double(multAdds))
+        XCTAssertEqual(r.times.count, 3)
+        XCTAssertEqual(r.imagesPerSecond, 4 / (r.medianMs / 1000), accuracy: 1e-6)
+        let t = try Bench.run(model: m, config: BenchConfig(batch: 4, threads: 1, iterations: 1, warmup: 0, train: true, freezeBackbone: true,
+                                                          measurePeak: false))
+        XCTAssertEqual(t.flopsPerIteration, 6 * Double(multAdds))
+        XCTAssertEqual(t.mode, "finetune")
+        XCTAssertEqual(Bench.backboneParameters(g), Set(g.parameterSpecs.map(\.key)).subtracting(["11.weight", "11.bias"]))
+    }
+}
