@@ -173,6 +173,7 @@ func outputClasses(_ g: Graph) throws -> Int {
 
 /// Runs a training subcommand; errors print as `error: <description>` on stderr with exit status 1.
 func trainingCommand(_ body: () throws -> Void) throws {
+    TrainingThreads.preferSingleBLASThread()
     do { try body() } catch let e as ExitCode { throw e } catch let e as ValidationError { throw e } catch {
         let m = String(describing: error)
         FileHandle.standardError.write(Data(("error: " + m + "\n").utf8))

@@ -135,6 +135,7 @@ final class TrainingGradientTests: XCTestCase {
         for (k, v) in f where k.hasPrefix("grad/") {
             let name = String(k.dropFirst(5))
             XCTAssertLessThanOrEqual(TrainFixtures.relErr(g.parameters[name]!, v.values), 1e-4, name)
+            print("lenet grad \(name): rel err \(TrainFixtures.relErr(g.parameters[name]!, v.values))")
         }
     }
 
@@ -169,6 +170,7 @@ final class TrainingGradientTests: XCTestCase {
         for (k, v) in f where k.hasPrefix("grad/") {
             let name = String(k.dropFirst(5)); n += 1
             XCTAssertLessThanOrEqual(TrainFixtures.relErr(g.parameters[name]!, v.values), 1e-4, name)
+            print("block grad \(name): rel err \(TrainFixtures.relErr(g.parameters[name]!, v.values))")
         }
         XCTAssertEqual(n, 9)
         for (k, v) in f where k.hasPrefix("after/") {

@@ -11,6 +11,7 @@ final class TrainingOptimizerTests: XCTestCase {
             opt.step(tensors: &tensors, grads: ["p": f["g\(k)"]!.values], lr: lr)
             let err = TrainFixtures.relErr(tensors["p"]!.data, f["\(name)_step\(k)"]!.values)
             XCTAssertLessThanOrEqual(err, 1e-5, "\(name) step \(k)")
+            print("optimizer \(name) step \(k): max |Δ| / max |p| = \(err)")
             // elementwise relative check too
             let ref = f["\(name)_step\(k)"]!.values
             for i in 0..<ref.count { XCTAssertEqual(tensors["p"]!.data[i], ref[i], accuracy: 1e-5 * max(abs(ref[i]), 1e-3), "\(name)[\(i)]") }

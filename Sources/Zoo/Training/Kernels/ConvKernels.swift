@@ -229,3 +229,11 @@ public func trainConvTransposeBackward(x: [Float], weight: [Float], dy: [Float],
     }
     return (dx, dw, db)
 }
+
+public enum TrainingThreads {
+    /// Training multiplies small matrices (per layer, per batch); OpenBLAS' thread pool costs more than it
+    /// gains there, especially on a shared machine. Uses one BLAS thread unless OPENBLAS_NUM_THREADS is set.
+    public static func preferSingleBLASThread() {
+        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { openblas_set_num_threads(1) }
+    }
+}

@@ -4,7 +4,7 @@ tiny.onnx: Conv (raw_data weight, float_data bias) -> Relu -> MaxPool -> Flatten
 dynamic batch 'N', opset 17, ir 8, with metadata_props and doc strings, to check that zoo's generated
 protobuf code reads ONNX's wire format and writes it back byte for byte. tiny.expected.json holds the facts
 the Swift test compares against (read with onnx, independent of zoo).
-Run: .venv/bin/python scripts/make-onnx-fixtures.py
+Run: .venv/bin/python scripts/make_onnx_fixtures.py
 """
 import json, os
 import numpy as np
