@@ -82,13 +82,18 @@ public enum ModelIO {
                 graph = try graphFromJSONFile(path)
             case .safetensors:
                 guard let arch else {
-                    throw ZooError.file(path: path, message: "a safetensors file holds weights only; name its architecture (a catalog name or an architecture JSON file) with --arch")
+                    // The zoo writes its architecture into the safetensors metadata (ModelFiles).
+                    if let weights { throw ZooError.badInput("\(path) already holds the weights; --weights \(weights) does not apply") }
+                    return try ModelFiles.load(path: path).model
                 }
                 if let weights { throw ZooError.badInput("\(path) already holds the weights; --weights \(weights) does not apply") }
                 graph = try loadGraph(arch, classes: classes, inChannels: inChannels, inputSize: inputSize)
                 weightsPath = path
             case .hdf5:
-                throw ZooError.unsupported("\(path): HDF5/Keras model files are not supported yet")
+                // zoo checkpoint or Keras full-model .h5 (Sources/Formats/Convert/ModelFiles.swift).
+                if let arch { throw ZooError.badInput("\(path) holds its own architecture; --arch \(arch) does not apply") }
+                if let weights { throw ZooError.badInput("\(path) already holds the weights; --weights \(weights) does not apply") }
+                return try ModelFiles.load(path: path).model
             case .onnx:
                 if let arch { throw ZooError.badInput("\(path) is an ONNX model with its own architecture; --arch \(arch) does not apply") }
                 if let weights { throw ZooError.badInput("\(path) is an ONNX model with its own weights; --weights \(weights) does not apply") }

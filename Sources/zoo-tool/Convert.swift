@@ -3,20 +3,26 @@ import Foundation
 import Formats
 import Zoo
 
-/// `zoo-tool convert SRC DST`: ONNX branches (export to .onnx, import from .onnx to a safetensors state dict
-/// or an architecture JSON). Minimal; the HDF5/Keras branches belong to the HDF5 issue.
+/// `zoo-tool convert SRC DST`. Sources are detected from content: zoo .h5, Keras .h5, safetensors
+/// (architecture from --arch or its zoo metadata), ONNX, or a catalog name / architecture JSON
+/// (seeded initialisation). The destination format comes from --to, else its extension: .onnx,
+/// .json (architecture), .safetensors, anything else a zoo .h5 (`--to keras` for Keras .h5).
+/// The work lives in Formats (ModelFiles for HDF5/Keras/safetensors, ONNXImport/ONNXExport).
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a model between formats; the destination's extension picks the format (.onnx, .safetensors, .json).")
+        abstract: "Convert a model between zoo .h5, Keras .h5, safetensors, ONNX and architecture JSON; reports what was renamed or transposed.")
 
-    @Argument(help: "A model file (.onnx; safetensors with --arch), or a catalog architecture / JSON (seeded initialisation).")
+    @Argument(help: "A model file (zoo .h5, Keras .h5, safetensors, .onnx), or a catalog architecture / JSON (seeded initialisation).")
     var source: String
 
-    @Argument(help: "Destination file: .onnx, .safetensors (state dict) or .json (architecture).")
+    @Argument(help: "Destination: .onnx, .json (architecture), .safetensors, else a zoo .h5 (see --to).")
     var destination: String
 
     @Option(help: "The architecture of a weights-only SOURCE (catalog name or architecture JSON).")
     var arch: String?
+
+    @Option(help: "Destination format: zoo, keras or safetensors (default from the extension).")
+    var to: String?
 
     @Option(help: "Weights to load strictly into the architecture (a safetensors state dict).")
     var weights: String?
@@ -36,25 +42,28 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let model: Model
-            if (try? ModelIO.detectFormat(path: source)) == .onnx && FileManager.default.fileExists(atPath: source) {
+            let isFile = FileManager.default.fileExists(atPath: source)
+            var loaded: LoadedModelFile
+            if isFile && (try? ModelIO.detectFormat(path: source)) == .onnx && !H5.looksLikeHDF5(path: source)
+                && (source.lowercased().hasSuffix(".onnx") || (try? FileIO.readPrefix(source, count: 1).0) == [0x08]) {
                 let r = try ONNXImport.load(URL(fileURLWithPath: source))
-                for n in r.notes { say("\(source): \(n)") }
-                model = r.model
+                loaded = LoadedModelFile(model: r.model, training: nil, kind: .onnx, path: source, report: r.notes.map { "\(source): \($0)" })
+            } else if weights != nil || classes != nil || (isFile && (try? ModelIO.detectFormat(path: source)) == .json) {
+                let m = try ModelIO.loadModel(path: source, arch: arch, weights: weights, classes: classes)
+                loaded = LoadedModelFile(model: m, training: nil, kind: .safetensors, path: source, report: [])
             } else {
-                model = try ModelIO.loadModel(path: source, arch: arch, weights: weights, classes: classes)
+                loaded = try ModelFiles.load(path: source, arch: arch)
             }
+            for line in loaded.report { say(line) }
             let ext = URL(fileURLWithPath: destination).pathExtension.lowercased()
-            switch ext {
-            case "onnx":
-                try ONNXExport.write(model, to: URL(fileURLWithPath: destination), options: .init(opset: opset, foldBN: foldBN),
-                                       externalThreshold: externalThreshold)
-            case "safetensors":
-                try Safetensors.write(model: model, to: destination)
-            case "json":
-                try FileIO.writeAtomically(try model.graph.jsonData(), to: destination)
+            switch (to, ext) {
+            case (nil, "onnx"):
+                try ONNXExport.write(loaded.model, to: URL(fileURLWithPath: destination), options: .init(opset: opset, foldBN: foldBN),
+                                     externalThreshold: externalThreshold)
+            case (nil, "json"):
+                try FileIO.writeAtomically(try loaded.model.graph.jsonData(), to: destination)
             default:
-                throw ZooError.badInput("\(destination): unknown destination format '.\(ext)' (use .onnx, .safetensors or .json)")
+                for line in try ModelFiles.write(loaded, to: destination, format: to, sourceIsFile: isFile) { say(line) }
             }
             say("wrote \(destination)")
         }

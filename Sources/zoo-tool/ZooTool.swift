@@ -7,7 +7,7 @@ struct ZooTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zoo-tool",
         abstract: "CNN model zoo: architectures, summaries, inference and checkpoint interchange.",
-        subcommands: [List.self, Summary.self, Infer.self, Convert.self, Train.self, Finetune.self, Eval.self, Bench.self])
+        subcommands: [List.self, Summary.self, Infer.self, Convert.self, Verify.self, Train.self, Finetune.self, Eval.self, Bench.self])
 }
 
 /// Runs a subcommand body; any error is printed as `error: <description>` on stderr and the
