@@ -38,11 +38,14 @@ public struct BenchResult: Codable, Sendable {
     public var sgemmPeakGflops: Double
     public var peakShare: Double
     public var times: [Double]
+    /// Peak resident memory of this process (VmHWM of /proc/self/status; unlike getrusage's maxrss it does not
+    /// inherit the parent's peak across fork + exec), in MiB; nil where /proc is missing.
+    public var peakRSSMB: Double?
 
     enum CodingKeys: String, CodingKey {
         case model, mode, batch, threads, iterations, inputShape = "input_shape", medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
         case imagesPerSecond = "images_per_s", flopsPerIteration = "flops_per_iteration", gflops, sgemmPeakGflops = "sgemm_peak_gflops"
-        case peakShare = "peak_share", times = "times_ms"
+        case peakShare = "peak_share", times = "times_ms", peakRSSMB = "peak_rss_mb"
     }
 }
 
@@ -74,6 +77,14 @@ public enum Bench {
             best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         return 2 * Double(n * n * n) / best / 1e9
+    }
+
+    /// VmHWM of /proc/self/status in MiB.
+    public static func peakResidentMB() -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "") else { return nil }
+        return kb / 1024
     }
 
     /// Parameter names a fine-tune step with a frozen backbone leaves fixed: all but the classifier head's.
@@ -127,6 +138,7 @@ public enum Bench {
         return BenchResult(model: g.name, mode: c.train ? (c.freezeBackbone ? "finetune" : "train") : "infer", batch: c.batch,
                            threads: c.threads, iterations: c.iterations, inputShape: shape, medianMs: s.median, minMs: s.min,
                            p90Ms: s.p90, imagesPerSecond: Double(c.batch) / (s.median / 1e3), flopsPerIteration: flops,
-                           gflops: gflops, sgemmPeakGflops: peak.isNaN ? 0 : peak, peakShare: peak.isNaN ? 0 : gflops / peak, times: times)
+                           gflops: gflops, sgemmPeakGflops: peak.isNaN ? 0 : peak, peakShare: peak.isNaN ? 0 : gflops / peak, times: times,
+                           peakRSSMB: peakResidentMB())
     }
 }
