@@ -87,3 +87,28 @@ def test_export_loads_in_keras(arch, tmp_path):
     assert y_keras.shape == y_zoo.shape
     err = np.abs(y_keras - y_zoo).max()
     assert err <= 1e-4 * max(1.0, np.abs(y_zoo).max()), err
+
+
+def test_import_vars_layout(tmp_path):
+    """Weights stored as `<layer>/vars/<i>` (the Keras 3 variable layout) load by position."""
+    import shutil
+    import h5py
+    src = tmp_path / "vars.h5"
+    shutil.copy(os.path.join(FIX, "cnn_k3.h5"), src)
+    with h5py.File(src, "r+") as f:
+        mw = f["model_weights"]
+        for ln in mw.attrs["layer_names"]:
+            g = mw[ln]
+            names = list(g.attrs["weight_names"])
+            if not names:
+                continue
+            new = []
+            for i, n in enumerate(names):
+                d = g[n][()]
+                del g[n]
+                g.create_dataset(f"{ln}/vars/{i}", data=d)
+                new.append(f"{ln}/vars/{i}")
+            g.attrs["weight_names"] = np.array(new, dtype=object)
+    x = np.load(os.path.join(FIX, "cnn_k3.x.npy"))
+    y = np.load(os.path.join(FIX, "cnn_k3.y.npy"))
+    check_import(src, x, y, tmp_path)
