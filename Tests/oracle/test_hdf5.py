@@ -193,3 +193,17 @@ def test_verify_against_tolerance(tmp_path):
     assert r.returncode != 0
     assert "max abs error:" in r.stdout and "max relative error:" in r.stdout
     assert "error: bad input: outputs differ beyond tolerance: relative error" in r.stderr
+
+
+def test_verify_reads_onnx(tmp_path):
+    """verify takes .onnx directly, alone and against a zoo checkpoint (ONNX exported by zoo, run by zoo's importer)."""
+    a, b = tmp_path / "a.h5", tmp_path / "a.onnx"
+    assert run_zoo("convert", "lenet", a).returncode == 0
+    r = run_zoo("convert", a, b)
+    assert r.returncode == 0, r.stderr
+    r = run_zoo("verify", b)
+    assert r.returncode == 0, r.stderr
+    assert "ONNX opset 17" in r.stdout
+    r = run_zoo("verify", a, "--against", b, "--tolerance", "1e-4")
+    assert r.returncode == 0, r.stderr
+    assert "max abs error:" in r.stdout

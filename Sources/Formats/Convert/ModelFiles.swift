@@ -55,6 +55,8 @@ public enum ModelFiles {
         case .json: throw ZooError.file(path: path, message: "is an architecture JSON file, not a model file")
         case .onnx:
             if H5.looksLikeHDF5(path: path) { return try detect(path: path) }
+            // ONNX has no magic number: a .onnx name, or a ModelProto starting with ir_version (field 1, varint: 0x08).
+            if path.lowercased().hasSuffix(".onnx") || (try? FileIO.readPrefix(path, count: 1).0) == [0x08] { return .onnx }
             throw ZooError.file(path: path, message: "not a zoo checkpoint, Keras .h5, safetensors or ONNX file (unrecognised content)")
         }
     }
@@ -83,7 +85,11 @@ public enum ModelFiles {
             return LoadedModelFile(model: r.model, training: nil, kind: kind, path: path,
                                    report: ["\(path): Keras model '\(r.model.graph.name)', NHWC → NCHW"] + r.report.map { "  " + $0 })
         case .onnx:
-            throw ZooError.file(path: path, message: "is an ONNX file; convert it with `zoo-tool convert`")
+            if let arch { throw ZooError.badInput("\(path) is an ONNX model with its own architecture; --arch \(arch) does not apply") }
+            let r = try ONNXImport.load(URL(fileURLWithPath: path))
+            return LoadedModelFile(model: r.model, training: nil, kind: kind, path: path,
+                                   report: ["\(path): ONNX opset \(r.opset)" + (r.architecture.map { ", recognised as '\($0)'" } ?? ", generic graph")]
+                                       + r.notes.map { "  " + $0 })
         case .safetensors:
             let file = try Safetensors.read(path: path)
             let graph: Graph
