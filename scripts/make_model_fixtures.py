@@ -11,7 +11,7 @@ float32 input of batch 2, and
     .venv/bin/python scripts/make_model_fixtures.py --out fixtures/models lenet
     .venv/bin/python scripts/make_model_fixtures.py --out DIR alexnet vgg11_bn ...
 
-lenet and nin are the d2l nn.Sequential definitions of seed 003 (transcribed below); the others come
+lenet and nin are the d2l nn.Sequential definitions of seed 003 (scripts/d2l_models.py); the others come
 from torchvision with default arguments (googlenet: aux_logits=False, init_weights=True).
 """
 import argparse
@@ -31,37 +31,7 @@ MODELS = ["lenet", "alexnet", "vgg11_bn", "nin", "googlenet", "resnet18", "mobil
 SMALL = ["lenet"]  # committed under fixtures/models; the rest are made at test time
 
 
-def lenet_d2l():
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
-        nn.Linear(120, 84), nn.Sigmoid(),
-        nn.Linear(84, 10))
-
-
-def nin_block(in_channels, out_channels, kernel_size, stride, padding):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU())
-
-
-def nin_d2l():
-    return nn.Sequential(
-        nin_block(1, 96, kernel_size=11, stride=4, padding=0),
-        nn.MaxPool2d(3, stride=2),
-        nin_block(96, 256, kernel_size=5, stride=1, padding=2),
-        nn.MaxPool2d(3, stride=2),
-        nin_block(256, 384, kernel_size=3, stride=1, padding=1),
-        nn.MaxPool2d(3, stride=2),
-        nn.Dropout(0.5),
-        nin_block(384, 10, kernel_size=3, stride=1, padding=1),
-        nn.AdaptiveAvgPool2d((1, 1)),
-        nn.Flatten())
+from d2l_models import d2l_lenet as lenet_d2l, d2l_nin as nin_d2l  # noqa: E402
 
 
 def build(name):

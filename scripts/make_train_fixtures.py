@@ -40,16 +40,9 @@ for name, make in configs.items():
 np.savez_compressed(os.path.join(root, "optimizers.npz"), **out)
 
 # --- lenet (d2l, seed 003)
+from d2l_models import d2l_lenet  # noqa: E402
 torch.manual_seed(0)
-lenet = nn.Sequential(
-    nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
-    nn.AvgPool2d(kernel_size=2, stride=2),
-    nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
-    nn.AvgPool2d(kernel_size=2, stride=2),
-    nn.Flatten(),
-    nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
-    nn.Linear(120, 84), nn.Sigmoid(),
-    nn.Linear(84, 10))
+lenet = d2l_lenet()
 x = torch.randn(4, 1, 28, 28)
 y = torch.tensor([3, 1, 4, 1])
 loss = nn.CrossEntropyLoss(label_smoothing=0.1)(lenet(x), y)
