@@ -20,6 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "With --train: 'reused' freezes everything but the classifier head (a fine-tune step).") var freeze: String?
     @Flag(inversion: .prefixedNo, help: "Also time a 1024³ sgemm with the same threads (the peak the share is taken of).") var peak = true
     @Flag(inversion: .prefixedNo, help: "Winograd F(2×2,3×3) for stride-1 3×3 convolutions (off: im2col + sgemm).") var winograd = true
+    @Flag(help: "Inference: also report each layer's median time (slowest first; all of them with --json).") var profile = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -40,7 +41,7 @@ struct Bench: ParsableCommand {
             Fast.useWinograd = winograd
             let m = try ModelIO.loadModel(path: model, classes: classes, inChannels: inChannels, inputSize: size, seed: 0)
             let r = try Zoo.Bench.run(model: m, config: BenchConfig(batch: batch, threads: threads, iterations: iterations, warmup: warmup,
-                                                                   train: train, freezeBackbone: freeze == "reused", measurePeak: peak))
+                                                                   train: train, freezeBackbone: freeze == "reused", measurePeak: peak, profile: profile))
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]
@@ -50,6 +51,16 @@ struct Bench: ParsableCommand {
                 say(String(format: "latency median %.2f ms, min %.2f ms, p90 %.2f ms", r.medianMs, r.minMs, r.p90Ms))
                 say(String(format: "%.1f images/s, %.1f GFLOP/s, sgemm peak %.1f GFLOP/s (%.0f%%)", r.imagesPerSecond, r.gflops,
                            r.sgemmPeakGflops, 100 * r.peakShare))
+                if let layers = r.layers {
+                    let total = layers.reduce(0) { $0 + $1.medianMs }
+                    var byOp: [String: Double] = [:]
+                    for l in layers { byOp[l.op, default: 0] += l.medianMs }
+                    say(String(format: "per layer (sum of medians %.2f ms); by op: ", total)
+                        + byOp.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f", $0.key, $0.value) }.joined(separator: ", "))
+                    for l in layers.sorted(by: { $0.medianMs > $1.medianMs }).prefix(15) {
+                        say(String(format: "  %8.3f ms  %-14@ %@", l.medianMs, l.op, l.node))
+                    }
+                }
             }
         }
     }

@@ -12,8 +12,11 @@ public struct BenchConfig: Sendable {
     public var freezeBackbone: Bool
     /// Time a 1024³ sgemm after the model (off when measuring the model's peak memory).
     public var measurePeak: Bool
+    /// Inference only: record each step's time and report per-layer medians (`BenchResult.layers`).
+    public var profile = false
     public init(batch: Int = 1, threads: Int = 2, iterations: Int = 10, warmup: Int = 2, train: Bool = false, freezeBackbone: Bool = false,
-                measurePeak: Bool = true) {
+                measurePeak: Bool = true, profile: Bool = false) {
+        self.profile = profile
         self.measurePeak = measurePeak
         self.batch = batch; self.threads = threads; self.iterations = iterations; self.warmup = warmup
         self.train = train; self.freezeBackbone = freezeBackbone
@@ -41,11 +44,20 @@ public struct BenchResult: Codable, Sendable {
     /// Peak resident memory of this process (VmHWM of /proc/self/status; unlike getrusage's maxrss it does not
     /// inherit the parent's peak across fork + exec), in MiB; nil where /proc is missing.
     public var peakRSSMB: Double?
+    /// With `BenchConfig.profile`: each executed step (fused conv+BN+act counts as its conv), median ms over the timed runs.
+    public var layers: [LayerTime]? = nil
+
+    public struct LayerTime: Codable, Sendable {
+        public var node: String
+        public var op: String
+        public var medianMs: Double
+        enum CodingKeys: String, CodingKey { case node, op, medianMs = "median_ms" }
+    }
 
     enum CodingKeys: String, CodingKey {
         case model, mode, batch, threads, iterations, inputShape = "input_shape", medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
         case imagesPerSecond = "images_per_s", flopsPerIteration = "flops_per_iteration", gflops, sgemmPeakGflops = "sgemm_peak_gflops"
-        case peakShare = "peak_share", times = "times_ms", peakRSSMB = "peak_rss_mb"
+        case peakShare = "peak_share", times = "times_ms", peakRSSMB = "peak_rss_mb", layers
     }
 }
 
@@ -108,6 +120,7 @@ public enum Bench {
         let x = Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.nextFloat() * 2 - 1 })
         let multAdds = try g.inferLayers(batch: c.batch).reduce(0) { $0 + $1.multAdds }
         var body: () throws -> Void
+        var executor: Executor? = nil
         if c.train {
             var engine = TrainingEngine(model: model, frozen: c.freezeBackbone ? backboneParameters(g) : [])
             let classes = try g.outputShape(batch: 1).reduce(1, *)
@@ -122,14 +135,24 @@ public enum Bench {
             }
         } else {
             let ex = try Executor(model: model, kernels: .fast, threads: c.threads)
+            ex.collectTimings = c.profile
+            executor = ex
             body = { _ = try ex.forward(x) }
         }
         for _ in 0..<c.warmup { try body() }
         var times: [Double] = []
+        var perLayer: [[(node: String, op: String, ms: Double)]] = []
         for _ in 0..<c.iterations {
             let t0 = DispatchTime.now().uptimeNanoseconds
             try body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            if let ex = executor, c.profile { perLayer.append(ex.timings) }
+        }
+        var layers: [BenchResult.LayerTime]? = nil
+        if let first = perLayer.first {
+            layers = first.indices.map { i in
+                BenchResult.LayerTime(node: first[i].node, op: first[i].op, medianMs: stats(perLayer.map { $0[i].ms }).median)
+            }
         }
         let s = stats(times)
         let flops = 2 * Double(multAdds) * (c.train ? 3 : 1)
@@ -139,6 +162,6 @@ public enum Bench {
                            threads: c.threads, iterations: c.iterations, inputShape: shape, medianMs: s.median, minMs: s.min,
                            p90Ms: s.p90, imagesPerSecond: Double(c.batch) / (s.median / 1e3), flopsPerIteration: flops,
                            gflops: gflops, sgemmPeakGflops: peak.isNaN ? 0 : peak, peakShare: peak.isNaN ? 0 : gflops / peak, times: times,
-                           peakRSSMB: peakResidentMB())
+                           peakRSSMB: peakResidentMB(), layers: layers)
     }
 }
