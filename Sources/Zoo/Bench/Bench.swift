@@ -122,6 +122,7 @@ public enum Bench {
         var body: () throws -> Void
         var executor: Executor? = nil
         if c.train {
+            TrainingThreads.count = c.threads
             var engine = TrainingEngine(model: model, frozen: c.freezeBackbone ? backboneParameters(g) : [])
             let classes = try g.outputShape(batch: 1).reduce(1, *)
             let labels = (0..<c.batch).map { $0 % classes }

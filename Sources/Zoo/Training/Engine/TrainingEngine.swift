@@ -28,6 +28,7 @@ public struct TrainingEngine {
 
     public init(model: Model, frozen: Set<String> = []) {
         self.model = model; self.frozen = frozen
+        _ = TrainingMemory.configured
     }
 
     /// Trainable parameter names (specs marked trainable and not frozen), in definition order.
@@ -186,7 +187,7 @@ public struct TrainingEngine {
         for (i, n) in g.nodes.enumerated() where tape.needsBackward[i] { valueNeeds.insert(n.output) }
         func accumulate(_ name: String, _ d: [Float]) {
             guard valueNeeds.contains(name) else { return }
-            if var e = grads[name] { for i in 0..<e.count { e[i] += d[i] }; grads[name] = e } else { grads[name] = d }
+            if var e = grads.removeValue(forKey: name) { BVec.addInPlace(&e, d, threads: SharedForward.threads); grads[name] = e } else { grads[name] = d }
         }
         func wantParam(_ node: Node, _ key: String) -> Bool {
             !frozen.contains(node.name + "." + key)
@@ -225,23 +226,14 @@ public struct TrainingEngine {
                 if let d = r.dx { accumulate(node.inputs[0], d) }
             case .relu, .relu6, .clip, .sigmoid, .tanh:
                 guard needIn[0] else { continue }
-                let y = tape.values[node.output]!.data
-                let xd = x!.data
-                var d = dy
-                switch node.op {
-                case .relu: for i in 0..<d.count where xd[i] <= 0 { d[i] = 0 }
-                case .relu6: for i in 0..<d.count where xd[i] <= 0 || xd[i] >= 6 { d[i] = 0 }
-                case let .clip(lo, hi): for i in 0..<d.count where xd[i] < lo || xd[i] > hi { d[i] = 0 }
-                case .sigmoid: for i in 0..<d.count { d[i] *= y[i] * (1 - y[i]) }
-                default: for i in 0..<d.count { d[i] *= 1 - y[i] * y[i] }
-                }
-                accumulate(node.inputs[0], d)
+                accumulate(node.inputs[0], BVec.activationBackward(node.op, x: x!.data, y: tape.values[node.output]!.data, dy: dy,
+                                                                   threads: SharedForward.threads))
             case let .softmax(axis):
                 guard needIn[0] else { continue }
                 accumulate(node.inputs[0], trainSoftmaxBackward(y: tape.values[node.output]!.data, dy: dy, shape: s, axis: axis))
             case .maxPool2d, .globalMaxPool:
                 guard needIn[0], case let .maxPool(am) = tape.caches[ni] else { continue }
-                accumulate(node.inputs[0], trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x!.count))
+                accumulate(node.inputs[0], trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x!.count, planes: s[0] * s[1]))
             case let .avgPool2d(a):
                 guard needIn[0] else { continue }
                 accumulate(node.inputs[0], trainAvgPoolBackward(dy: dy, inputShape: s, attrs: a))
@@ -260,6 +252,7 @@ public struct TrainingEngine {
             case .add, .mul:
                 let out = tape.values[node.output]!.shape
                 for k in 0..<2 where needIn[k] {
+                    if case .add = node.op, ins[k].shape == out { accumulate(node.inputs[k], dy); continue }
                     let idx = broadcastIndex(ins[k].shape, to: out)
                     var d = [Float](repeating: 0, count: ins[k].count)
                     if case .add = node.op { for i in 0..<dy.count { d[idx[i]] += dy[i] } }
