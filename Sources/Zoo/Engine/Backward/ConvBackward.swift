@@ -137,7 +137,8 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in dy.withUnsafeBufferPointer { dyb in
     partial.withUnsafeMutableBufferPointer { pb in dxs.withUnsafeMutableBufferPointer { dxb in
         let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), dyp = SendConstPtr(dyb.baseAddress!)
-        let pp = pb.baseAddress.map(SendPtr.init), dxp = dxb.baseAddress.map(SendPtr.init)
+        // (An empty array's buffer may still have a base address: the shared empty storage. Test the flags.)
+        let pp = needParams ? pb.baseAddress.map(SendPtr.init) : nil, dxp = colsForInput ? dxb.baseAddress.map(SendPtr.init) : nil
         Fast.parallelFor(workers, threads: workers) { range in
             for t in range {
                 let col = sp.p + t * (colFloats + dygFloats), dyg = col + colFloats

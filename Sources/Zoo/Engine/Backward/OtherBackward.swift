@@ -70,7 +70,7 @@ public func trainBatchNormBackward(dy: [Float], xhat: [Float], invStd: [Float], 
         guard count > 0 else { return }
         let ds = SendConstPtr(db.baseAddress!), hs = SendConstPtr(hb.baseAddress!), isd = SendConstPtr(ib.baseAddress!)
         let gs = SendConstPtr(gb.baseAddress!), dgs = SendPtr(dgb.baseAddress!), dbs = SendPtr(dbb.baseAddress!)
-        let dxp = xb.baseAddress.map(SendPtr.init)
+        let dxp = needInput ? xb.baseAddress.map(SendPtr.init) : nil  // (an empty array may still have a base address)
         Fast.parallelFor(c, threads: threads, grain: max(1, 16384 / max(1, n * plane))) { r in
             for ch in r {
                 var sdy: Float = 0, sdyx: Float = 0

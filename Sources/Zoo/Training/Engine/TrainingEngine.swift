@@ -21,6 +21,14 @@ public struct Tape {
 /// Parameters in `frozen` get no gradient; nodes whose output does not depend on a trainable parameter run
 /// no backward at all (so nothing runs below the lowest trainable layer).
 public struct TrainingEngine {
+    /// ZOO_TRAIN_PROFILE set: forward and backward time per node is added to `profile` (ms, keyed "F|B op node").
+    static let profiling = ProcessInfo.processInfo.environment["ZOO_TRAIN_PROFILE"] != nil
+    nonisolated(unsafe) public static var profile: [String: Double] = [:]
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    static func record(_ phase: String, _ node: Node, since t0: UInt64) {
+        profile[phase + " " + node.op.typeName + " " + node.name, default: 0] += Double(now() - t0) / 1e6
+    }
+
     public var model: Model
     public var frozen: Set<String>
     /// Also compute dLoss/dInput (for gradient checks).
@@ -71,7 +79,9 @@ public struct TrainingEngine {
                 guard let v = values[name] else { throw ZooError.invalidGraph("value '\(name)' is missing") }
                 return v
             }
+            let t0 = Self.profiling ? Self.now() : 0
             let (y, cache) = try forwardNode(node, ins, training: training, rng: &rng)
+            if Self.profiling { Self.record("F", node, since: t0) }
             values[node.output] = y
             if need[ni] { caches[ni] = cache }
         }
@@ -195,6 +205,8 @@ public struct TrainingEngine {
         for ni in stride(from: g.nodes.count - 1, through: 0, by: -1) where tape.needsBackward[ni] {
             let node = g.nodes[ni]
             guard let dy = grads.removeValue(forKey: node.output) else { continue }
+            let t0 = Self.profiling ? Self.now() : 0
+            defer { if Self.profiling { Self.record("B", node, since: t0) } }
             let ins = node.inputs.map { tape.values[$0]! }
             let needIn = node.inputs.map { valueNeeds.contains($0) }
             let x = ins.first
