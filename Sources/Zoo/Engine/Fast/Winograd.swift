@@ -92,7 +92,6 @@ extension Fast {
 
     public static func winogradConv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                                       act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
-        setBLASThreads(threads)
         let u = WinogradWeights.shared.get(w, outC: g.outC, inC: g.inC)
         let (tiles, chunk, _) = winogradChunk(g)
         let tilesW = (g.outW + 1) / 2, tilesH = (g.outH + 1) / 2, perImage = tilesW * tilesH
@@ -148,9 +147,11 @@ extension Fast {
                 }
             }
             // M[c] = U[c] · V[c]
-            for c in 0..<16 {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outC), Int32(nt), Int32(inC), 1,
-                            u.p + c * outC * inC, Int32(inC), vs.p + c * inC * nt, Int32(nt), 0, ms.p + c * outC * nt, Int32(nt))
+            // (the 16 products are independent: one single-threaded GEMM per task)
+            let us = SendConstPtr(u.p)
+            parallelTasks(16, threads: threads) { c in
+                sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                      c: ms.p + c * outC * nt, ldc: nt, threads: 1)
             }
             // Y = Aᵀ M A
             parallelFor(outC, threads: threads, grain: 4) { range in
