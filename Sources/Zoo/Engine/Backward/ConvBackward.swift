@@ -133,7 +133,8 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: workers * (colFloats + dygFloats))
     defer { scratch.deallocate() }
     let sp = SendPtr(scratch)
-    Fast.setBLASThreads(1)
+    // One worker (a batch of 1): its GEMMs are split over the pool instead.
+    let gemmThreads = workers == 1 ? threads : 1
     x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in dy.withUnsafeBufferPointer { dyb in
     partial.withUnsafeMutableBufferPointer { pb in dxs.withUnsafeMutableBufferPointer { dxb in
         let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), dyp = SendConstPtr(dyb.baseAddress!)
@@ -159,10 +160,12 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
                         }
                         if let pp {
                             im2col(xp.p, g, group: grp, n0: n0, nb: nb, col)
-                            sgemm(false, true, g.og, g.kSize, cols, 1, dg, cols, col, cols, 1, pp.p + t * wCount + grp * g.og * g.kSize, g.kSize)
+                            Fast.sgemm(false, true, m: g.og, n: g.kSize, k: cols, a: dg, lda: cols, b: col, ldb: cols, beta: 1,
+                                       c: pp.p + t * wCount + grp * g.og * g.kSize, ldc: g.kSize, threads: gemmThreads)
                         }
                         if colsForInput, let dxp {
-                            sgemm(true, false, g.kSize, cols, g.og, 1, wp.p + grp * g.og * g.kSize, g.kSize, dg, cols, 0, col, cols)
+                            Fast.sgemm(true, false, m: g.kSize, n: cols, k: g.og, a: wp.p + grp * g.og * g.kSize, lda: g.kSize, b: dg, ldb: cols,
+                                       c: col, ldc: cols, threads: gemmThreads)
                             col2im(col, g, group: grp, n0: n0, nb: nb, dxp.p)
                         }
                     }
@@ -308,19 +311,21 @@ public func referenceConv2dBackward(x: [Float], weight: [Float], dy: [Float], ge
 public func trainLinearBackward(x: [Float], rows: Int, inF: Int, weight: [Float], outF: Int, dy: [Float], hasBias: Bool,
                                 needInput: Bool, needParams: Bool) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
     var dx: [Float]? = nil, dw: [Float]? = nil, db: [Float]? = nil
-    Fast.setBLASThreads(TrainingThreads.count)
+    let threads = TrainingThreads.count
     dy.withUnsafeBufferPointer { dyp in
         if needInput {
             var d = [Float](repeating: 0, count: rows * inF)
             weight.withUnsafeBufferPointer { wp in d.withUnsafeMutableBufferPointer { dp in
-                sgemm(false, false, rows, inF, outF, 1, dyp.baseAddress!, outF, wp.baseAddress!, inF, 0, dp.baseAddress!, inF)
+                Fast.sgemm(false, false, m: rows, n: inF, k: outF, a: dyp.baseAddress!, lda: outF, b: wp.baseAddress!, ldb: inF,
+                           c: dp.baseAddress!, ldc: inF, threads: threads)
             } }
             dx = d
         }
         if needParams {
             var d = [Float](repeating: 0, count: outF * inF)
             x.withUnsafeBufferPointer { xp in d.withUnsafeMutableBufferPointer { dp in
-                sgemm(true, false, outF, inF, rows, 1, dyp.baseAddress!, outF, xp.baseAddress!, inF, 0, dp.baseAddress!, inF)
+                Fast.sgemm(true, false, m: outF, n: inF, k: rows, a: dyp.baseAddress!, lda: outF, b: xp.baseAddress!, ldb: inF,
+                           c: dp.baseAddress!, ldc: inF, threads: threads)
             } }
             dw = d
             if hasBias {
