@@ -63,14 +63,18 @@ extension Fast {
 
     /// Scratch floats `conv2d` needs for this geometry.
     public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
-        Swift.max(convTile(g).scratch, winogradApplies(g) ? winogradChunk(g).scratch : 0)
+        Swift.max(convTile(g).scratch, winogradScratch(g))
     }
 
     /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
     public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
-                              act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int) {
+                              act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int,
+                              weightCache: ConvWeightCache? = nil) {
         if isDepthwise(g) { depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads); return }
-        if winogradApplies(g), let scratch { winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads); return }
+        if winogradApplies(g), let scratch {
+            winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads, weightCache: weightCache)
+            return
+        }
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         let k = icpg * g.kH * g.kW
         let (tileRows, images, _) = convTile(g)
