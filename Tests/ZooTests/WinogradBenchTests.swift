@@ -50,13 +50,16 @@ final class WinogradBenchTests: XCTestCase {
             check(batch: 2, inC: 64, outC: 32, h: 14, w: 11, pad: 1, bias: true, act: .none, threads: 2)
             check(batch: 1, inC: 256, outC: 16, h: 10, w: 13, pad: 1, bias: true, act: .relu, threads: 2)
         }
-        // The geometry picks F(4×4) for planes of at least 8×8 and F(2×2) below.
-        func geo(_ s: Int) -> Conv2dGeometry {
-            Conv2dGeometry(batch: 1, inC: 16, inH: s, inW: s, outC: 16, outH: s, outW: s, kH: 3, kW: 3,
+        // The geometry picks F(4×4) when there are at least 40 of its 4×4 tiles, else F(2×2).
+        func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {
+            Conv2dGeometry(batch: batch, inC: 16, inH: s, inW: s, outC: 16, outH: s, outW: s, kH: 3, kW: 3,
                            strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
         }
         XCTAssertEqual(Fast.winogradTile(geo(56)), 4)
-        XCTAssertEqual(Fast.winogradTile(geo(7)), 2)
+        XCTAssertEqual(Fast.winogradTile(geo(28)), 4)
+        XCTAssertEqual(Fast.winogradTile(geo(14)), 2)
+        XCTAssertEqual(Fast.winogradTile(geo(14, batch: 8)), 4)
+        XCTAssertEqual(Fast.winogradTile(geo(7, batch: 8)), 2)
         // Several chunks of whole tile rows: 3 images × 3 tile rows of 4×4 tiles (F(4×4), 12×12 outputs); a budget
         // of 2 rows' V and M makes 5 chunks, the last one partial.
         let saved = Fast.winogradChunkFloats

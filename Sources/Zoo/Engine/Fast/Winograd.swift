@@ -41,7 +41,10 @@ extension Fast {
     static func winogradTile(_ g: Conv2dGeometry) -> Int {
         guard useWinograd, winogradEligible(g) else { return 0 }
         if winogradTileOverride == 2 || winogradTileOverride == 4 { return winogradTileOverride }
-        return g.outH >= 8 && g.outW >= 8 ? 4 : 2
+        // F(4×4) does 1.8× fewer GEMM FLOPs than F(2×2) but its 36 GEMMs have a quarter of the columns: measured
+        // (resnet18 b1, 2 threads) it wins at 28² and 56² (49 and 196 tiles), loses at 14² (16 tiles) and 7² (4).
+        let tiles4 = g.batch * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
+        return tiles4 >= 40 ? 4 : 2
     }
 
     static func winogradApplies(_ g: Conv2dGeometry) -> Bool { winogradTile(g) != 0 }
@@ -163,8 +166,11 @@ extension Fast {
         let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * inC * chunkRows * tilesW)
         let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u.p)
         let bs = b.map(SendConstPtr.init)
+        let prof = winogradProfile
+        var tIn: UInt64 = 0, tGemm: UInt64 = 0, tOut: UInt64 = 0
         var r0 = 0
         while r0 < rows {
+            let c0 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             let nr = Swift.min(chunkRows, rows - r0)
             let nt = nr * tilesW
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
@@ -229,6 +235,7 @@ extension Fast {
                     }
                 }
             }
+            let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // M[c] = U[c] · V[c]
             if winogradSplitGemms && threads > 1 {
                 setBLASThreads(1)
@@ -245,6 +252,7 @@ extension Fast {
                                 us.p + c * outC * inC, Int32(inC), vs.p + c * inC * nt, Int32(nt), 0, ms.p + c * outC * nt, Int32(nt))
                 }
             }
+            let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // Y = Aᵀ M A + bias, activation
             parallelFor(outC * nr, threads: threads, grain: 2) { range in
                 let s = UnsafeMutablePointer<Float>.allocate(capacity: m * a * tilesW)
@@ -308,9 +316,19 @@ extension Fast {
                     }
                 }
             }
+            if prof {
+                let c3 = DispatchTime.now().uptimeNanoseconds
+                tIn += c1 - c0; tGemm += c2 - c1; tOut += c3 - c2
+            }
             r0 += nr
         }
+        if prof {
+            FileHandle.standardError.write(String(format: "winograd F(%d) N%d %d→%d %dx%d chunks %d: in %.3f gemm %.3f out %.3f ms\n",
+                                                  m, g.batch, inC, outC, g.outH, g.outW, (rows + chunkRows - 1) / chunkRows,
+                                                  Double(tIn) / 1e6, Double(tGemm) / 1e6, Double(tOut) / 1e6).data(using: .utf8)!)
+        }
     }
+    nonisolated(unsafe) static var winogradProfile = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_PROFILE"] == "1"
 }
 
 /// Transformed weights of one convolution, owned by a caller whose weights do not change while it holds this
