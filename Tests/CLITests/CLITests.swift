@@ -68,4 +68,44 @@ final class CLITests: XCTestCase {
         let expected = try Executor(model: m, kernels: .fast, threads: 2).forward(x)
         XCTAssertEqual(y, expected)
     }
+
+    /// `bench --json`: the FLOP count is 2 × the summary's mult-adds (× 3 for a training step), the statistics
+    /// agree with the listed times, and `--profile` lists one entry per executed step.
+    func testBenchJSONIsConsistentWithTheSummary() throws {
+        let summary = try ModelSummary(graph: Catalog.graph("lenet"), batch: 4)
+        struct Layer: Decodable { var node: String; var op: String; var median_ms: Double }
+        struct Result: Decodable {
+            var mode: String; var batch: Int; var threads: Int; var iterations: Int; var input_shape: [Int]
+            var median_ms: Double; var min_ms: Double; var p90_ms: Double; var images_per_s: Double
+            var flops_per_iteration: Double; var gflops: Double; var times_ms: [Double]; var layers: [Layer]?
+        }
+        for train in [false, true] {
+            var args = ["bench", "lenet", "--batch", "4", "--threads", "2", "--iterations", "5", "--warmup", "1", "--no-peak", "--json"]
+            args += train ? ["--train"] : ["--profile"]
+            let r = try run(args)
+            XCTAssertEqual(r.status, 0, r.err)
+            let b = try JSONDecoder().decode(Result.self, from: Data(r.out.utf8))
+            XCTAssertEqual(b.mode, train ? "train" : "infer")
+            XCTAssertEqual(b.input_shape, [4] + summary.inputShape.dropFirst())
+            XCTAssertEqual(b.flops_per_iteration, Double(2 * summary.totalMultAdds * (train ? 3 : 1)))
+            XCTAssertEqual(b.times_ms.count, 5)
+            let sorted = b.times_ms.sorted()
+            XCTAssertEqual(b.min_ms, sorted[0])
+            XCTAssertEqual(b.median_ms, sorted[2])
+            XCTAssertEqual(b.p90_ms, sorted[4])
+            XCTAssertEqual(b.images_per_s, 4 / (b.median_ms / 1000), accuracy: 1e-6 * b.images_per_s)
+            XCTAssertEqual(b.gflops, b.flops_per_iteration / (b.median_ms / 1000) / 1e9, accuracy: 1e-9 * b.gflops)
+            if train {
+                XCTAssertNil(b.layers)
+            } else {
+                // lenet's steps: conv+sigmoid... every node of the graph runs (no conv+BN+ReLU fusion applies)
+                let nodes = try Catalog.graph("lenet").nodes.map(\.name)
+                XCTAssertEqual(b.layers?.map(\.node), nodes)
+                XCTAssertTrue(b.layers!.allSatisfy { $0.median_ms >= 0 && $0.median_ms <= b.times_ms.max()! })
+            }
+        }
+        let bad = try run(["bench", "lenet", "--batch", "0"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertEqual(bad.err, "error: bad input: --batch must be at least 1, got 0\n")
+    }
 }

@@ -79,6 +79,7 @@ public enum Bench {
         let a = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
         let b = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
         var c = [Float](repeating: 0, count: n * n)
+        defer { Fast.setBLASThreads(1) }
         var best = Double.infinity
         for _ in 0..<(repeats + 1) {
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -113,7 +114,6 @@ public enum Bench {
         guard c.batch >= 1, c.threads >= 1, c.iterations >= 1 else {
             throw ZooError.badInput("bench: batch, threads and iterations must be at least 1")
         }
-        Fast.setBLASThreads(c.threads)
         let g = model.graph
         let shape = [c.batch] + g.inputShape
         var rng = SeededRandom(seed: 42)

@@ -38,28 +38,11 @@ extension Fast {
         return (rows, 1, k * rows * g.outW)
     }
 
-    /// C[m, n] = A[m, k] · B[k, n] (row-major, leading dimensions given) through OpenBLAS: either with OpenBLAS's
-    /// own threads, or (`splitColumns`) as `threads` single-threaded GEMMs on column blocks.
+    /// C[m, n] = A[m, k] · B[k, n] (row-major, leading dimensions given): `sgemm` split over the workers.
     static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                      c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
-        if splitColumns && threads > 1 && n >= 64 * threads {
-            setBLASThreads(1)
-            let as_ = SendConstPtr(a), bs = SendConstPtr(b), cs = SendPtr(c)
-            let chunk = ((n + threads - 1) / threads + 15) / 16 * 16
-            DispatchQueue.concurrentPerform(iterations: threads) { t in
-                let lo = t * chunk, hi = Swift.min(n, lo + chunk)
-                if lo < hi {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(hi - lo), Int32(k),
-                                1, as_.p, Int32(lda), bs.p + lo, Int32(ldb), 0, cs.p + lo, Int32(ldc))
-                }
-            }
-        } else {
-            setBLASThreads(threads)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                        1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
-        }
+        sgemm(false, false, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, threads: threads)
     }
-    nonisolated(unsafe) static var splitColumns = ProcessInfo.processInfo.environment["ZOO_GEMM_SPLIT"] == "1"
 
     /// Scratch floats `conv2d` needs for this geometry.
     public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
@@ -242,7 +225,6 @@ extension Fast {
 
     public static func convTranspose2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                                        y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
-        setBLASThreads(threads)
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup, kk = g.kH * g.kW
         let m = ocpg * kk
         let cs = SendConstPtr(scratch)
@@ -251,8 +233,8 @@ extension Fast {
             for grp in 0..<g.groups {
                 let xg = x + (n * g.inC + grp * icpg) * g.inPlane
                 let wg = w + grp * icpg * m
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(g.inPlane), Int32(icpg),
-                            1, wg, Int32(m), xg, Int32(g.inPlane), 0, scratch, Int32(g.inPlane))
+                sgemm(true, false, m: m, n: g.inPlane, k: icpg, a: wg, lda: m, b: xg, ldb: g.inPlane, c: scratch, ldc: g.inPlane,
+                      threads: threads)
                 let ys = SendPtr(y + (n * g.outC + grp * ocpg) * g.outPlane)
                 parallelFor(ocpg, threads: threads) { range in
                     for ocg in range {
@@ -282,9 +264,8 @@ extension Fast {
     /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm.
     public static func linear(rows: Int, inFeatures: Int, outFeatures: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                               b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
-        setBLASThreads(threads)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
-                    1, x, Int32(inFeatures), w, Int32(inFeatures), 0, y, Int32(outFeatures))
+        sgemm(false, true, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: w, ldb: inFeatures, c: y, ldc: outFeatures,
+              threads: threads)
         let bs = b.map(SendConstPtr.init), ys = SendPtr(y)
         parallelFor(rows, threads: threads, grain: Swift.max(1, 16384 / Swift.max(outFeatures, 1))) { range in
             for r in range {

@@ -1,12 +1,13 @@
 import Foundation
 import COpenBLAS
+import Synchronization
 
-/// Optimized kernels: im2col + OpenBLAS sgemm, direct depthwise convolution, SIMD pointwise loops,
-/// work split over `threads` with `DispatchQueue.concurrentPerform`. Same signatures as `Reference`
-/// plus a thread count; share no code with it.
+/// Optimized kernels: im2col + OpenBLAS sgemm, Winograd, direct depthwise convolution, SIMD pointwise loops,
+/// work split over `threads` workers of `WorkerPool`. Same signatures as `Reference` plus a thread count;
+/// share no code with it.
 public enum Fast {}
 
-/// A raw pointer that may cross into concurrentPerform's worker closures. Kernels guarantee that
+/// A raw pointer that may cross into the pool's worker closures. Kernels guarantee that
 /// concurrent workers write disjoint ranges.
 struct SendPtr: @unchecked Sendable {
     let p: UnsafeMutablePointer<Float>
@@ -18,30 +19,188 @@ struct SendConstPtr: @unchecked Sendable {
 }
 
 extension Fast {
-    /// Runs `body` over disjoint sub-ranges of 0..<count, on up to `threads` workers. Work below `grain`
-    /// items per worker stays on the calling thread.
+    /// Runs `body` over disjoint sub-ranges of 0..<count, on up to `threads` workers (the caller is one of
+    /// them). Work below `grain` items per worker stays on the calling thread, as does a call made while the
+    /// pool is already running a job (nested or concurrent callers).
     static func parallelFor(_ count: Int, threads: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
         if count <= 0 { return }
         let workers = Swift.min(threads, Swift.max(1, count / Swift.max(grain, 1)))
         if workers <= 1 { body(0..<count); return }
         let chunk = (count + workers - 1) / workers
-        withoutActuallyEscaping(body) { b in
-            let box = UnsafeSendableBox(b)
-            DispatchQueue.concurrentPerform(iterations: workers) { t in
-                let lo = t * chunk, hi = Swift.min(count, lo + chunk)
-                if lo < hi { box.value(lo..<hi) }
-            }
+        let tasks = (count + chunk - 1) / chunk
+        runTasks(tasks) { t in
+            let lo = t * chunk, hi = Swift.min(count, lo + chunk)
+            if lo < hi { body(lo..<hi) }
         }
     }
 
-    /// Sets OpenBLAS's own thread count (global to the process) before a GEMM.
+    /// Runs `body(t)` for t in 0..<tasks, spread over up to `threads` workers (one task per worker at a time).
+    static func parallelTasks(_ tasks: Int, threads: Int, _ body: (Int) -> Void) {
+        if tasks <= 0 { return }
+        if threads <= 1 || tasks == 1 { for t in 0..<tasks { body(t) }; return }
+        runTasks(tasks, body)
+    }
+
+    /// `ZOO_THREADING=gcd` (for A/B measurements only): GCD's concurrentPerform instead of the pool, and
+    /// OpenBLAS's own threads instead of split GEMMs — the engine's threading before the pool.
+    nonisolated(unsafe) static var legacyThreading = ProcessInfo.processInfo.environment["ZOO_THREADING"] == "gcd"
+
+    private static func runTasks(_ tasks: Int, _ body: (Int) -> Void) {
+        if legacyThreading {
+            withoutActuallyEscaping(body) { b in
+                let box = UnsafeSendableBox(b)
+                DispatchQueue.concurrentPerform(iterations: tasks) { box.value($0) }
+            }
+        } else {
+            WorkerPool.shared.run(tasks: tasks, body)
+        }
+    }
+
+    /// OpenBLAS runs single-threaded (set once, process-wide): the engine splits GEMMs over its own workers,
+    /// so OpenBLAS's spinning threads never compete with ours for the cores. `Bench.sgemmPeak` raises it
+    /// temporarily to time OpenBLAS's own multi-threaded peak.
     static func setBLASThreads(_ n: Int) {
         if blasThreads != n { openblas_set_num_threads(Int32(n)); blasThreads = n }
     }
     nonisolated(unsafe) static var blasThreads = -1
+
+    /// C = alpha · op(A) · op(B) + beta · C (row-major; op = transpose when `ta`/`tb`), with OpenBLAS on one
+    /// thread per part: large products are split into `threads` column blocks (or row blocks when C has few
+    /// columns), one per worker.
+    static func sgemm(_ ta: Bool, _ tb: Bool, m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                      b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
+        setBLASThreads(legacyThreading ? threads : 1)
+        @inline(__always) func call(_ m: Int, _ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                        alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
+        if m <= 0 || n <= 0 { return }
+        let work = m * n * Swift.max(k, 1)
+        if threads <= 1 || work < gemmSplitWork || k <= 0 || legacyThreading {
+            call(m, n, a, b, c); return
+        }
+        let as_ = SendConstPtr(a), bs = SendConstPtr(b), cs = SendPtr(c)
+        if n >= 32 * threads || n >= m {
+            // Column blocks (multiples of 16 columns).
+            let chunk = ((n + threads - 1) / threads + 15) / 16 * 16
+            let parts = (n + chunk - 1) / chunk
+            parallelTasks(parts, threads: threads) { t in
+                let lo = t * chunk, hi = Swift.min(n, lo + chunk)
+                if lo < hi { call(m, hi - lo, as_.p, bs.p + (tb ? lo * ldb : lo), cs.p + lo) }
+            }
+        } else {
+            let chunk = ((m + threads - 1) / threads + 7) / 8 * 8
+            let parts = (m + chunk - 1) / chunk
+            parallelTasks(parts, threads: threads) { t in
+                let lo = t * chunk, hi = Swift.min(m, lo + chunk)
+                if lo < hi { call(hi - lo, n, as_.p + (ta ? lo : lo * lda), bs.p, cs.p + lo * ldc) }
+            }
+        }
+    }
+    /// Below this many multiply-adds a GEMM is not worth splitting.
+    static let gemmSplitWork = 1 << 16
 }
 
 struct UnsafeSendableBox<T>: @unchecked Sendable {
     let value: T
     init(_ v: T) { value = v }
+}
+
+/// A persistent pool of worker threads for the engine's parallel loops.
+///
+/// `run(tasks:_:)` publishes a job; the caller and the workers claim task indices from one atomic word that
+/// holds the job's generation, task count and next index (a worker still finishing an older job can never
+/// claim a task of a newer one). Idle workers spin briefly on that word, then sleep on a condition variable.
+/// At most one job runs at a time; a `run` issued while another is active (from inside a task, or from a
+/// second thread) runs its tasks on the calling thread.
+final class WorkerPool: @unchecked Sendable {
+    static let shared = WorkerPool(workers: Swift.max(1, ProcessInfo.processInfo.activeProcessorCount - 1))
+
+    /// generation (bits 40...) | task count (bits 20..<40) | next task index (bits 0..<20)
+    private let state = Atomic<Int>(0)
+    private let remaining = Atomic<Int>(0)
+    private let busy = Atomic<Bool>(false)
+    private let sleepers = Atomic<Int>(0)
+    private let cond = NSCondition()
+    nonisolated(unsafe) private var job: ((Int) -> Void)?
+    private let workerCount: Int
+    private static let spinIterations = 20_000
+
+    init(workers: Int) {
+        workerCount = workers
+        for _ in 0..<workers {
+            let t = Thread { [unowned self] in self.workerLoop() }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    private static func unpack(_ s: Int) -> (gen: Int, count: Int, next: Int) {
+        (s >> 40, (s >> 20) & 0xFFFFF, s & 0xFFFFF)
+    }
+
+    /// Claims one task of generation `gen`, or nil when none is left.
+    @inline(__always) private func claim(gen: Int) -> Int? {
+        var s = state.load(ordering: .acquiring)
+        while true {
+            let u = Self.unpack(s)
+            if u.gen != gen || u.next >= u.count { return nil }
+            let (done, now) = state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing)
+            if done { return u.next }
+            s = now
+        }
+    }
+
+    @inline(__always) private func work(gen: Int) {
+        while let t = claim(gen: gen) {
+            job!(t)
+            remaining.subtract(1, ordering: .releasing)
+        }
+    }
+
+    func run(tasks: Int, _ body: (Int) -> Void) {
+        if tasks <= 0 { return }
+        guard tasks < 0xFFFFF, workerCount > 0,
+              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            for t in 0..<tasks { body(t) }
+            return
+        }
+        withoutActuallyEscaping(body) { b in
+            job = b
+            let gen = (Self.unpack(state.load(ordering: .relaxed)).gen + 1) & 0x7FFFFF
+            remaining.store(tasks, ordering: .relaxed)
+            state.store(gen << 40 | tasks << 20, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                cond.lock(); cond.broadcast(); cond.unlock()
+            }
+            work(gen: gen)
+            while remaining.load(ordering: .acquiring) > 0 { }
+            job = nil
+        }
+        busy.store(false, ordering: .releasing)
+    }
+
+    private func workerLoop() {
+        var seen = 0
+        while true {
+            var s = state.load(ordering: .acquiring)
+            var spins = 0
+            while Self.unpack(s).gen == seen {
+                spins += 1
+                if spins < Self.spinIterations {
+                    s = state.load(ordering: .acquiring)
+                    continue
+                }
+                cond.lock()
+                sleepers.add(1, ordering: .sequentiallyConsistent)
+                while Self.unpack(state.load(ordering: .sequentiallyConsistent)).gen == seen { cond.wait() }
+                sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                cond.unlock()
+                s = state.load(ordering: .acquiring)
+                spins = 0
+            }
+            seen = Self.unpack(s).gen
+            work(gen: seen)
+        }
+    }
 }

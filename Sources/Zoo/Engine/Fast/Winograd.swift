@@ -18,8 +18,8 @@ extension Fast {
     nonisolated(unsafe) public static var winogradTileOverride: Int =
         Int(ProcessInfo.processInfo.environment["ZOO_WINOGRAD_TILE"] ?? "") ?? 0
 
-    /// On: the α² GEMMs are spread over the workers, each one single-threaded in OpenBLAS; off: one after the
-    /// other with OpenBLAS's own threads. Env ZOO_WINOGRAD_BLAS_THREADS=1 turns it off.
+    /// On: the α² GEMMs are spread over the workers, each one single-threaded; off: one after the other, each
+    /// split over the workers by `sgemm`. Env ZOO_WINOGRAD_BLAS_THREADS=1 turns it off.
     nonisolated(unsafe) public static var winogradSplitGemms =
         ProcessInfo.processInfo.environment["ZOO_WINOGRAD_BLAS_THREADS"] != "1"
 
@@ -237,19 +237,16 @@ extension Fast {
             }
             let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // M[c] = U[c] · V[c]
-            if winogradSplitGemms && threads > 1 {
-                setBLASThreads(1)
-                parallelFor(aa, threads: threads) { range in
-                    for c in range {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outC), Int32(nt), Int32(inC), 1,
-                                    us.p + c * outC * inC, Int32(inC), vs.p + c * inC * nt, Int32(nt), 0, ms.p + c * outC * nt, Int32(nt))
-                    }
+            if winogradSplitGemms {
+                // The α² products are independent: one single-threaded GEMM per task.
+                parallelTasks(aa, threads: threads) { c in
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                          c: ms.p + c * outC * nt, ldc: nt, threads: 1)
                 }
             } else {
-                setBLASThreads(threads)
                 for c in 0..<aa {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outC), Int32(nt), Int32(inC), 1,
-                                us.p + c * outC * inC, Int32(inC), vs.p + c * inC * nt, Int32(nt), 0, ms.p + c * outC * nt, Int32(nt))
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                          c: ms.p + c * outC * nt, ldc: nt, threads: threads)
                 }
             }
             let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
