@@ -53,7 +53,14 @@ extension Fast {
     public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                               act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int,
                               weightCache: ConvWeightCache? = nil) {
-        if isDepthwise(g) { depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads); return }
+        if isDepthwise(g) {
+            if !depthwiseDirect && depthwiseStagedApplies(g) {
+                depthwiseStaged(g, x: x, w: w, b: b, act: act, y: y, threads: threads)
+            } else {
+                depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads)
+            }
+            return
+        }
         if winogradApplies(g), let scratch {
             winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads, weightCache: weightCache)
             return
