@@ -51,3 +51,44 @@ final class FastDepthwiseTests: XCTestCase {
         check(c: 2, h: 13, w: 24, k: 3, stride: 2, pad: (3, 3, 3, 3), dil: 3)
     }
 }
+
+/// The 1×1 convolution paths (direct column blocks, gathered batch) against the plain reference.
+final class FastPointwiseTests: XCTestCase {
+    func check(batch: Int, inC: Int, outC: Int, h: Int, w: Int, bias: Bool, act: Activation, threads: Int, line: UInt = #line) {
+        let g = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: outC, outH: h, outW: w, kH: 1, kW: 1,
+                               strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
+        var rng = SeededRandom(seed: UInt64(inC * 100 + h))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(batch * inC * h * w), wt = random(outC * inC), b = random(outC)
+        var want = [Float](repeating: 0, count: batch * outC * h * w)
+        x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
+            Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, y: &want)
+            let pre = want
+            Reference.activation(act, count: want.count, x: pre, y: &want)
+            let saved = Fast.pointwiseMode
+            defer { Fast.pointwiseMode = saved }
+            for mode in ["", "gather", "legacy"] {
+                Fast.pointwiseMode = mode
+                XCTAssertEqual(Fast.pointwiseApplies(g), mode != "legacy", line: line)
+                var got = [Float](repeating: .nan, count: want.count)
+                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
+                Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got,
+                            scratch: &scratch, threads: threads)
+                let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()), "mode '\(mode)' N\(batch) \(inC)→\(outC) \(h)×\(w)",
+                                         line: line)
+            }
+        } } }
+    }
+
+    func testPointwisePathsMatchReference() {
+        XCTAssertEqual(Fast.pointwiseBlock(Conv2dGeometry(batch: 1, inC: 8, inH: 112, inW: 112, outC: 8, outH: 112, outW: 112, kH: 1, kW: 1,
+                                                          strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1),
+                                           threads: 2), 1792)
+        check(batch: 1, inC: 16, outC: 24, h: 50, w: 50, bias: true, act: .clip(0, 6), threads: 2)
+        check(batch: 3, inC: 40, outC: 17, h: 7, w: 7, bias: true, act: .relu, threads: 2)
+        check(batch: 8, inC: 24, outC: 30, h: 14, w: 14, bias: false, act: .none, threads: 2)
+        check(batch: 2, inC: 33, outC: 9, h: 9, w: 11, bias: true, act: .sigmoid, threads: 1)
+        check(batch: 2, inC: 5, outC: 3, h: 1, w: 3, bias: true, act: .clip(-1, 1), threads: 2)
+    }
+}

@@ -61,6 +61,7 @@ extension Fast {
             }
             return
         }
+        if pointwiseApplies(g) { pointwise(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads); return }
         if winogradApplies(g), let scratch {
             winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads, weightCache: weightCache)
             return
