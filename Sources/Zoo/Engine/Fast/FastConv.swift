@@ -269,11 +269,26 @@ extension Fast {
         }
     }
 
-    /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm.
+    /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm; one row by sgemv (sgemm would pack, i.e. copy, the whole weight
+    /// matrix for a single row: VGG's 25088×4096 layer reads 411 MB, and packing tripled its memory traffic).
     public static func linear(rows: Int, inFeatures: Int, outFeatures: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                               b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
-        sgemm(false, true, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: w, ldb: inFeatures, c: y, ldc: outFeatures,
-              threads: threads)
+        if rows == 1 && linearGemv && inFeatures * outFeatures >= 1 << 16 {
+            setBLASThreads(1)
+            let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
+            let parts = threads * 4
+            let chunk = (outFeatures + parts - 1) / parts
+            parallelTasks((outFeatures + chunk - 1) / chunk, threads: threads) { t in
+                let lo = t * chunk, hi = Swift.min(outFeatures, lo + chunk)
+                if lo < hi {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hi - lo), Int32(inFeatures), 1, ws.p + lo * inFeatures,
+                                Int32(inFeatures), xs.p, 1, 0, ys.p + lo, 1)
+                }
+            }
+        } else {
+            sgemm(false, true, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: w, ldb: inFeatures, c: y,
+                  ldc: outFeatures, threads: threads)
+        }
         let bs = b.map(SendConstPtr.init), ys = SendPtr(y)
         parallelFor(rows, threads: threads, grain: Swift.max(1, 16384 / Swift.max(outFeatures, 1))) { range in
             for r in range {
@@ -283,6 +298,9 @@ extension Fast {
             }
         }
     }
+
+    /// Off (env ZOO_LINEAR_GEMV=0): one-row linear layers go through sgemm too (for A/B).
+    nonisolated(unsafe) static var linearGemv = ProcessInfo.processInfo.environment["ZOO_LINEAR_GEMV"] != "0"
 
     /// Adds a per-channel bias to each plane and applies the activation, in place.
     static func biasActivation(planes: Int, channels: Int, plane: Int, b: UnsafePointer<Float>?, act: Activation,
