@@ -97,6 +97,22 @@ final class WinogradBenchTests: XCTestCase {
         }
     }
 
+    func testOneRowLinearBySgemvMatchesReference() {
+        // 300 outputs over 2 threads × 4 parts (the last part shorter), 257 inputs: the sgemv path (≥ 2^16 weights).
+        var rng = SeededRandom(seed: 5)
+        let inF = 257, outF = 300
+        let x = random(inF, &rng), w = random(inF * outF, &rng), b = random(outF, &rng)
+        for act in [Activation.none, .relu] {
+            var want = [Float](repeating: 0, count: outF), got = [Float](repeating: .nan, count: outF)
+            Reference.linear(rows: 1, inFeatures: inF, outFeatures: outF, x: x, w: w, b: b, y: &want)
+            let pre = want
+            Reference.activation(act, count: outF, x: pre, y: &want)
+            Fast.linear(rows: 1, inFeatures: inF, outFeatures: outF, x: x, w: w, b: b, act: act, y: &got, threads: 2)
+            let maxAbs = want.map(abs).max()!
+            XCTAssertLessThanOrEqual(zip(got, want).map { abs($0 - $1) }.max()!, 1e-5 * Swift.max(1, maxAbs), "\(act)")
+        }
+    }
+
     func testBenchStatsAndFigures() throws {
         let s = Bench.stats([5, 1, 4, 2, 3, 10, 6, 7, 8, 9])
         XCTAssertEqual(s.median, 5.5)
