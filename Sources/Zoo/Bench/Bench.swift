@@ -122,6 +122,7 @@ public enum Bench {
         var body: () throws -> Void
         var executor: Executor? = nil
         if c.train {
+            TrainingThreads.count = c.threads
             var engine = TrainingEngine(model: model, frozen: c.freezeBackbone ? backboneParameters(g) : [])
             let classes = try g.outputShape(batch: 1).reduce(1, *)
             let labels = (0..<c.batch).map { $0 % classes }
@@ -147,6 +148,15 @@ public enum Bench {
             try body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
             if let ex = executor, c.profile { perLayer.append(ex.timings) }
+        }
+        if c.train && TrainingEngine.profiling {
+            let total = Double(c.iterations + c.warmup)
+            for (k, v) in TrainingEngine.profile.sorted(by: { $0.value > $1.value }).prefix(40) {
+                FileHandle.standardError.write((String(format: "%8.2f ms  ", v / total) + k + "\n").data(using: .utf8)!)
+            }
+            let f = TrainingEngine.profile.filter { $0.key.hasPrefix("F") }.values.reduce(0, +) / total
+            let b = TrainingEngine.profile.filter { $0.key.hasPrefix("B") }.values.reduce(0, +) / total
+            FileHandle.standardError.write(String(format: "forward %.2f ms, backward %.2f ms per step\n", f, b).data(using: .utf8)!)
         }
         var layers: [BenchResult.LayerTime]? = nil
         if let first = perLayer.first {

@@ -26,8 +26,190 @@ public struct ConvGeometry: Sendable {
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// Columns for group `g`, samples n0..<n0+nb: col[(ci*kh + ky)*kw + kx][(b*oh + y)*ow + x]. Rows
+/// rowRange only (all by default); interior runs are copied, not tested per element.
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ col: UnsafeMutablePointer<Float>,
+            rows rowRange: Range<Int>? = nil) {
+    let cols = nb * g.plane
+    let kk = g.kh * g.kw
+    for r in rowRange ?? 0..<(g.kSize) {
+        let ci = r / kk, ky = (r % kk) / g.kw, kx = r % g.kw
+        let chan = group * g.cg + ci
+        let row = col + r * cols
+        let offX = kx * g.dw - g.pl
+        let xr = validRange(outLen: g.ow, inLen: g.w, stride: g.sw, offset: offX)
+        for b in 0..<nb {
+            let src = x + ((n0 + b) * g.c + chan) * g.h * g.w
+            for y in 0..<g.oh {
+                let iy = y * g.sh - g.pt + ky * g.dh
+                let dst = row + b * g.plane + y * g.ow
+                if iy < 0 || iy >= g.h || xr.isEmpty { dst.update(repeating: 0, count: g.ow); continue }
+                if xr.lowerBound > 0 { dst.update(repeating: 0, count: xr.lowerBound) }
+                let s = src + iy * g.w + offX
+                if g.sw == 1 {
+                    (dst + xr.lowerBound).update(from: s + xr.lowerBound, count: xr.count)
+                } else {
+                    for xx in xr { dst[xx] = s[xx * g.sw] }
+                }
+                if xr.upperBound < g.ow { (dst + xr.upperBound).update(repeating: 0, count: g.ow - xr.upperBound) }
+            }
+        }
+    }
+}
+
+/// Adds columns back into dx (the adjoint of im2col).
+func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>) {
+    let cols = nb * g.plane
+    let kk = g.kh * g.kw
+    for b in 0..<nb {
+        for r in 0..<g.kSize {
+            let ci = r / kk, ky = (r % kk) / g.kw, kx = r % g.kw
+            let chan = group * g.cg + ci
+            let row = col + r * cols
+            let offX = kx * g.dw - g.pl
+            let xr = validRange(outLen: g.ow, inLen: g.w, stride: g.sw, offset: offX)
+            if xr.isEmpty { continue }
+            let dst = dx + ((n0 + b) * g.c + chan) * g.h * g.w
+            for y in 0..<g.oh {
+                let iy = y * g.sh - g.pt + ky * g.dh
+                if iy < 0 || iy >= g.h { continue }
+                let src = row + b * g.plane + y * g.ow
+                let d = dst + iy * g.w + offX
+                if g.sw == 1 {
+                    for xx in xr { d[xx] += src[xx] }
+                } else {
+                    for xx in xr { d[xx * g.sw] += src[xx] }
+                }
+            }
+        }
+    }
+}
+
+/// Floats of one worker's column buffer in `trainConv2dBackward` (a chunk of images is sized to it).
+let convBackwardColumnFloats = 1 << 20
+
+/// Does dx of this convolution run as a forward (Winograd) convolution of dy with the flipped, transposed kernel?
+func convBackwardDataByWinograd(_ g: ConvGeometry) -> Conv2dGeometry? {
+    guard g.kh == 3, g.kw == 3, g.sh == 1, g.sw == 1, g.dh == 1, g.dw == 1, g.groups == 1, g.pt <= 2, g.pl <= 2 else { return nil }
+    let geo = Conv2dGeometry(batch: g.n, inC: g.o, inH: g.oh, inW: g.ow, outC: g.c, outH: g.h, outW: g.w, kH: 3, kW: 3,
+                             strideH: 1, strideW: 1, padTop: 2 - g.pt, padLeft: 2 - g.pl, dilH: 1, dilW: 1, groups: 1)
+    return Fast.winogradApplies(geo) ? geo : nil
+}
+
+/// Backward convolution: returns (dx or nil, dweight or nil, dbias or nil). The batch is split over `threads`
+/// workers (each im2col's its images, adds its part of dweight by one GEMM per chunk of images, and col2im's its dx);
+/// the workers' dweight parts are summed at the end. 3×3 stride-1 dx runs as a Winograd convolution.
+public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool,
+                                needInput: Bool, needParams: Bool, threads: Int = TrainingThreads.count) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
+    var dx: [Float]? = nil, dw: [Float]? = nil, db: [Float]? = nil
+    if needParams && hasBias { db = channelSums(dy, n: g.n, channels: g.o, plane: g.plane, threads: threads) }
+    if !needInput && !needParams { return (dx, dw, db) }
+    var dataGeo: Conv2dGeometry? = nil
+    if needInput, let geo = convBackwardDataByWinograd(g) {
+        dataGeo = geo
+        // wf[c][o][ky][kx] = w[o][c][2-ky][2-kx]
+        let wf = [Float](unsafeUninitializedCapacity: weight.count) { b, n in
+            weight.withUnsafeBufferPointer { wb in
+                let src = wb.baseAddress!, dst = b.baseAddress!
+                for o in 0..<g.o { for c in 0..<g.c {
+                    let s = src + (o * g.c + c) * 9, d = dst + (c * g.o + o) * 9
+                    for k in 0..<9 { d[8 - k] = s[k] }
+                } }
+            }
+            n = weight.count
+        }
+        dx = SharedForward.conv2d(geo, x: dy, w: wf, b: nil, threads: threads)
+    }
+    let colsForInput = needInput && dataGeo == nil
+    if !needParams && !colsForInput { return (dx, dw, db) }
+    let wCount = weight.count
+    let workers = max(1, min(threads, g.n))
+    let perWorker = (g.n + workers - 1) / workers
+    let chunk = max(1, min(perWorker, convBackwardColumnFloats / max(1, g.kSize * g.plane)))
+    var partial = [Float](repeating: 0, count: needParams ? workers * wCount : 0)
+    var dxs = colsForInput ? [Float](repeating: 0, count: x.count) : []
+    // Scratch of all workers, allocated here (one block from the main heap, not per-thread arenas).
+    let colFloats = g.kSize * chunk * g.plane, dygFloats = chunk > 1 ? g.og * chunk * g.plane : 0
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: workers * (colFloats + dygFloats))
+    defer { scratch.deallocate() }
+    let sp = SendPtr(scratch)
+    // One worker (a batch of 1): its GEMMs are split over the pool instead.
+    let gemmThreads = workers == 1 ? threads : 1
+    x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in dy.withUnsafeBufferPointer { dyb in
+    partial.withUnsafeMutableBufferPointer { pb in dxs.withUnsafeMutableBufferPointer { dxb in
+        let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), dyp = SendConstPtr(dyb.baseAddress!)
+        // (An empty array's buffer may still have a base address: the shared empty storage. Test the flags.)
+        let pp = needParams ? pb.baseAddress.map(SendPtr.init) : nil, dxp = colsForInput ? dxb.baseAddress.map(SendPtr.init) : nil
+        Fast.parallelFor(workers, threads: workers) { range in
+            for t in range {
+                let col = sp.p + t * (colFloats + dygFloats), dyg = col + colFloats
+                let lo = t * g.n / workers, hi = (t + 1) * g.n / workers
+                var n0 = lo
+                while n0 < hi {
+                    let nb = min(chunk, hi - n0)
+                    let cols = nb * g.plane
+                    for grp in 0..<g.groups {
+                        let dg: UnsafePointer<Float>
+                        if nb == 1 {
+                            dg = dyp.p + (n0 * g.o + grp * g.og) * g.plane
+                        } else {
+                            for oc in 0..<g.og { for s in 0..<nb {
+                                (dyg + oc * cols + s * g.plane).update(from: dyp.p + ((n0 + s) * g.o + grp * g.og + oc) * g.plane, count: g.plane)
+                            } }
+                            dg = UnsafePointer(dyg)
+                        }
+                        if let pp {
+                            im2col(xp.p, g, group: grp, n0: n0, nb: nb, col)
+                            Fast.sgemm(false, true, m: g.og, n: g.kSize, k: cols, a: dg, lda: cols, b: col, ldb: cols, beta: 1,
+                                       c: pp.p + t * wCount + grp * g.og * g.kSize, ldc: g.kSize, threads: gemmThreads)
+                        }
+                        if colsForInput, let dxp {
+                            Fast.sgemm(true, false, m: g.kSize, n: cols, k: g.og, a: wp.p + grp * g.og * g.kSize, lda: g.kSize, b: dg, ldb: cols,
+                                       c: col, ldc: cols, threads: gemmThreads)
+                            col2im(col, g, group: grp, n0: n0, nb: nb, dxp.p)
+                        }
+                    }
+                    n0 += nb
+                }
+            }
+        }
+    } } } } }
+    if needParams {
+        if workers == 1 { dw = partial } else {
+            dw = partial.withUnsafeBufferPointer { pb in
+                let ps = SendConstPtr(pb.baseAddress!)
+                return BVec.map(wCount, threads: threads) { r, out in
+                    for i in r {
+                        var s = ps.p[i]
+                        for t in 1..<workers { s += ps.p[t * wCount + i] }
+                        out[i] = s
+                    }
+                }
+            }
+        }
+    }
+    if colsForInput { dx = dxs }
+    return (dx, dw, db)
+}
+
+/// Sum over images and plane of each channel (bias gradients).
+func channelSums(_ dy: [Float], n: Int, channels: Int, plane: Int, threads: Int) -> [Float] {
+    var out = [Float](repeating: 0, count: channels)
+    dy.withUnsafeBufferPointer { db in out.withUnsafeMutableBufferPointer { ob in
+        let d = SendConstPtr(db.baseAddress!), o = SendPtr(ob.baseAddress!)
+        Fast.parallelFor(channels, threads: threads, grain: max(1, 16384 / max(1, n * plane))) { r in
+            for ch in r {
+                var acc: Float = 0
+                for s in 0..<n { acc += BVec.sum(d.p + (s * channels + ch) * plane, count: plane) }
+                o.p[ch] = acc
+            }
+        }
+    } }
+    return out
+}
+
 /// Columns for group `g`, samples n0..<n0+nb: col[(ci*kh + ky)*kw + kx][(b*oh + y)*ow + x].
-func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ col: UnsafeMutablePointer<Float>) {
+func referenceIm2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ col: UnsafeMutablePointer<Float>) {
     let cols = nb * g.plane
     for ci in 0..<g.cg {
         let chan = group * g.cg + ci
@@ -50,7 +232,7 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, n
 }
 
 /// Adds columns back into dx (the adjoint of im2col).
-func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>) {
+func referenceCol2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>) {
     let cols = nb * g.plane
     for ci in 0..<g.cg {
         let chan = group * g.cg + ci
@@ -72,8 +254,8 @@ func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int,
     }
 }
 
-/// Backward convolution: returns (dx or nil, dweight or nil, dbias or nil).
-public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool,
+/// Plain single-threaded backward convolution (the reference `trainConv2dBackward` is tested against).
+public func referenceConv2dBackward(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool,
                                 needInput: Bool, needParams: Bool) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
     var dx: [Float]? = needInput ? [Float](repeating: 0, count: x.count) : nil
     var dw: [Float]? = needParams ? [Float](repeating: 0, count: weight.count) : nil
@@ -107,14 +289,14 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
                     for p in 0..<g.plane { dst[p] = src[p] }
                 } }
                 if needParams {
-                    im2col(xp.baseAddress!, g, group: grp, n0: n0, nb: nb, cp.baseAddress!)
+                    referenceIm2col(xp.baseAddress!, g, group: grp, n0: n0, nb: nb, cp.baseAddress!)
                     sgemm(false, true, g.og, g.kSize, cols, 1, gp.baseAddress!, cols, cp.baseAddress!, cols, 1,
                           dwp.baseAddress! + grp * g.og * g.kSize, g.kSize)
                 }
                 if needInput {
                     sgemm(true, false, g.kSize, cols, g.og, 1, wp.baseAddress! + grp * g.og * g.kSize, g.kSize,
                           gp.baseAddress!, cols, 0, cp.baseAddress!, cols)
-                    col2im(cp.baseAddress!, g, group: grp, n0: n0, nb: nb, dxp.baseAddress!)
+                    referenceCol2im(cp.baseAddress!, g, group: grp, n0: n0, nb: nb, dxp.baseAddress!)
                 }
             }
             n0 += nb
@@ -129,18 +311,21 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
 public func trainLinearBackward(x: [Float], rows: Int, inF: Int, weight: [Float], outF: Int, dy: [Float], hasBias: Bool,
                                 needInput: Bool, needParams: Bool) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
     var dx: [Float]? = nil, dw: [Float]? = nil, db: [Float]? = nil
+    let threads = TrainingThreads.count
     dy.withUnsafeBufferPointer { dyp in
         if needInput {
             var d = [Float](repeating: 0, count: rows * inF)
             weight.withUnsafeBufferPointer { wp in d.withUnsafeMutableBufferPointer { dp in
-                sgemm(false, false, rows, inF, outF, 1, dyp.baseAddress!, outF, wp.baseAddress!, inF, 0, dp.baseAddress!, inF)
+                Fast.sgemm(false, false, m: rows, n: inF, k: outF, a: dyp.baseAddress!, lda: outF, b: wp.baseAddress!, ldb: inF,
+                           c: dp.baseAddress!, ldc: inF, threads: threads)
             } }
             dx = d
         }
         if needParams {
             var d = [Float](repeating: 0, count: outF * inF)
             x.withUnsafeBufferPointer { xp in d.withUnsafeMutableBufferPointer { dp in
-                sgemm(true, false, outF, inF, rows, 1, dyp.baseAddress!, outF, xp.baseAddress!, inF, 0, dp.baseAddress!, inF)
+                Fast.sgemm(true, false, m: outF, n: inF, k: rows, a: dyp.baseAddress!, lda: outF, b: xp.baseAddress!, ldb: inF,
+                           c: dp.baseAddress!, ldc: inF, threads: threads)
             } }
             dw = d
             if hasBias {
@@ -179,9 +364,18 @@ public func trainConvTransposeBackward(x: [Float], weight: [Float], dy: [Float],
 }
 
 public enum TrainingThreads {
+    /// Workers of the training engine's kernels (forward and backward): OPENBLAS_NUM_THREADS or ZOO_THREADS if set,
+    /// else the active processor count (at most 8). `zoo-tool bench --threads` sets it.
+    nonisolated(unsafe) public static var count: Int = {
+        for k in ["ZOO_THREADS", "OPENBLAS_NUM_THREADS"] {
+            if let s = ProcessInfo.processInfo.environment[k], let n = Int(s), n > 0 { return n }
+        }
+        return max(1, min(8, ProcessInfo.processInfo.activeProcessorCount))
+    }()
+
     /// Training multiplies small matrices (per layer, per batch); OpenBLAS' thread pool costs more than it
     /// gains there, especially on a shared machine. Uses one BLAS thread unless OPENBLAS_NUM_THREADS is set.
     public static func preferSingleBLASThread() {
-        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { openblas_set_num_threads(1) }
+        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { Fast.setBLASThreads(1) }
     }
 }

@@ -3,8 +3,110 @@ import Foundation
 // MARK: BatchNorm
 
 /// Training-mode BatchNorm2d forward with batch statistics. Returns y, the normalized xhat, 1/std per channel,
+/// batch mean and biased variance (sums in double). Running statistics are updated by the caller (PyTorch
+/// momentum, unbiased var). Channels are split over `threads`.
+public func trainBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma: [Float], beta: [Float], eps: Float,
+                                  threads: Int = TrainingThreads.count)
+    -> (y: [Float], xhat: [Float], invStd: [Float], mean: [Float], variance: [Float]) {
+    let count = x.count
+    var y = [Float](unsafeUninitializedCapacity: count) { _, k in k = count }, xhat = y
+    var invStd = [Float](repeating: 0, count: c), mean = invStd, variance = invStd
+    let m = Double(n * plane)
+    x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { yb in xhat.withUnsafeMutableBufferPointer { hb in
+    invStd.withUnsafeMutableBufferPointer { ib in mean.withUnsafeMutableBufferPointer { mb in variance.withUnsafeMutableBufferPointer { vb in
+    gamma.withUnsafeBufferPointer { gb in beta.withUnsafeBufferPointer { bb in
+        guard count > 0 else { return }
+        let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yb.baseAddress!), hs = SendPtr(hb.baseAddress!)
+        let isd = SendPtr(ib.baseAddress!), ms = SendPtr(mb.baseAddress!), vs = SendPtr(vb.baseAddress!)
+        let gs = SendConstPtr(gb.baseAddress!), bs = SendConstPtr(bb.baseAddress!)
+        Fast.parallelFor(c, threads: threads, grain: max(1, 16384 / max(1, n * plane))) { r in
+            for ch in r {
+                var s = 0.0
+                for b in 0..<n { s += BVec.sumDouble(xs.p + (b * c + ch) * plane, count: plane) }
+                let mu = s / m
+                var v = 0.0
+                for b in 0..<n { v += BVec.squaredDeviationDouble(xs.p + (b * c + ch) * plane, count: plane, mean: mu) }
+                v /= m
+                let istd = Float(1 / (v + Double(eps)).squareRoot())
+                ms.p[ch] = Float(mu); vs.p[ch] = Float(v); isd.p[ch] = istd
+                let muF = Float(mu), gm = gs.p[ch], bt = bs.p[ch]
+                let vmu = SIMD16<Float>(repeating: muF), vis = SIMD16<Float>(repeating: istd)
+                let vg = SIMD16<Float>(repeating: gm), vb = SIMD16<Float>(repeating: bt)
+                for b in 0..<n {
+                    let base = (b * c + ch) * plane
+                    let xp = xs.p + base, hp = hs.p + base, yp = ys.p + base
+                    var p = 0
+                    while p + 16 <= plane {
+                        let h = (BVec.load(xp + p) - vmu) * vis
+                        BVec.store(h, hp + p)
+                        BVec.store(h * vg + vb, yp + p)
+                        p += 16
+                    }
+                    while p < plane {
+                        let h = (xp[p] - muF) * istd
+                        hp[p] = h
+                        yp[p] = h * gm + bt
+                        p += 1
+                    }
+                }
+            }
+        }
+    } } } } } } } }
+    return (y, xhat, invStd, mean, variance)
+}
+
+/// BatchNorm backward. With `batchStats` the statistics depend on x (training mode); otherwise they are constants.
+/// Channels are split over `threads`.
+public func trainBatchNormBackward(dy: [Float], xhat: [Float], invStd: [Float], gamma: [Float], n: Int, c: Int, plane: Int,
+                                   batchStats: Bool, needInput: Bool, threads: Int = TrainingThreads.count)
+    -> (dx: [Float]?, dgamma: [Float], dbeta: [Float]) {
+    var dg = [Float](repeating: 0, count: c), dbt = dg
+    let count = dy.count
+    var dxs = needInput ? [Float](unsafeUninitializedCapacity: count) { _, k in k = count } : []
+    let m = Float(n * plane)
+    dy.withUnsafeBufferPointer { db in xhat.withUnsafeBufferPointer { hb in invStd.withUnsafeBufferPointer { ib in
+    gamma.withUnsafeBufferPointer { gb in dg.withUnsafeMutableBufferPointer { dgb in dbt.withUnsafeMutableBufferPointer { dbb in
+    dxs.withUnsafeMutableBufferPointer { xb in
+        guard count > 0 else { return }
+        let ds = SendConstPtr(db.baseAddress!), hs = SendConstPtr(hb.baseAddress!), isd = SendConstPtr(ib.baseAddress!)
+        let gs = SendConstPtr(gb.baseAddress!), dgs = SendPtr(dgb.baseAddress!), dbs = SendPtr(dbb.baseAddress!)
+        let dxp = needInput ? xb.baseAddress.map(SendPtr.init) : nil  // (an empty array may still have a base address)
+        Fast.parallelFor(c, threads: threads, grain: max(1, 16384 / max(1, n * plane))) { r in
+            for ch in r {
+                var sdy: Float = 0, sdyx: Float = 0
+                for b in 0..<n {
+                    let base = (b * c + ch) * plane
+                    let (a, d) = BVec.sumAndDot(ds.p + base, hs.p + base, count: plane)
+                    sdy += a; sdyx += d
+                }
+                dgs.p[ch] = sdyx; dbs.p[ch] = sdy
+                guard let dxp else { continue }
+                let k = gs.p[ch] * isd.p[ch]
+                let a = sdy / m, q = sdyx
+                let vk = SIMD16<Float>(repeating: k), va = SIMD16<Float>(repeating: a), vq = SIMD16<Float>(repeating: q)
+                let vm = SIMD16<Float>(repeating: m)
+                for b in 0..<n {
+                    let base = (b * c + ch) * plane
+                    let dp = ds.p + base, hp = hs.p + base, op = dxp.p + base
+                    var p = 0
+                    if batchStats {
+                        while p + 16 <= plane { BVec.store(vk * (BVec.load(dp + p) - va - BVec.load(hp + p) * vq / vm), op + p); p += 16 }
+                        while p < plane { op[p] = k * (dp[p] - a - hp[p] * q / m); p += 1 }
+                    } else {
+                        while p + 16 <= plane { BVec.store(vk * BVec.load(dp + p), op + p); p += 16 }
+                        while p < plane { op[p] = k * dp[p]; p += 1 }
+                    }
+                }
+            }
+        }
+    } } } } } } }
+    return (needInput ? dxs : nil, dg, dbt)
+}
+
+/// Plain single-threaded `trainBatchNormForward` (the reference it is tested against).
+/// Training-mode BatchNorm2d forward with batch statistics. Returns y, the normalized xhat, 1/std per channel,
 /// batch mean and biased variance. Running statistics are updated by the caller (PyTorch momentum, unbiased var).
-public func trainBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma: [Float], beta: [Float], eps: Float)
+public func referenceBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma: [Float], beta: [Float], eps: Float)
     -> (y: [Float], xhat: [Float], invStd: [Float], mean: [Float], variance: [Float]) {
     var y = [Float](repeating: 0, count: x.count), xhat = y
     var invStd = [Float](repeating: 0, count: c), mean = invStd, variance = invStd
@@ -31,8 +133,8 @@ public func trainBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma:
     return (y, xhat, invStd, mean, variance)
 }
 
-/// BatchNorm backward. With `batchStats` the statistics depend on x (training mode); otherwise they are constants.
-public func trainBatchNormBackward(dy: [Float], xhat: [Float], invStd: [Float], gamma: [Float], n: Int, c: Int, plane: Int,
+/// Plain single-threaded `trainBatchNormBackward`. With `batchStats` the statistics depend on x (training mode); otherwise they are constants.
+public func referenceBatchNormBackward(dy: [Float], xhat: [Float], invStd: [Float], gamma: [Float], n: Int, c: Int, plane: Int,
                                    batchStats: Bool, needInput: Bool) -> (dx: [Float]?, dgamma: [Float], dbeta: [Float]) {
     var dg = [Float](repeating: 0, count: c), dbt = dg
     var dx: [Float]? = needInput ? [Float](repeating: 0, count: dy.count) : nil
@@ -67,9 +169,22 @@ struct PoolGeometry {
     }
 }
 
-public func trainMaxPoolBackward(dy: [Float], argmax: [Int32], inputCount: Int) -> [Float] {
+/// Scatters dy to each window's arg-max. With `planes` > 1 the outputs of plane p point into input plane p only
+/// (true of max pooling), so planes are split over `threads`.
+public func trainMaxPoolBackward(dy: [Float], argmax: [Int32], inputCount: Int, planes: Int = 1, threads: Int = TrainingThreads.count) -> [Float] {
     var dx = [Float](repeating: 0, count: inputCount)
-    for i in 0..<dy.count where argmax[i] >= 0 { dx[Int(argmax[i])] += dy[i] }
+    let outPlane = planes > 0 ? dy.count / planes : dy.count
+    if planes <= 1 || outPlane * planes != dy.count {
+        for i in 0..<dy.count where argmax[i] >= 0 { dx[Int(argmax[i])] += dy[i] }
+        return dx
+    }
+    dy.withUnsafeBufferPointer { db in argmax.withUnsafeBufferPointer { ab in dx.withUnsafeMutableBufferPointer { xb in
+        let ds = SendConstPtr(db.baseAddress!), xs = SendPtr(xb.baseAddress!)
+        let am = UnsafeSendableBox(ab.baseAddress!)
+        Fast.parallelFor(planes, threads: threads, grain: max(1, 8192 / max(1, outPlane))) { r in
+            for i in (r.lowerBound * outPlane)..<(r.upperBound * outPlane) where am.value[i] >= 0 { xs.p[Int(am.value[i])] += ds.p[i] }
+        }
+    } } }
     return dx
 }
 
@@ -87,14 +202,36 @@ func avgPoolWindows(_ g: PoolGeometry, _ a: Pool2dAttrs, _ body: (_ o: Int, _ nc
     }
 }
 
-public func trainAvgPoolBackward(dy: [Float], inputShape: [Int], attrs: Pool2dAttrs) -> [Float] {
+/// Average-pool backward, planes split over `threads` (the windows of `avgPoolWindows`, computed inline).
+public func trainAvgPoolBackward(dy: [Float], inputShape: [Int], attrs: Pool2dAttrs, threads: Int = TrainingThreads.count) -> [Float] {
     let g = PoolGeometry(inputShape, attrs)
     var dx = [Float](repeating: 0, count: inputShape.reduce(1, *))
-    avgPoolWindows(g, attrs) { o, nc, y0, y1, x0, x1, div in
-        let v = dy[o] / div
-        let base = nc * g.h * g.w
-        if y1 > y0 && x1 > x0 { for iy in y0..<y1 { for ix in x0..<x1 { dx[base + iy * g.w + ix] += v } } }
-    }
+    let planes = g.n * g.c
+    guard planes > 0, g.oh > 0, g.ow > 0 else { return dx }
+    dy.withUnsafeBufferPointer { db in dx.withUnsafeMutableBufferPointer { xb in
+        let ds = SendConstPtr(db.baseAddress!), xs = SendPtr(xb.baseAddress!)
+        Fast.parallelFor(planes, threads: threads, grain: max(1, 8192 / max(1, g.oh * g.ow * g.kh * g.kw))) { r in
+            for nc in r {
+                let plane = xs.p + nc * g.h * g.w
+                let dyp = ds.p + nc * g.oh * g.ow
+                for oy in 0..<g.oh {
+                    var hs = oy * g.sh - g.pt
+                    var he = min(hs + g.kh, g.h + g.pb)
+                    let ph = he - hs
+                    hs = max(hs, 0); he = min(he, g.h)
+                    for ox in 0..<g.ow {
+                        var ws = ox * g.sw - g.pl
+                        var we = min(ws + g.kw, g.w + g.pr)
+                        let pw = we - ws
+                        ws = max(ws, 0); we = min(we, g.w)
+                        let div = attrs.countIncludePad ? ph * pw : (he - hs) * (we - ws)
+                        let v = dyp[oy * g.ow + ox] / Float(max(div, 1))
+                        if he > hs && we > ws { for iy in hs..<he { for ix in ws..<we { plane[iy * g.w + ix] += v } } }
+                    }
+                }
+            }
+        }
+    } }
     return dx
 }
 

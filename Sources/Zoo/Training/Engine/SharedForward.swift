@@ -3,12 +3,8 @@ import Foundation
 /// The training engine's forward pass runs the shared engine's kernels (`Fast.*`, the same SIMD/BLAS code the
 /// inference `Executor` uses); these helpers only adapt `[Float]` arrays to the kernels' pointer signatures.
 enum SharedForward {
-    /// Worker threads for the shared kernels during training: OPENBLAS_NUM_THREADS if set, else 1
-    /// (see `TrainingThreads.preferSingleBLASThread`).
-    static let threads: Int = {
-        if let s = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"], let n = Int(s), n > 0 { return n }
-        return 1
-    }()
+    /// Worker threads for the shared kernels during training (`TrainingThreads.count`).
+    static var threads: Int { TrainingThreads.count }
 
     /// A new array of `count` floats filled by `body`.
     static func output(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
@@ -23,8 +19,8 @@ enum SharedForward {
         return a.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
-    static func conv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?) -> [Float] {
-        var scratch = [Float](repeating: 0, count: Swift.max(1, Fast.conv2dScratch(g)))
+    static func conv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?, threads: Int = threads) -> [Float] {
+        var scratch = [Float](unsafeUninitializedCapacity: Swift.max(1, Fast.conv2dScratch(g))) { _, n in n = Swift.max(1, Fast.conv2dScratch(g)) }
         return x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in withOptional(b) { bp in
             scratch.withUnsafeMutableBufferPointer { sp in
                 output(g.batch * g.outC * g.outPlane) { y in
@@ -42,7 +38,7 @@ enum SharedForward {
     }
 
     static func convTranspose2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?) -> [Float] {
-        var scratch = [Float](repeating: 0, count: Swift.max(1, Fast.convTranspose2dScratch(g)))
+        var scratch = [Float](unsafeUninitializedCapacity: Swift.max(1, Fast.convTranspose2dScratch(g))) { _, n in n = Swift.max(1, Fast.convTranspose2dScratch(g)) }
         return x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in withOptional(b) { bp in
             scratch.withUnsafeMutableBufferPointer { sp in
                 output(g.batch * g.outC * g.outPlane) { y in
@@ -122,23 +118,32 @@ enum SharedForward {
     /// the forward kernel's output `y`; -1 if the window is empty). Compares against `y`, recomputes no max.
     static func maxPoolArgmax(_ g: Pool2dGeometry, x: [Float], y: [Float]) -> [Int32] {
         var am = [Int32](repeating: -1, count: y.count)
-        for p in 0..<g.planes {
-            let base = p * g.inH * g.inW
-            for oy in 0..<g.outH { for ox in 0..<g.outW {
-                let o = (p * g.outH + oy) * g.outW + ox
-                let target = y[o]
-                search: for ky in 0..<g.kH {
-                    let iy = oy * g.strideH - g.padTop + ky * g.dilH
-                    if iy < 0 || iy >= g.inH { continue }
-                    for kx in 0..<g.kW {
-                        let ix = ox * g.strideW - g.padLeft + kx * g.dilW
-                        if ix < 0 || ix >= g.inW { continue }
-                        let v = x[base + iy * g.inW + ix]
-                        if v == target || (v.isNaN && target.isNaN) { am[o] = Int32(base + iy * g.inW + ix); break search }
-                    }
+        let outPlane = g.outH * g.outW
+        x.withUnsafeBufferPointer { xb in y.withUnsafeBufferPointer { yb in am.withUnsafeMutableBufferPointer { ab in
+            guard let x0 = xb.baseAddress, let y0 = yb.baseAddress, let a0 = ab.baseAddress else { return }
+            let xs = SendConstPtr(x0), ys = SendConstPtr(y0)
+            let ams = UnsafeSendableBox(a0)
+            Fast.parallelFor(g.planes, threads: threads, grain: Swift.max(1, 4096 / Swift.max(1, outPlane))) { r in
+                let x = xs.p, y = ys.p, am = ams.value
+                for p in r {
+                    let base = p * g.inH * g.inW
+                    for oy in 0..<g.outH { for ox in 0..<g.outW {
+                        let o = p * outPlane + oy * g.outW + ox
+                        let target = y[o]
+                        search: for ky in 0..<g.kH {
+                            let iy = oy * g.strideH - g.padTop + ky * g.dilH
+                            if iy < 0 || iy >= g.inH { continue }
+                            for kx in 0..<g.kW {
+                                let ix = ox * g.strideW - g.padLeft + kx * g.dilW
+                                if ix < 0 || ix >= g.inW { continue }
+                                let v = x[base + iy * g.inW + ix]
+                                if v == target || (v.isNaN && target.isNaN) { am[o] = Int32(base + iy * g.inW + ix); break search }
+                            }
+                        }
+                    } }
                 }
-            } }
-        }
+            }
+        } } }
         return am
     }
 }

@@ -21,6 +21,14 @@ public struct Tape {
 /// Parameters in `frozen` get no gradient; nodes whose output does not depend on a trainable parameter run
 /// no backward at all (so nothing runs below the lowest trainable layer).
 public struct TrainingEngine {
+    /// ZOO_TRAIN_PROFILE set: forward and backward time per node is added to `profile` (ms, keyed "F|B op node").
+    static let profiling = ProcessInfo.processInfo.environment["ZOO_TRAIN_PROFILE"] != nil
+    nonisolated(unsafe) public static var profile: [String: Double] = [:]
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    static func record(_ phase: String, _ node: Node, since t0: UInt64) {
+        profile[phase + " " + node.op.typeName + " " + node.name, default: 0] += Double(now() - t0) / 1e6
+    }
+
     public var model: Model
     public var frozen: Set<String>
     /// Also compute dLoss/dInput (for gradient checks).
@@ -28,6 +36,7 @@ public struct TrainingEngine {
 
     public init(model: Model, frozen: Set<String> = []) {
         self.model = model; self.frozen = frozen
+        _ = TrainingMemory.configured
     }
 
     /// Trainable parameter names (specs marked trainable and not frozen), in definition order.
@@ -70,7 +79,9 @@ public struct TrainingEngine {
                 guard let v = values[name] else { throw ZooError.invalidGraph("value '\(name)' is missing") }
                 return v
             }
+            let t0 = Self.profiling ? Self.now() : 0
             let (y, cache) = try forwardNode(node, ins, training: training, rng: &rng)
+            if Self.profiling { Self.record("F", node, since: t0) }
             values[node.output] = y
             if need[ni] { caches[ni] = cache }
         }
@@ -186,7 +197,7 @@ public struct TrainingEngine {
         for (i, n) in g.nodes.enumerated() where tape.needsBackward[i] { valueNeeds.insert(n.output) }
         func accumulate(_ name: String, _ d: [Float]) {
             guard valueNeeds.contains(name) else { return }
-            if var e = grads[name] { for i in 0..<e.count { e[i] += d[i] }; grads[name] = e } else { grads[name] = d }
+            if var e = grads.removeValue(forKey: name) { BVec.addInPlace(&e, d, threads: SharedForward.threads); grads[name] = e } else { grads[name] = d }
         }
         func wantParam(_ node: Node, _ key: String) -> Bool {
             !frozen.contains(node.name + "." + key)
@@ -194,6 +205,8 @@ public struct TrainingEngine {
         for ni in stride(from: g.nodes.count - 1, through: 0, by: -1) where tape.needsBackward[ni] {
             let node = g.nodes[ni]
             guard let dy = grads.removeValue(forKey: node.output) else { continue }
+            let t0 = Self.profiling ? Self.now() : 0
+            defer { if Self.profiling { Self.record("B", node, since: t0) } }
             let ins = node.inputs.map { tape.values[$0]! }
             let needIn = node.inputs.map { valueNeeds.contains($0) }
             let x = ins.first
@@ -225,23 +238,14 @@ public struct TrainingEngine {
                 if let d = r.dx { accumulate(node.inputs[0], d) }
             case .relu, .relu6, .clip, .sigmoid, .tanh:
                 guard needIn[0] else { continue }
-                let y = tape.values[node.output]!.data
-                let xd = x!.data
-                var d = dy
-                switch node.op {
-                case .relu: for i in 0..<d.count where xd[i] <= 0 { d[i] = 0 }
-                case .relu6: for i in 0..<d.count where xd[i] <= 0 || xd[i] >= 6 { d[i] = 0 }
-                case let .clip(lo, hi): for i in 0..<d.count where xd[i] < lo || xd[i] > hi { d[i] = 0 }
-                case .sigmoid: for i in 0..<d.count { d[i] *= y[i] * (1 - y[i]) }
-                default: for i in 0..<d.count { d[i] *= 1 - y[i] * y[i] }
-                }
-                accumulate(node.inputs[0], d)
+                accumulate(node.inputs[0], BVec.activationBackward(node.op, x: x!.data, y: tape.values[node.output]!.data, dy: dy,
+                                                                   threads: SharedForward.threads))
             case let .softmax(axis):
                 guard needIn[0] else { continue }
                 accumulate(node.inputs[0], trainSoftmaxBackward(y: tape.values[node.output]!.data, dy: dy, shape: s, axis: axis))
             case .maxPool2d, .globalMaxPool:
                 guard needIn[0], case let .maxPool(am) = tape.caches[ni] else { continue }
-                accumulate(node.inputs[0], trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x!.count))
+                accumulate(node.inputs[0], trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x!.count, planes: s[0] * s[1]))
             case let .avgPool2d(a):
                 guard needIn[0] else { continue }
                 accumulate(node.inputs[0], trainAvgPoolBackward(dy: dy, inputShape: s, attrs: a))
@@ -260,6 +264,7 @@ public struct TrainingEngine {
             case .add, .mul:
                 let out = tape.values[node.output]!.shape
                 for k in 0..<2 where needIn[k] {
+                    if case .add = node.op, ins[k].shape == out { accumulate(node.inputs[k], dy); continue }
                     let idx = broadcastIndex(ins[k].shape, to: out)
                     var d = [Float](repeating: 0, count: ins[k].count)
                     if case .add = node.op { for i in 0..<dy.count { d[idx[i]] += dy[i] } }

@@ -64,7 +64,8 @@ public struct Optimizer: Sendable {
             let glr = lr * group.lrScale
             let wd = group.weightDecay ?? config.weightDecay
             for name in group.parameters {
-                guard let g = grads[name], var p = tensors[name] else { continue }
+                // Taken out of the dictionary while updated, so the arrays are not copied on write.
+                guard let g = grads[name], var p = tensors.removeValue(forKey: name) else { continue }
                 update(name: name, p: &p.data, grad: g, lr: glr, wd: wd)
                 tensors[name] = p
             }
@@ -78,7 +79,7 @@ public struct Optimizer: Sendable {
         let beta2 = Float(c.beta2), alpha = Float(c.alpha)
         let n = p.count
         var g = grad
-        var buf = state.buffers[name] ?? [:]
+        var buf = state.buffers.removeValue(forKey: name) ?? [:]
         let step = (state.steps[name] ?? 0) + 1
         state.steps[name] = step
         switch c.kind {
@@ -86,7 +87,7 @@ public struct Optimizer: Sendable {
             if wd != 0 { for i in 0..<n { g[i] = g[i] + wd * p[i] } }
             if c.momentum != 0 {
                 var b: [Float]
-                if let old = buf["momentum_buffer"] {
+                if let old = buf.removeValue(forKey: "momentum_buffer") {
                     b = old
                     let damp = Float(1 - c.dampening)
                     for i in 0..<n { b[i] = b[i] * momentum + damp * g[i] }
@@ -98,8 +99,8 @@ public struct Optimizer: Sendable {
         case .adam, .adamw:
             if c.kind == .adamw { let k = Float(1 - lrD * wdD); for i in 0..<n { p[i] = p[i] * k } }
             else if wd != 0 { for i in 0..<n { g[i] = g[i] + wd * p[i] } }
-            var m = buf["exp_avg"] ?? [Float](repeating: 0, count: n)
-            var v = buf["exp_avg_sq"] ?? [Float](repeating: 0, count: n)
+            var m = buf.removeValue(forKey: "exp_avg") ?? [Float](repeating: 0, count: n)
+            var v = buf.removeValue(forKey: "exp_avg_sq") ?? [Float](repeating: 0, count: n)
             // Scalars are computed in double and rounded once, as PyTorch does with Python floats.
             let w1 = Float(1 - c.beta1), w2 = Float(1 - c.beta2)
             for i in 0..<n {
@@ -117,12 +118,12 @@ public struct Optimizer: Sendable {
             buf["exp_avg"] = m; buf["exp_avg_sq"] = v
         case .rmsprop:
             if wd != 0 { for i in 0..<n { g[i] = g[i] + wd * p[i] } }
-            var sq = buf["square_avg"] ?? [Float](repeating: 0, count: n)
+            var sq = buf.removeValue(forKey: "square_avg") ?? [Float](repeating: 0, count: n)
             let wa = Float(1 - c.alpha)
             for i in 0..<n { sq[i] = sq[i] * alpha + wa * g[i] * g[i] }
             var avg = [Float](repeating: 0, count: n)
             if c.centered {
-                var ga = buf["grad_avg"] ?? [Float](repeating: 0, count: n)
+                var ga = buf.removeValue(forKey: "grad_avg") ?? [Float](repeating: 0, count: n)
                 for i in 0..<n { ga[i] = ga[i] + wa * (g[i] - ga[i]) }
                 for i in 0..<n { avg[i] = (sq[i] - ga[i] * ga[i]).squareRoot() + eps }
                 buf["grad_avg"] = ga
@@ -131,7 +132,7 @@ public struct Optimizer: Sendable {
             }
             buf["square_avg"] = sq
             if c.momentum > 0 {
-                var b = buf["momentum_buffer"] ?? [Float](repeating: 0, count: n)
+                var b = buf.removeValue(forKey: "momentum_buffer") ?? [Float](repeating: 0, count: n)
                 for i in 0..<n { b[i] = b[i] * momentum + g[i] / avg[i] }
                 buf["momentum_buffer"] = b
                 for i in 0..<n { p[i] = p[i] + (-lr) * b[i] }

@@ -1,0 +1,122 @@
+import Foundation
+import XCTest
+@testable import Zoo
+
+/// The training engine's parallel/SIMD backward kernels against their plain single-threaded references.
+final class TrainingKernelTests: XCTestCase {
+    func randoms(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+
+    func maxRel(_ a: [Float]?, _ b: [Float]?, file: StaticString = #filePath, line: UInt = #line) -> Float {
+        guard let a, let b else { XCTAssertTrue(a == nil && b == nil, "one side is nil", file: file, line: line); return 0 }
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        let scale = max(b.map { abs($0) }.max() ?? 0, 1e-6)
+        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
+    }
+
+    func testConvBackwardMatchesReference() {
+        var rng = SeededRandom(seed: 7)
+        // (n, c, h, w, o, k, stride, pad, dilation, groups, bias)
+        let cases: [(Int, Int, Int, Int, Int, [Int], [Int], Padding2D, [Int], Int, Bool)] = [
+            (3, 4, 9, 7, 6, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, true),
+            (5, 6, 11, 10, 4, [5, 3], [2, 1], Padding2D(top: 2, left: 0, bottom: 1, right: 1), [1, 2], 2, true),
+            (1, 3, 8, 8, 5, [1, 1], [2, 2], Padding2D(top: 0, left: 0, bottom: 0, right: 0), [1, 1], 1, false),
+            // 3×3 stride 1 with ≥ 16 channels: dx by a Winograd convolution; odd sizes, pads 0..2
+            (3, 16, 7, 9, 24, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, false),
+            (2, 17, 6, 5, 16, [3, 3], [1, 1], Padding2D(top: 0, left: 2, bottom: 2, right: 0), [1, 1], 1, true),
+            // many images, small plane (several chunks per worker)
+            (37, 8, 4, 4, 8, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, true),
+        ]
+        for (ci, t) in cases.enumerated() {
+            let (n, c, h, w, o, k, s, p, d, grp, bias) = t
+            let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: s, padding: p, dilation: d, groups: grp, bias: bias)
+            let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
+            let x = randoms(n * c * h * w, &rng), wt = randoms(o * (c / grp) * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
+            let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
+            for threads in [1, 2, 3] {
+                let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
+                XCTAssertLessThan(maxRel(r.dx, ref.dx), 1e-5, "case \(ci) dx, \(threads) threads")
+                XCTAssertLessThan(maxRel(r.dw, ref.dw), 1e-5, "case \(ci) dw, \(threads) threads")
+                XCTAssertLessThan(maxRel(r.db, ref.db), 1e-5, "case \(ci) db, \(threads) threads")
+                let onlyP = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: false, needParams: true, threads: threads)
+                XCTAssertNil(onlyP.dx)
+                XCTAssertLessThan(maxRel(onlyP.dw, ref.dw), 1e-5, "case \(ci) dw only")
+                let onlyX = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: false, threads: threads)
+                XCTAssertNil(onlyX.dw)
+                XCTAssertLessThan(maxRel(onlyX.dx, ref.dx), 1e-5, "case \(ci) dx only")
+            }
+        }
+    }
+
+    func testBatchNormMatchesReference() {
+        var rng = SeededRandom(seed: 3)
+        for (n, c, plane) in [(2, 3, 37), (5, 16, 49), (1, 7, 1), (3, 2, 256)] {
+            let x = randoms(n * c * plane, &rng).map { $0 * 3 + 0.5 }
+            let gamma = randoms(c, &rng), beta = randoms(c, &rng), dy = randoms(n * c * plane, &rng)
+            let ref = referenceBatchNormForward(x: x, n: n, c: c, plane: plane, gamma: gamma, beta: beta, eps: 1e-5)
+            for threads in [1, 2] {
+                let f = trainBatchNormForward(x: x, n: n, c: c, plane: plane, gamma: gamma, beta: beta, eps: 1e-5, threads: threads)
+                XCTAssertLessThan(maxRel(f.y, ref.y), 1e-6)
+                XCTAssertLessThan(maxRel(f.xhat, ref.xhat), 1e-6)
+                XCTAssertLessThan(maxRel(f.invStd, ref.invStd), 1e-6)
+                XCTAssertLessThan(maxRel(f.mean, ref.mean), 1e-6)
+                XCTAssertLessThan(maxRel(f.variance, ref.variance), 1e-6)
+                for stats in [true, false] {
+                    let rb = referenceBatchNormBackward(dy: dy, xhat: ref.xhat, invStd: ref.invStd, gamma: gamma, n: n, c: c, plane: plane,
+                                                        batchStats: stats, needInput: true)
+                    let b = trainBatchNormBackward(dy: dy, xhat: ref.xhat, invStd: ref.invStd, gamma: gamma, n: n, c: c, plane: plane,
+                                                   batchStats: stats, needInput: true, threads: threads)
+                    XCTAssertLessThan(maxRel(b.dx, rb.dx), 1e-5)
+                    XCTAssertLessThan(maxRel(b.dgamma, rb.dgamma), 1e-5)
+                    XCTAssertLessThan(maxRel(b.dbeta, rb.dbeta), 1e-5)
+                }
+            }
+        }
+    }
+
+    func testPoolAndActivationBackwardMatchPlainLoops() {
+        var rng = SeededRandom(seed: 5)
+        // Average pooling, against the window enumeration `avgPoolWindows`.
+        for (shape, attrs) in [([2, 3, 7, 6], Pool2dAttrs(kernel: [3, 2], stride: [2, 2], padding: Padding2D(top: 1, left: 1, bottom: 1, right: 0), countIncludePad: true)),
+                               ([2, 3, 7, 6], Pool2dAttrs(kernel: [3, 3], stride: [2, 1], padding: Padding2D(top: 1, left: 1, bottom: 1, right: 1), ceilMode: true, countIncludePad: false)),
+                               ([4, 6, 28, 28], Pool2dAttrs(kernel: [2, 2], stride: [2, 2]))] {
+            let g = PoolGeometry(shape, attrs)
+            let dy = randoms(g.n * g.c * g.oh * g.ow, &rng)
+            var ref = [Float](repeating: 0, count: shape.reduce(1, *))
+            avgPoolWindows(g, attrs) { o, nc, y0, y1, x0, x1, div in
+                if y1 > y0 && x1 > x0 { for iy in y0..<y1 { for ix in x0..<x1 { ref[nc * g.h * g.w + iy * g.w + ix] += dy[o] / div } } }
+            }
+            for threads in [1, 2] {
+                XCTAssertLessThan(maxRel(trainAvgPoolBackward(dy: dy, inputShape: shape, attrs: attrs, threads: threads), ref), 1e-6)
+            }
+        }
+        // Max pooling: plane-parallel scatter equals the serial one.
+        let shape = [3, 5, 9, 8]
+        let attrs = Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(top: 1, left: 1, bottom: 1, right: 1))
+        let geo = Pool2dGeometry(pool: attrs, input: shape)
+        let x = randoms(shape.reduce(1, *), &rng)
+        let y = SharedForward.maxPool2d(geo, x)
+        let am = SharedForward.maxPoolArgmax(geo, x: x, y: y)
+        let dy = randoms(y.count, &rng)
+        let serial = trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x.count)
+        XCTAssertEqual(trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x.count, planes: 15, threads: 2), serial)
+        for o in 0..<y.count { XCTAssertEqual(x[Int(am[o])], y[o]) }
+        // Activations (lengths not a multiple of 16; values at the bounds).
+        var xs = randoms(1037, &rng).map { $0 * 8 }
+        xs[3] = 0; xs[4] = 6; xs[5] = -1; xs[6] = .infinity
+        let d = randoms(xs.count, &rng)
+        let ys = xs.map { 1 / (1 + expf(-$0)) }
+        let cases: [(Op, (Int) -> Float)] = [
+            (.relu, { xs[$0] <= 0 ? 0 : d[$0] }),
+            (.relu6, { xs[$0] <= 0 || xs[$0] >= 6 ? 0 : d[$0] }),
+            (.clip(min: -1, max: 6), { xs[$0] < -1 || xs[$0] > 6 ? 0 : d[$0] }),
+            (.sigmoid, { d[$0] * (ys[$0] * (1 - ys[$0])) }),
+            (.tanh, { d[$0] * (1 - ys[$0] * ys[$0]) }),
+        ]
+        for (op, f) in cases {
+            for threads in [1, 2] {
+                let got = BVec.activationBackward(op, x: xs, y: ys, dy: d, threads: threads)
+                XCTAssertEqual(got, (0..<xs.count).map(f), "\(op)")
+            }
+        }
+    }
+}
