@@ -1,0 +1,186 @@
+import Foundation
+
+extension Fast {
+    /// `ZOO_DW=direct` runs the older direct depthwise kernel (`depthwise`) instead of the staged one (A/B switch).
+    nonisolated(unsafe) static var depthwiseDirect = ProcessInfo.processInfo.environment["ZOO_DW"] == "direct"
+
+    /// Whether `depthwiseStaged` handles this geometry (depthwise with horizontal stride 1 or 2).
+    static func depthwiseStagedApplies(_ g: Conv2dGeometry) -> Bool {
+        isDepthwise(g) && (g.strideW == 1 || g.strideW == 2) && g.outH > 0 && g.outW > 0
+    }
+
+    /// Layout of the staged (zero-padded) copy of one input plane: `rows` padded rows, each split into `phases`
+    /// (= horizontal stride) runs of `runFloats`, run q holding padded columns q, q+s, q+2s, ….
+    /// Output column ox of tap kx then reads run (kx·dilW) mod s at index ox + (kx·dilW) div s: contiguous for
+    /// any stride, so the inner loop is SIMD loads with no bounds tests.
+    struct DepthwiseStage {
+        var width: Int, blocks: Int, runFloats: Int, rowFloats: Int, rows: Int
+        /// Output columns per SIMD block: 8 for narrow rows (7×7, 14×14 planes waste less), else 16.
+        init(_ g: Conv2dGeometry) {
+            let s = g.strideW
+            width = g.outW <= 8 ? 8 : 16
+            blocks = (g.outW + width - 1) / width
+            let maxOff = ((g.kW - 1) * g.dilW) / s
+            runFloats = (blocks * width + maxOff + 15) / 16 * 16
+            rowFloats = s * runFloats
+            rows = (g.outH - 1) * g.strideH + (g.kH - 1) * g.dilH + 1
+        }
+        /// Per-worker floats: the staged plane, one undeinterleaved row (stride 2) and a 16-float output tail.
+        var workerFloats: Int { rows * rowFloats + rowFloats + 16 }
+    }
+
+    /// Depthwise convolution (groups with one input channel, any channel multiplier, horizontal stride 1 or 2):
+    /// each input plane is copied once into a zero-padded, stride-deinterleaved buffer (`DepthwiseStage`), then
+    /// every output row is 16 columns at a time: the bias, then each tap's weight × a contiguous SIMD16 load, in the
+    /// reference's (ky, kx) order; ReLU/clip are applied in registers. Planes (image × channel) are split over workers.
+    static func depthwiseStaged(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+                                act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let st = DepthwiseStage(g)
+        let taps = g.kH * g.kW
+        // Offset of tap (ky, kx) inside the staged plane, relative to the first padded row of the output row.
+        var offsets = [Int](repeating: 0, count: taps)
+        for ky in 0..<g.kH {
+            for kx in 0..<g.kW {
+                let c = kx * g.dilW
+                offsets[ky * g.kW + kx] = ky * g.dilH * st.rowFloats + (c % g.strideW) * st.runFloats + c / g.strideW
+            }
+        }
+        let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
+        let bs = b.map(SendConstPtr.init)
+        let ocpg = g.outCPerGroup
+        let (lo, hi, clampInRegisters): (Float, Float, Bool) = {
+            switch act {
+            case .relu: return (0, .infinity, true)
+            case let .clip(l, h): return (l, h, true)
+            default: return (-.infinity, .infinity, false)
+            }
+        }()
+        offsets.withUnsafeBufferPointer { offp in
+            let offs = UnsafeSendableBox(offp)
+            parallelFor(g.batch * g.outC, threads: threads) { range in
+                let buf = UnsafeMutablePointer<Float>.allocate(capacity: st.workerFloats)
+                defer { buf.deallocate() }
+                let tail = buf + st.rows * st.rowFloats + st.rowFloats
+                var staged = -1
+                for p in range {
+                    let n = p / g.outC, oc = p % g.outC
+                    let src = n * g.inC + oc / ocpg
+                    if src != staged {
+                        stagePlane(g, st, x: xs.p + src * g.inPlane, buf: buf)
+                        staged = src
+                    }
+                    let out = ys.p + p * g.outPlane
+                    let wk = ws.p + oc * taps
+                    let bias = bs?.p[oc] ?? 0
+                    if taps == 9 && st.width == 16 {
+                        depthwiseRows16(g, st, taps: 9, offs: offs.value, wk: wk, bias: bias, lo: lo, hi: hi, clamp: clampInRegisters,
+                                      buf: buf, out: out, tail: tail)
+                    } else if taps == 9 {
+                        depthwiseRows8(g, st, taps: 9, offs: offs.value, wk: wk, bias: bias, lo: lo, hi: hi, clamp: clampInRegisters,
+                                      buf: buf, out: out, tail: tail)
+                    } else if st.width == 16 {
+                        depthwiseRows16(g, st, taps: taps, offs: offs.value, wk: wk, bias: bias, lo: lo, hi: hi, clamp: clampInRegisters,
+                                      buf: buf, out: out, tail: tail)
+                    } else {
+                        depthwiseRows8(g, st, taps: taps, offs: offs.value, wk: wk, bias: bias, lo: lo, hi: hi, clamp: clampInRegisters,
+                                      buf: buf, out: out, tail: tail)
+                    }
+                    if !clampInRegisters { applyActivation(act, out, count: g.outPlane) }
+                }
+            }
+        }
+    }
+
+    /// One output plane, 16 columns per block (the 8-column twin below is the same code).
+    @inline(__always)
+    static func depthwiseRows16(_ g: Conv2dGeometry, _ st: DepthwiseStage, taps: Int, offs: UnsafeBufferPointer<Int>,
+                              wk: UnsafePointer<Float>, bias: Float, lo: Float, hi: Float, clamp: Bool,
+                              buf: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tail: UnsafeMutablePointer<Float>) {
+        let vlo = SIMD16<Float>(repeating: lo), vhi = SIMD16<Float>(repeating: hi)
+        let vb = SIMD16<Float>(repeating: bias)
+        let outW = g.outW, wd = 16
+        let fullBlocks = outW / wd
+        let o = offs.baseAddress!
+        for oy in 0..<g.outH {
+            let base = buf + oy * g.strideH * st.rowFloats
+            let row = out + oy * outW
+            for bi in 0..<st.blocks {
+                let col = base + bi * wd
+                var acc = vb
+                for t in 0..<taps {
+                    acc += SIMD16<Float>(repeating: wk[t]) * UnsafeRawPointer(col + o[t]).loadUnaligned(as: SIMD16<Float>.self)
+                }
+                if clamp {
+                    acc.replace(with: vlo, where: acc .< vlo)
+                    acc.replace(with: vhi, where: acc .> vhi)
+                }
+                if bi < fullBlocks {
+                    UnsafeMutableRawPointer(row + bi * wd).storeBytes(of: acc, as: SIMD16<Float>.self)
+                } else {
+                    UnsafeMutableRawPointer(tail).storeBytes(of: acc, as: SIMD16<Float>.self)
+                    (row + bi * wd).update(from: tail, count: outW - bi * wd)
+                }
+            }
+        }
+    }
+
+
+    @inline(__always)
+    static func depthwiseRows8(_ g: Conv2dGeometry, _ st: DepthwiseStage, taps: Int, offs: UnsafeBufferPointer<Int>,
+                              wk: UnsafePointer<Float>, bias: Float, lo: Float, hi: Float, clamp: Bool,
+                              buf: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tail: UnsafeMutablePointer<Float>) {
+        let vlo = SIMD8<Float>(repeating: lo), vhi = SIMD8<Float>(repeating: hi)
+        let vb = SIMD8<Float>(repeating: bias)
+        let outW = g.outW, wd = 8
+        let fullBlocks = outW / wd
+        let o = offs.baseAddress!
+        for oy in 0..<g.outH {
+            let base = buf + oy * g.strideH * st.rowFloats
+            let row = out + oy * outW
+            for bi in 0..<st.blocks {
+                let col = base + bi * wd
+                var acc = vb
+                for t in 0..<taps {
+                    acc += SIMD8<Float>(repeating: wk[t]) * UnsafeRawPointer(col + o[t]).loadUnaligned(as: SIMD8<Float>.self)
+                }
+                if clamp {
+                    acc.replace(with: vlo, where: acc .< vlo)
+                    acc.replace(with: vhi, where: acc .> vhi)
+                }
+                if bi < fullBlocks {
+                    UnsafeMutableRawPointer(row + bi * wd).storeBytes(of: acc, as: SIMD8<Float>.self)
+                } else {
+                    UnsafeMutableRawPointer(tail).storeBytes(of: acc, as: SIMD8<Float>.self)
+                    (row + bi * wd).update(from: tail, count: outW - bi * wd)
+                }
+            }
+        }
+    }
+
+    /// Copies input plane `x` into the staged layout: padded rows (zeros outside the input), deinterleaved by stride.
+    static func stagePlane(_ g: Conv2dGeometry, _ st: DepthwiseStage, x: UnsafePointer<Float>, buf: UnsafeMutablePointer<Float>) {
+        let s = g.strideW
+        let temp = buf + st.rows * st.rowFloats
+        for r in 0..<st.rows {
+            let iy = r - g.padTop
+            let dst = buf + r * st.rowFloats
+            if iy < 0 || iy >= g.inH { dst.update(repeating: 0, count: st.rowFloats); continue }
+            // The padded row: padLeft zeros, the input row (clipped to what any tap reads), zeros.
+            let line = s == 1 ? dst : temp
+            let lead = Swift.min(g.padLeft, st.rowFloats)
+            let count = Swift.max(0, Swift.min(g.inW, st.rowFloats - lead))
+            line.update(repeating: 0, count: lead)
+            (line + lead).update(from: x + iy * g.inW, count: count)
+            (line + lead + count).update(repeating: 0, count: st.rowFloats - lead - count)
+            if s == 2 {
+                var j = 0
+                while j < st.runFloats {
+                    let v = UnsafeRawPointer(temp + 2 * j).loadUnaligned(as: SIMD32<Float>.self)
+                    UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
+                    UnsafeMutableRawPointer(dst + st.runFloats + j).storeBytes(of: v.oddHalf, as: SIMD16<Float>.self)
+                    j += 16
+                }
+            }
+        }
+    }
+}

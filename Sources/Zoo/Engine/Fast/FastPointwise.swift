@@ -1,0 +1,104 @@
+import Foundation
+import COpenBLAS
+
+extension Fast {
+    /// A/B switch for 1×1 convolutions: `ZOO_PW=legacy` takes conv2d's general path (gather/scatter copies for small
+    /// planes of a batch, whole-output bias/activation pass); `ZOO_PW=gather` gathers small planes of a batch into one
+    /// GEMM here too. Default: the direct path, which measured faster on every mobilenet_v2 1×1 layer at batch 8
+    /// (7×7 to 112×112 planes; bench/README.md).
+    nonisolated(unsafe) static var pointwiseMode = ProcessInfo.processInfo.environment["ZOO_PW"] ?? ""
+
+    static func pointwiseApplies(_ g: Conv2dGeometry) -> Bool { isPointwise(g) && g.groups == 1 && pointwiseMode != "legacy" }
+
+    /// Small planes of a batch are gathered side by side into one GEMM (as `convTile` plans, same scratch).
+    static func pointwiseGathers(_ g: Conv2dGeometry) -> Bool { pointwiseMode == "gather" && convTile(g).images > 1 }
+
+    /// Column blocks per image for the direct path: about 2048 columns each (the block's output stays in cache for
+    /// the epilogue), at least `threads` tasks in all, never under 64 columns; widths are multiples of 16.
+    static func pointwiseBlock(_ g: Conv2dGeometry, threads: Int) -> Int {
+        let p = g.outPlane
+        var parts = Swift.max(1, (p + 2047) / 2048)
+        if g.batch * parts < threads { parts = (threads + g.batch - 1) / g.batch }
+        parts = Swift.min(parts, Swift.max(1, p / 64))
+        return Swift.min(p, ((p + parts - 1) / parts + 15) / 16 * 16)
+    }
+
+    /// 1×1 stride-1 ungrouped convolution, Y_n[outC, plane] = W[outC, inC] · X_n[inC, plane], with the bias and
+    /// activation applied to each block while it is in cache. Direct path: tasks of (image, column block), each one
+    /// single-threaded OpenBLAS sgemm writing straight into the output, spread over the workers. Gather path (small
+    /// planes of a batch): images copied side by side into one GEMM, the result scattered back with the epilogue.
+    static func pointwise(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+                          act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int) {
+        let m = g.outC, k = g.inC, p = g.outPlane
+        let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
+        let bs = b.map(SendConstPtr.init)
+        if pointwiseGathers(g), let scratch {
+            let images = convTile(g).images
+            var n0 = 0
+            while n0 < g.batch {
+                let nb = Swift.min(images, g.batch - n0)
+                let cols = nb * p
+                let col = SendPtr(scratch), tmp = SendPtr(scratch + k * cols)
+                let base = n0
+                parallelFor(k * nb, threads: threads, grain: 16) { r in
+                    for i in r {
+                        let c = i / nb, j = i % nb
+                        (col.p + c * cols + j * p).update(from: xs.p + ((base + j) * k + c) * p, count: p)
+                    }
+                }
+                gemm(m: m, n: cols, k: k, a: w, lda: k, b: scratch, ldb: cols, c: tmp.p, ldc: cols, threads: threads)
+                parallelFor(m * nb, threads: threads, grain: 8) { r in
+                    for i in r {
+                        let oc = i / nb, j = i % nb
+                        let dst = ys.p + ((base + j) * m + oc) * p
+                        dst.update(from: tmp.p + oc * cols + j * p, count: p)
+                        biasAct(dst, count: p, bias: bs?.p[oc] ?? 0, act: act)
+                    }
+                }
+                n0 += nb
+            }
+            return
+        }
+        let bw = pointwiseBlock(g, threads: threads)
+        let blocks = (p + bw - 1) / bw
+        setBLASThreads(1)
+        parallelTasks(g.batch * blocks, threads: threads) { t in
+            let n = t / blocks, c0 = (t % blocks) * bw
+            let cw = Swift.min(bw, p - c0)
+            let yb = ys.p + n * m * p + c0
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(cw), Int32(k), 1, ws.p, Int32(k),
+                        xs.p + n * k * p + c0, Int32(p), 0, yb, Int32(p))
+            if bs == nil && act == .none { return }
+            for oc in 0..<m { biasAct(yb + oc * p, count: cw, bias: bs?.p[oc] ?? 0, act: act) }
+        }
+    }
+
+    /// row[i] = act(row[i] + bias) in place (the bias is skipped when zero, as `biasActivation` does).
+    @inline(__always)
+    static func biasAct(_ row: UnsafeMutablePointer<Float>, count: Int, bias: Float, act: Activation) {
+        let lo: Float, hi: Float
+        switch act {
+        case .relu: lo = 0; hi = .infinity
+        case let .clip(l, h): lo = l; hi = h
+        default:
+            if bias != 0 { for i in 0..<count { row[i] += bias } }
+            applyActivation(act, row, count: count)
+            return
+        }
+        let vlo = SIMD16<Float>(repeating: lo), vhi = SIMD16<Float>(repeating: hi), vb = SIMD16<Float>(repeating: bias)
+        var i = 0
+        if bias != 0 {
+            while i + 16 <= count {
+                let raw = UnsafeMutableRawPointer(row + i)
+                var v = raw.loadUnaligned(as: SIMD16<Float>.self) + vb
+                v.replace(with: vlo, where: v .< vlo)
+                v.replace(with: vhi, where: v .> vhi)
+                raw.storeBytes(of: v, as: SIMD16<Float>.self)
+                i += 16
+            }
+            while i < count { row[i] += bias; i += 1 }
+            i = count - count % 16
+        }
+        clamp(row + i, count: count - i, lo: lo, hi: hi)
+    }
+}
