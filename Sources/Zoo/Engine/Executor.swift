@@ -40,6 +40,8 @@ public final class Executor {
     private var programs: [ProgramKey: Program] = [:]
     /// Fast path: per conv node, its transformed (Winograd) weights; valid because `params` and `folded` never change.
     private var weightCaches: [Int: ConvWeightCache] = [:]
+    /// Fast path: conv weights packed for zoo's GEMM, by node index × 2 + 1 when BN is folded in (made on first use).
+    private var packedWeights: [Int: PackedMatrix] = [:]
     private var pool: [Int: [Buffer]] = [:]
     private var scratch = Buffer(count: 0)
     /// Floats held by live values during the last run, and their peak (the memory plan's effect; scratch excluded).
@@ -285,15 +287,25 @@ public final class Executor {
             let geo = Conv2dGeometry(conv: a, input: s0)
             if fast {
                 let cache = weightCache(step.node)
+                let wantPacked = Fast.packedConvApplies(geo)
+                let key = step.node * 2 + (step.folded ? 1 : 0)
+                func packed(_ w: UnsafePointer<Float>) -> PackedMatrix? {
+                    guard wantPacked else { return nil }
+                    if let pm = packedWeights[key] { return pm }
+                    let k = geo.inCPerGroup * geo.kH * geo.kW
+                    let pm = PackedMatrix(m: geo.outC, k: k, a: w, lda: k)
+                    packedWeights[key] = pm
+                    return pm
+                }
                 if step.folded, let f = folded[step.node] {
                     f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
                         Fast.conv2d(geo, x: x, w: w.baseAddress!, b: b.baseAddress!, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    weightCache: cache)
+                                    packed: packed(w.baseAddress!), weightCache: cache)
                     } }
                 } else {
                     withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
                         Fast.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    weightCache: cache)
+                                    packed: packed(p[0]), weightCache: cache)
                     }
                 }
             } else {

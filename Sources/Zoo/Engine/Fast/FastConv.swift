@@ -46,13 +46,20 @@ extension Fast {
 
     /// Scratch floats `conv2d` needs for this geometry.
     public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
-        Swift.max(convTile(g).scratch, winogradScratch(g))
+        Swift.max(convTile(g).scratch, winogradScratch(g),
+                  packedConvApplies(g) ? packedBFloats(k: g.inCPerGroup * g.kH * g.kW, n: g.outPlane) : 0)
+    }
+
+    /// Geometries the packed-GEMM convolution takes (when packed weights are supplied): one group, not depthwise,
+    /// and not one Winograd handles.
+    static func packedConvApplies(_ g: Conv2dGeometry) -> Bool {
+        usePackedGemm && g.groups == 1 && !winogradApplies(g) && !pointwiseApplies(g)
     }
 
     /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
     public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                               act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int,
-                              weightCache: ConvWeightCache? = nil) {
+                              packed: PackedMatrix? = nil, weightCache: ConvWeightCache? = nil) {
         if isDepthwise(g) {
             if !depthwiseDirect && depthwiseStagedApplies(g) {
                 depthwiseStaged(g, x: x, w: w, b: b, act: act, y: y, threads: threads)
@@ -60,6 +67,9 @@ extension Fast {
                 depthwise(g, x: x, w: w, b: b, act: act, y: y, threads: threads)
             }
             return
+        }
+        if let packed, let scratch, packedConvApplies(g) {
+            packedConv2d(g, x: x, w: packed, b: b, act: act, y: y, scratch: scratch, threads: threads); return
         }
         if pointwiseApplies(g) { pointwise(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads); return }
         if winogradApplies(g), let scratch {
