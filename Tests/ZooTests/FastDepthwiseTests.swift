@@ -92,3 +92,37 @@ final class FastPointwiseTests: XCTestCase {
         check(batch: 2, inC: 5, outC: 3, h: 1, w: 3, bias: true, act: .clip(-1, 1), threads: 2)
     }
 }
+
+/// Staged max pooling (and the separable one) against the reference, including NaN propagation and ceil mode.
+final class FastMaxPoolTests: XCTestCase {
+    func check(planes: Int, h: Int, w: Int, k: [Int], s: [Int], pad: Padding2D = .zero, dil: [Int] = [1, 1], ceil: Bool = false,
+               nans: Bool = false, threads: Int = 2, line: UInt = #line) {
+        let a = Pool2dAttrs(kernel: k, stride: s, padding: pad, dilation: dil, ceilMode: ceil)
+        let g = Pool2dGeometry(pool: a, input: [1, planes, h, w])
+        var rng = SeededRandom(seed: UInt64(planes * 100 + h * 7 + w))
+        var x = (0..<planes * h * w).map { _ in rng.nextFloat() * 2 - 1 }
+        if nans { for i in stride(from: 5, to: x.count, by: 37) { x[i] = .nan } }
+        var want = [Float](repeating: 0, count: planes * g.outH * g.outW)
+        Reference.maxPool2d(g, x: x, y: &want)
+        let saved = Fast.maxPoolSeparable
+        defer { Fast.maxPoolSeparable = saved }
+        for separable in [false, true] {
+            Fast.maxPoolSeparable = separable
+            var got = [Float](repeating: 7, count: want.count)
+            Fast.maxPool2d(g, x: x, y: &got, threads: threads)
+            let same = zip(got, want).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+            XCTAssertTrue(same, "\(separable ? "separable" : "staged") \(h)×\(w) k\(k) s\(s) ceil \(ceil)", line: line)
+        }
+    }
+
+    func testStagedMaxPoolMatchesReference() {
+        check(planes: 3, h: 112, w: 112, k: [3, 3], s: [2, 2], ceil: true)
+        check(planes: 5, h: 28, w: 28, k: [3, 3], s: [1, 1], pad: Padding2D(1), nans: true)
+        check(planes: 4, h: 14, w: 14, k: [3, 3], s: [2, 2], ceil: true, nans: true, threads: 1)
+        check(planes: 4, h: 7, w: 7, k: [3, 3], s: [1, 1], pad: Padding2D(1))
+        check(planes: 2, h: 14, w: 14, k: [2, 2], s: [2, 2], ceil: true)
+        check(planes: 2, h: 9, w: 35, k: [3, 2], s: [2, 1], pad: Padding2D(top: 1, left: 0, bottom: 1, right: 0))
+        check(planes: 2, h: 10, w: 19, k: [3, 3], s: [2, 2], pad: Padding2D(1), dil: [2, 2], ceil: true)
+        check(planes: 2, h: 8, w: 7, k: [3, 3], s: [2, 2], pad: Padding2D(top: 0, left: 1, bottom: 1, right: 0))
+    }
+}

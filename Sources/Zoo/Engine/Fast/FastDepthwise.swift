@@ -13,10 +13,35 @@ extension Fast {
     /// (= horizontal stride) runs of `runFloats`, run q holding padded columns q, q+s, q+2s, ….
     /// Output column ox of tap kx then reads run (kx·dilW) mod s at index ox + (kx·dilW) div s: contiguous for
     /// any stride, so the inner loop is SIMD loads with no bounds tests.
+    /// The window geometry the staging needs (from a convolution or a pooling).
+    struct StageWindow {
+        var inH: Int, inW: Int, outH: Int, outW: Int, kH: Int, kW: Int
+        var strideH: Int, strideW: Int, dilH: Int, dilW: Int, padTop: Int, padLeft: Int
+        init(_ g: Conv2dGeometry) {
+            inH = g.inH; inW = g.inW; outH = g.outH; outW = g.outW; kH = g.kH; kW = g.kW
+            strideH = g.strideH; strideW = g.strideW; dilH = g.dilH; dilW = g.dilW; padTop = g.padTop; padLeft = g.padLeft
+        }
+        init(_ g: Pool2dGeometry) {
+            inH = g.inH; inW = g.inW; outH = g.outH; outW = g.outW; kH = g.kH; kW = g.kW
+            strideH = g.strideH; strideW = g.strideW; dilH = g.dilH; dilW = g.dilW; padTop = g.padTop; padLeft = g.padLeft
+        }
+        /// Offset of tap (ky, kx) inside a staged plane laid out as `st`, from the output row's first padded row.
+        func tapOffsets(_ st: DepthwiseStage) -> [Int] {
+            var offsets = [Int](repeating: 0, count: kH * kW)
+            for ky in 0..<kH {
+                for kx in 0..<kW {
+                    let c = kx * dilW
+                    offsets[ky * kW + kx] = ky * dilH * st.rowFloats + (c % strideW) * st.runFloats + c / strideW
+                }
+            }
+            return offsets
+        }
+    }
+
     struct DepthwiseStage {
         var width: Int, blocks: Int, runFloats: Int, rowFloats: Int, rows: Int
         /// Output columns per SIMD block: 8 for narrow rows (7×7, 14×14 planes waste less), else 16.
-        init(_ g: Conv2dGeometry) {
+        init(_ g: StageWindow) {
             let s = g.strideW
             width = g.outW <= 8 ? 8 : 16
             blocks = (g.outW + width - 1) / width
@@ -35,16 +60,10 @@ extension Fast {
     /// reference's (ky, kx) order; ReLU/clip are applied in registers. Planes (image × channel) are split over workers.
     static func depthwiseStaged(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                                 act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
-        let st = DepthwiseStage(g)
+        let sw = StageWindow(g)
+        let st = DepthwiseStage(sw)
         let taps = g.kH * g.kW
-        // Offset of tap (ky, kx) inside the staged plane, relative to the first padded row of the output row.
-        var offsets = [Int](repeating: 0, count: taps)
-        for ky in 0..<g.kH {
-            for kx in 0..<g.kW {
-                let c = kx * g.dilW
-                offsets[ky * g.kW + kx] = ky * g.dilH * st.rowFloats + (c % g.strideW) * st.runFloats + c / g.strideW
-            }
-        }
+        let offsets = sw.tapOffsets(st)
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
         let bs = b.map(SendConstPtr.init)
         let ocpg = g.outCPerGroup
@@ -66,7 +85,7 @@ extension Fast {
                     let n = p / g.outC, oc = p % g.outC
                     let src = n * g.inC + oc / ocpg
                     if src != staged {
-                        stagePlane(g, st, x: xs.p + src * g.inPlane, buf: buf)
+                        stagePlane(sw, st, x: xs.p + src * g.inPlane, buf: buf, fill: 0)
                         staged = src
                     }
                     let out = ys.p + p * g.outPlane
@@ -157,21 +176,21 @@ extension Fast {
         }
     }
 
-    /// Copies input plane `x` into the staged layout: padded rows (zeros outside the input), deinterleaved by stride.
-    static func stagePlane(_ g: Conv2dGeometry, _ st: DepthwiseStage, x: UnsafePointer<Float>, buf: UnsafeMutablePointer<Float>) {
+    /// Copies input plane `x` into the staged layout: padded rows (`fill` outside the input), deinterleaved by stride.
+    static func stagePlane(_ g: StageWindow, _ st: DepthwiseStage, x: UnsafePointer<Float>, buf: UnsafeMutablePointer<Float>, fill: Float) {
         let s = g.strideW
         let temp = buf + st.rows * st.rowFloats
         for r in 0..<st.rows {
             let iy = r - g.padTop
             let dst = buf + r * st.rowFloats
-            if iy < 0 || iy >= g.inH { dst.update(repeating: 0, count: st.rowFloats); continue }
-            // The padded row: padLeft zeros, the input row (clipped to what any tap reads), zeros.
+            if iy < 0 || iy >= g.inH { dst.update(repeating: fill, count: st.rowFloats); continue }
+            // The padded row: padLeft fills, the input row (clipped to what any tap reads), fills.
             let line = s == 1 ? dst : temp
             let lead = Swift.min(g.padLeft, st.rowFloats)
             let count = Swift.max(0, Swift.min(g.inW, st.rowFloats - lead))
-            line.update(repeating: 0, count: lead)
+            line.update(repeating: fill, count: lead)
             (line + lead).update(from: x + iy * g.inW, count: count)
-            (line + lead + count).update(repeating: 0, count: st.rowFloats - lead - count)
+            (line + lead + count).update(repeating: fill, count: st.rowFloats - lead - count)
             if s == 2 {
                 var j = 0
                 while j < st.runFloats {

@@ -17,6 +17,10 @@ extension Fast {
     /// Max pooling, separable: a horizontal pass (max over kx for every input row) into a per-worker buffer,
     /// then a vertical pass (max over ky) on whole output rows. NaN propagates as in PyTorch.
     public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        if !maxPoolSeparable && (g.strideW == 1 || g.strideW == 2) && g.outH > 0 && g.outW > 0 {
+            maxPoolStaged(g, x: x, y: y, threads: threads)
+            return
+        }
         let xs = SendConstPtr(x), ys = SendPtr(y)
         let xRanges = (0..<g.outW).map { tapRange(base: $0 * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW) }
         // Outputs oxA..<oxB have their whole window inside the row.
@@ -136,6 +140,89 @@ extension Fast {
                 var m = -Float.infinity
                 for i in 0..<plane { let v = src[i]; m = (m >= v || m != m) ? m : v }
                 ys.p[p] = m
+            }
+        }
+    }
+
+    /// `ZOO_POOL=separable` runs the older separable max pooling for every geometry (A/B switch).
+    nonisolated(unsafe) static var maxPoolSeparable = ProcessInfo.processInfo.environment["ZOO_POOL"] == "separable"
+
+    /// Max pooling with horizontal stride 1 or 2 through the depthwise kernel's staging: each plane is copied once
+    /// into a −∞-padded, stride-deinterleaved buffer (`DepthwiseStage`), then each output row is 16 (or 8) columns at
+    /// a time, taps in (ky, kx) order with the same NaN-propagating rule as the scalar path.
+    static func maxPoolStaged(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let sw = StageWindow(g)
+        let st = DepthwiseStage(sw)
+        let taps = g.kH * g.kW
+        let offsets = sw.tapOffsets(st)
+        let xs = SendConstPtr(x), ys = SendPtr(y)
+        let inPlane = g.inH * g.inW, outPlane = g.outH * g.outW
+        offsets.withUnsafeBufferPointer { offp in
+            let offs = UnsafeSendableBox(offp)
+            parallelFor(g.planes, threads: threads, grain: Swift.max(1, 4096 / Swift.max(outPlane * taps, 1))) { range in
+                let buf = UnsafeMutablePointer<Float>.allocate(capacity: st.workerFloats)
+                defer { buf.deallocate() }
+                let tail = buf + st.rows * st.rowFloats + st.rowFloats
+                for p in range {
+                    stagePlane(sw, st, x: xs.p + p * inPlane, buf: buf, fill: -.infinity)
+                    let out = ys.p + p * outPlane
+                    switch (st.width, taps) {
+                    case (16, 9): maxRows16(sw, st, taps: 9, offs: offs.value, buf: buf, out: out, tail: tail)
+                    case (16, _): maxRows16(sw, st, taps: taps, offs: offs.value, buf: buf, out: out, tail: tail)
+                    case (_, 9): maxRows8(sw, st, taps: 9, offs: offs.value, buf: buf, out: out, tail: tail)
+                    default: maxRows8(sw, st, taps: taps, offs: offs.value, buf: buf, out: out, tail: tail)
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func maxRows16(_ g: StageWindow, _ st: DepthwiseStage, taps: Int, offs: UnsafeBufferPointer<Int>, buf: UnsafePointer<Float>,
+                          out: UnsafeMutablePointer<Float>, tail: UnsafeMutablePointer<Float>) {
+        let o = offs.baseAddress!
+        let fullBlocks = g.outW / 16
+        for oy in 0..<g.outH {
+            let base = buf + oy * g.strideH * st.rowFloats
+            let row = out + oy * g.outW
+            for bi in 0..<st.blocks {
+                let col = UnsafeRawPointer(base + bi * 16)
+                var m = col.loadUnaligned(fromByteOffset: o[0] * 4, as: SIMD16<Float>.self)
+                for t in 1..<taps {
+                    let v = col.loadUnaligned(fromByteOffset: o[t] * 4, as: SIMD16<Float>.self)
+                    m.replace(with: v, where: .!((m .>= v) .| (m .!= m)))
+                }
+                if bi < fullBlocks {
+                    UnsafeMutableRawPointer(row + bi * 16).storeBytes(of: m, as: SIMD16<Float>.self)
+                } else {
+                    UnsafeMutableRawPointer(tail).storeBytes(of: m, as: SIMD16<Float>.self)
+                    (row + bi * 16).update(from: tail, count: g.outW - bi * 16)
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func maxRows8(_ g: StageWindow, _ st: DepthwiseStage, taps: Int, offs: UnsafeBufferPointer<Int>, buf: UnsafePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, tail: UnsafeMutablePointer<Float>) {
+        let o = offs.baseAddress!
+        let fullBlocks = g.outW / 8
+        for oy in 0..<g.outH {
+            let base = buf + oy * g.strideH * st.rowFloats
+            let row = out + oy * g.outW
+            for bi in 0..<st.blocks {
+                let col = UnsafeRawPointer(base + bi * 8)
+                var m = col.loadUnaligned(fromByteOffset: o[0] * 4, as: SIMD8<Float>.self)
+                for t in 1..<taps {
+                    let v = col.loadUnaligned(fromByteOffset: o[t] * 4, as: SIMD8<Float>.self)
+                    m.replace(with: v, where: .!((m .>= v) .| (m .!= m)))
+                }
+                if bi < fullBlocks {
+                    UnsafeMutableRawPointer(row + bi * 8).storeBytes(of: m, as: SIMD8<Float>.self)
+                } else {
+                    UnsafeMutableRawPointer(tail).storeBytes(of: m, as: SIMD8<Float>.self)
+                    (row + bi * 8).update(from: tail, count: g.outW - bi * 8)
+                }
             }
         }
     }
