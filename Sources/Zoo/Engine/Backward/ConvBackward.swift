@@ -118,7 +118,7 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
             }
             n = weight.count
         }
-        dx = SharedForward.conv2d(geo, x: dy, w: wf, b: nil, threads: threads)
+        dx = SharedForward.conv2d(geo, x: dy, w: wf, b: nil, threads: threads, weightCache: ConvWeightCache())
     }
     let colsForInput = needInput && dataGeo == nil
     if !needParams && !colsForInput { return (dx, dw, db) }

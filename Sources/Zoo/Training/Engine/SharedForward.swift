@@ -19,12 +19,16 @@ enum SharedForward {
         return a.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
-    static func conv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?, threads: Int = threads) -> [Float] {
+    /// `weightCache`: pass a fresh `ConvWeightCache()` for weights that change every step (transformed once, without
+    /// hashing them or filling the shared content-hashed cache); nil for fixed (frozen) weights.
+    static func conv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?, threads: Int = threads,
+                       weightCache: ConvWeightCache? = nil) -> [Float] {
         var scratch = [Float](unsafeUninitializedCapacity: Swift.max(1, Fast.conv2dScratch(g))) { _, n in n = Swift.max(1, Fast.conv2dScratch(g)) }
         return x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in withOptional(b) { bp in
             scratch.withUnsafeMutableBufferPointer { sp in
                 output(g.batch * g.outC * g.outPlane) { y in
-                    Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, act: .none, y: y, scratch: sp.baseAddress!, threads: threads)
+                    Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, act: .none, y: y, scratch: sp.baseAddress!, threads: threads,
+                                weightCache: weightCache)
                 }
             }
         } } }

@@ -102,7 +102,7 @@ public struct TrainingEngine {
             let w = try param(node, "weight").data, b = a.bias ? try param(node, "bias").data : nil
             let y = Self.batchedConvForward && trainConvForwardBatched(cg, threads: SharedForward.threads)
                 ? trainConv2dForward(x: x.data, weight: w, bias: b, geometry: cg)
-                : SharedForward.conv2d(geo, x: x.data, w: w, b: b)
+                : SharedForward.conv2d(geo, x: x.data, w: w, b: b, weightCache: frozen.contains(node.name + ".weight") ? nil : ConvWeightCache())
             return (Tensor(shape: [s[0], a.outChannels, geo.outH, geo.outW], data: y), .none)
         case let .linear(a):
             let rows = x.count / a.inFeatures
