@@ -21,6 +21,7 @@ struct Bench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also time a 1024³ sgemm with the same threads (the peak the share is taken of).") var peak = true
     @Flag(inversion: .prefixedNo, help: "Winograd F(2×2,3×3) for stride-1 3×3 convolutions (off: im2col + sgemm).") var winograd = true
     @Flag(help: "Inference: also report each layer's median time (slowest first; all of them with --json).") var profile = false
+    @Flag(help: "Instead of a model: time resnet18's GEMM shapes through OpenBLAS and through zoo's packed GEMM.") var gemm = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -39,6 +40,21 @@ struct Bench: ParsableCommand {
                 inChannels = d[0]; size = [d[1], d[2]]
             }
             Fast.useWinograd = winograd
+            if gemm {
+                let rows = Zoo.Bench.gemmComparison(threads: threads)
+                if json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.sortedKeys]
+                    say(String(decoding: try enc.encode(rows), as: UTF8.self))
+                } else {
+                    say("GEMM M×N×K, \(threads) thread(s): OpenBLAS vs zoo packed (level \(Fast.gemmLevel)), best GFLOP/s")
+                    for r in rows {
+                        say(String(format: "%5d×%5d×%5d  openblas %6.1f  zoo %6.1f  (%.2fx)  max|Δ| %.1e", r.m, r.n, r.k, r.openblasGflops, r.zooGflops,
+                                   r.zooGflops / r.openblasGflops, r.maxAbsDiff))
+                    }
+                }
+                return
+            }
             let m = try ModelIO.loadModel(path: model, classes: classes, inChannels: inChannels, inputSize: size, seed: 0)
             let r = try Zoo.Bench.run(model: m, config: BenchConfig(batch: batch, threads: threads, iterations: iterations, warmup: warmup,
                                                                    train: train, freezeBackbone: freeze == "reused", measurePeak: peak, profile: profile))

@@ -2,12 +2,22 @@ import Foundation
 import XCTest
 @testable import Zoo
 
-/// Winograd F(2×2,3×3) (fast kernels) against the plain reference convolution, and the bench figures.
+/// Winograd F(2×2,3×3) and F(4×4,3×3) (fast kernels) against the plain reference convolution, and the bench figures.
 final class WinogradBenchTests: XCTestCase {
     func random(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
 
+    /// Runs `body` once with each tile size forced (F(2×2) and F(4×4)) and once with the tile chosen by geometry.
+    func eachTile(_ body: (Int) -> Void) {
+        let saved = Fast.winogradTileOverride
+        defer { Fast.winogradTileOverride = saved }
+        for tile in [2, 4, 0] {
+            Fast.winogradTileOverride = tile
+            body(tile)
+        }
+    }
+
     func check(batch: Int, inC: Int, outC: Int, h: Int, w: Int, pad: Int, bias: Bool, act: Activation, threads: Int,
-               line: UInt = #line) {
+               cache: ConvWeightCache? = nil, line: UInt = #line) {
         let oh = h + 2 * pad - 2, ow = w + 2 * pad - 2
         let g = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: outC, outH: oh, outW: ow, kH: 3, kW: 3,
                                strideH: 1, strideW: 1, padTop: pad, padLeft: pad, dilH: 1, dilW: 1, groups: 1)
@@ -22,26 +32,46 @@ final class WinogradBenchTests: XCTestCase {
             Reference.activation(act, count: want.count, x: pre, y: &want)
             scratch.withUnsafeMutableBufferPointer { sp in
                 Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got,
-                            scratch: sp.baseAddress!, threads: threads)
+                            scratch: sp.baseAddress!, threads: threads, weightCache: cache)
             }
         } } }
         let maxAbs = want.map(abs).max()!
         let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
-        XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, maxAbs), "N\(batch) C\(inC)→\(outC) \(h)×\(w) pad \(pad)", line: line)
+        XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, maxAbs),
+                                 "F(\(Fast.winogradTile(g))) N\(batch) C\(inC)→\(outC) \(h)×\(w) pad \(pad)", line: line)
     }
 
     func testWinogradMatchesReferenceOnOddEvenSizesPaddingAndBatch() {
-        check(batch: 1, inC: 16, outC: 16, h: 8, w: 8, pad: 1, bias: false, act: .none, threads: 1)
-        check(batch: 3, inC: 17, outC: 20, h: 7, w: 9, pad: 1, bias: true, act: .relu, threads: 2)
-        check(batch: 2, inC: 32, outC: 16, h: 5, w: 6, pad: 0, bias: true, act: .clip(0, 6), threads: 2)
-        check(batch: 1, inC: 16, outC: 24, h: 3, w: 4, pad: 2, bias: false, act: .relu, threads: 2)
-        // Several chunks: 16·(16+24)·20 floats hold 20 tiles; 3·6·6 = 108 tiles make 6 chunks, the last one partial.
+        eachTile { _ in
+            check(batch: 1, inC: 16, outC: 16, h: 8, w: 8, pad: 1, bias: false, act: .none, threads: 1)
+            check(batch: 3, inC: 17, outC: 20, h: 7, w: 9, pad: 1, bias: true, act: .relu, threads: 2)
+            check(batch: 2, inC: 32, outC: 16, h: 5, w: 6, pad: 0, bias: true, act: .clip(0, 6), threads: 2)
+            check(batch: 1, inC: 16, outC: 24, h: 3, w: 4, pad: 2, bias: false, act: .relu, threads: 2)
+            check(batch: 2, inC: 64, outC: 32, h: 14, w: 11, pad: 1, bias: true, act: .none, threads: 2)
+            check(batch: 1, inC: 256, outC: 16, h: 10, w: 13, pad: 1, bias: true, act: .relu, threads: 2)
+        }
+        // The geometry picks F(4×4) when there are at least 40 of its 4×4 tiles, else F(2×2).
+        func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {
+            Conv2dGeometry(batch: batch, inC: 16, inH: s, inW: s, outC: 16, outH: s, outW: s, kH: 3, kW: 3,
+                           strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
+        }
+        XCTAssertEqual(Fast.winogradTile(geo(56)), 4)
+        XCTAssertEqual(Fast.winogradTile(geo(28)), 4)
+        XCTAssertEqual(Fast.winogradTile(geo(14)), 2)
+        XCTAssertEqual(Fast.winogradTile(geo(14, batch: 8)), 4)
+        XCTAssertEqual(Fast.winogradTile(geo(7, batch: 8)), 2)
+        // Several chunks of whole tile rows: 3 images × 3 tile rows of 4×4 tiles (F(4×4), 12×12 outputs); a budget
+        // of 2 rows' V and M makes 5 chunks, the last one partial.
         let saved = Fast.winogradChunkFloats
-        Fast.winogradChunkFloats = 16 * 40 * 20
+        Fast.winogradChunkFloats = 36 * 40 * 3 * 2
         defer { Fast.winogradChunkFloats = saved }
-        XCTAssertEqual(Fast.winogradChunk(Conv2dGeometry(batch: 3, inC: 16, inH: 12, inW: 12, outC: 24, outH: 12, outW: 12, kH: 3, kW: 3,
-                                                         strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)).chunk, 20)
-        check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2)
+        let g12 = Conv2dGeometry(batch: 3, inC: 16, inH: 12, inW: 12, outC: 24, outH: 12, outW: 12, kH: 3, kW: 3,
+                                 strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
+        XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).rows, 9)
+        XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).chunkRows, 2)
+        eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2) }
+        // The caller-owned weight cache gives the same result as the hashed one.
+        eachTile { _ in check(batch: 2, inC: 32, outC: 24, h: 9, w: 10, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache()) }
     }
 
     func testWinogradSeesWeightsChangedInPlace() {
@@ -50,6 +80,7 @@ final class WinogradBenchTests: XCTestCase {
         var rng = SeededRandom(seed: 9)
         let x = random(16 * 36, &rng)
         var wt = random(16 * 16 * 9, &rng)
+        eachTile { tile in
         var scratch = [Float](repeating: 0, count: Fast.conv2dScratch(g))
         for round in 0..<2 {
             var want = [Float](repeating: 0, count: 16 * 36), got = want
@@ -58,7 +89,27 @@ final class WinogradBenchTests: XCTestCase {
                 Reference.conv2d(g, x: x, w: wp.baseAddress!, b: nil, y: &want)
                 Fast.conv2d(g, x: x, w: wp.baseAddress!, b: nil, act: .none, y: &got, scratch: &scratch, threads: 2)
             }
-            XCTAssertLessThanOrEqual(zip(got, want).map { abs($0 - $1) }.max()!, 1e-5, "round \(round)")
+            // A stale cache would be off by about 1 (one weight moved by 1); F(4×4)'s rounding is a few 1e-6 of max|y|.
+            XCTAssertLessThanOrEqual(zip(got, want).map { abs($0 - $1) }.max()!, 1e-5 * Swift.max(1, want.map(abs).max()!),
+                                     "tile \(tile) round \(round)")
+            if round == 1 { wt[100] -= 1 }
+        }
+        }
+    }
+
+    func testOneRowLinearBySgemvMatchesReference() {
+        // 300 outputs over 2 threads × 4 parts (the last part shorter), 257 inputs: the sgemv path (≥ 2^16 weights).
+        var rng = SeededRandom(seed: 5)
+        let inF = 257, outF = 300
+        let x = random(inF, &rng), w = random(inF * outF, &rng), b = random(outF, &rng)
+        for act in [Activation.none, .relu] {
+            var want = [Float](repeating: 0, count: outF), got = [Float](repeating: .nan, count: outF)
+            Reference.linear(rows: 1, inFeatures: inF, outFeatures: outF, x: x, w: w, b: b, y: &want)
+            let pre = want
+            Reference.activation(act, count: outF, x: pre, y: &want)
+            Fast.linear(rows: 1, inFeatures: inF, outFeatures: outF, x: x, w: w, b: b, act: act, y: &got, threads: 2)
+            let maxAbs = want.map(abs).max()!
+            XCTAssertLessThanOrEqual(zip(got, want).map { abs($0 - $1) }.max()!, 1e-5 * Swift.max(1, maxAbs), "\(act)")
         }
     }
 

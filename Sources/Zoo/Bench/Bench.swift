@@ -174,4 +174,57 @@ public enum Bench {
                            gflops: gflops, sgemmPeakGflops: peak.isNaN ? 0 : peak, peakShare: peak.isNaN ? 0 : gflops / peak, times: times,
                            peakRSSMB: peakResidentMB(), layers: layers)
     }
+
+    /// One GEMM shape timed through OpenBLAS (`Fast.sgemm`, split over the workers) and through zoo's packed GEMM
+    /// (A packed beforehand, as the executor does for weights; B packed inside the timing), interleaved.
+    public struct GemmRow: Codable, Sendable {
+        public var m: Int, n: Int, k: Int, threads: Int
+        public var openblasGflops: Double
+        public var zooGflops: Double
+        public var zooLevel: Int
+        public var maxAbsDiff: Float
+        enum CodingKeys: String, CodingKey {
+            case m, n, k, threads, openblasGflops = "openblas_gflops", zooGflops = "zoo_gflops", zooLevel = "zoo_level"
+            case maxAbsDiff = "max_abs_diff"
+        }
+    }
+
+    /// The GEMM shapes of resnet18's convolutions at batch 1 (im2col: M = out channels, N = output plane,
+    /// K = in channels × 3 × 3) plus a large square one.
+    public static let gemmShapes: [(Int, Int, Int)] = [
+        (64, 12544, 147), (64, 3136, 576), (128, 784, 1152), (256, 196, 2304), (512, 49, 4608), (128, 784, 64), (512, 49, 256),
+        (1024, 1024, 1024),
+    ]
+
+    public static func gemmComparison(shapes: [(Int, Int, Int)] = gemmShapes, threads: Int, repeats: Int = 7) -> [GemmRow] {
+        var rng = SeededRandom(seed: 3)
+        return shapes.map { (m, n, k) in
+            let a = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
+            let b = (0..<(k * n)).map { _ in rng.nextFloat() - 0.5 }
+            var c1 = [Float](repeating: 0, count: m * n), c2 = c1
+            let pa = PackedMatrix(m: m, k: k, a: a, lda: k)
+            let pb = UnsafeMutablePointer<Float>.allocate(capacity: Fast.packedBFloats(k: k, n: n))
+            defer { pb.deallocate() }
+            var tb = Double.infinity, tz = Double.infinity
+            for _ in 0..<repeats {
+                var t0 = DispatchTime.now().uptimeNanoseconds
+                c1.withUnsafeMutableBufferPointer { cp in
+                    Fast.sgemm(false, false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: cp.baseAddress!, ldc: n, threads: threads)
+                }
+                tb = Swift.min(tb, Double(DispatchTime.now().uptimeNanoseconds - t0))
+                t0 = DispatchTime.now().uptimeNanoseconds
+                c2.withUnsafeMutableBufferPointer { cp in
+                    b.withUnsafeBufferPointer { bp in
+                        Fast.packB(k: k, n: n, b: bp.baseAddress!, ldb: n, pb: pb, threads: threads)
+                    }
+                    Fast.packedGemm(pa, n: n, pb: pb, c: cp.baseAddress!, ldc: n, bias: nil, act: .none, threads: threads)
+                }
+                tz = Swift.min(tz, Double(DispatchTime.now().uptimeNanoseconds - t0))
+            }
+            let flops = 2 * Double(m * n * k)
+            let diff = zip(c1, c2).reduce(Float(0)) { Swift.max($0, abs($1.0 - $1.1)) }
+            return GemmRow(m: m, n: n, k: k, threads: threads, openblasGflops: flops / tb, zooGflops: flops / tz, zooLevel: Fast.gemmLevel,
+                           maxAbsDiff: diff)
+        }
+    }
 }

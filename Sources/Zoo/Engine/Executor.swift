@@ -38,6 +38,10 @@ public final class Executor {
     /// Fast path: node index of a conv/linear → fused chain (indices of absorbed BN/activation nodes, activation).
     private var fusion: [Int: (absorbed: [Int], act: Activation)] = [:]
     private var programs: [ProgramKey: Program] = [:]
+    /// Fast path: per conv node, its transformed (Winograd) weights; valid because `params` and `folded` never change.
+    private var weightCaches: [Int: ConvWeightCache] = [:]
+    /// Fast path: conv weights packed for zoo's GEMM, by node index × 2 + 1 when BN is folded in (made on first use).
+    private var packedWeights: [Int: PackedMatrix] = [:]
     private var pool: [Int: [Buffer]] = [:]
     private var scratch = Buffer(count: 0)
     /// Floats held by live values during the last run, and their peak (the memory plan's effect; scratch excluded).
@@ -282,13 +286,26 @@ public final class Executor {
         case let .conv2d(a):
             let geo = Conv2dGeometry(conv: a, input: s0)
             if fast {
+                let cache = weightCache(step.node)
+                let wantPacked = Fast.packedConvApplies(geo)
+                let key = step.node * 2 + (step.folded ? 1 : 0)
+                func packed(_ w: UnsafePointer<Float>) -> PackedMatrix? {
+                    guard wantPacked else { return nil }
+                    if let pm = packedWeights[key] { return pm }
+                    let k = geo.inCPerGroup * geo.kH * geo.kW
+                    let pm = PackedMatrix(m: geo.outC, k: k, a: w, lda: k)
+                    packedWeights[key] = pm
+                    return pm
+                }
                 if step.folded, let f = folded[step.node] {
                     f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
-                        Fast.conv2d(geo, x: x, w: w.baseAddress!, b: b.baseAddress!, act: step.act, y: y.p, scratch: scratch.p, threads: t)
+                        Fast.conv2d(geo, x: x, w: w.baseAddress!, b: b.baseAddress!, act: step.act, y: y.p, scratch: scratch.p, threads: t,
+                                    packed: packed(w.baseAddress!), weightCache: cache)
                     } }
                 } else {
                     withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
-                        Fast.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, act: step.act, y: y.p, scratch: scratch.p, threads: t)
+                        Fast.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, act: step.act, y: y.p, scratch: scratch.p, threads: t,
+                                    packed: packed(p[0]), weightCache: cache)
                     }
                 }
             } else {
@@ -388,6 +405,15 @@ public final class Executor {
             break
         }
         return Value(shape: step.outShape, buf: y)
+    }
+
+    /// The node's transformed-weight cache (none when `Fast.executorWeightCaches` is off: content-hashed shared cache).
+    private func weightCache(_ node: Int) -> ConvWeightCache? {
+        guard Fast.executorWeightCaches else { return nil }
+        if let c = weightCaches[node] { return c }
+        let c = ConvWeightCache()
+        weightCaches[node] = c
+        return c
     }
 
     /// Calls `body` with pointers to the node's named parameters, in the order given.

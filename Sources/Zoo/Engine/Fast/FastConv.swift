@@ -46,12 +46,20 @@ extension Fast {
 
     /// Scratch floats `conv2d` needs for this geometry.
     public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
-        Swift.max(convTile(g).scratch, winogradApplies(g) ? winogradChunk(g).scratch : 0)
+        Swift.max(convTile(g).scratch, winogradScratch(g),
+                  packedConvApplies(g) ? packedBFloats(k: g.inCPerGroup * g.kH * g.kW, n: g.outPlane) : 0)
+    }
+
+    /// Geometries the packed-GEMM convolution takes (when packed weights are supplied): one group, not depthwise,
+    /// and not one Winograd handles.
+    static func packedConvApplies(_ g: Conv2dGeometry) -> Bool {
+        usePackedGemm && g.groups == 1 && !winogradApplies(g) && !pointwiseApplies(g)
     }
 
     /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
     public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
-                              act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int) {
+                              act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int,
+                              packed: PackedMatrix? = nil, weightCache: ConvWeightCache? = nil) {
         if isDepthwise(g) {
             if !depthwiseDirect && depthwiseStagedApplies(g) {
                 depthwiseStaged(g, x: x, w: w, b: b, act: act, y: y, threads: threads)
@@ -60,8 +68,14 @@ extension Fast {
             }
             return
         }
+        if let packed, let scratch, packedConvApplies(g) {
+            packedConv2d(g, x: x, w: packed, b: b, act: act, y: y, scratch: scratch, threads: threads); return
+        }
         if pointwiseApplies(g) { pointwise(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads); return }
-        if winogradApplies(g), let scratch { winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads); return }
+        if winogradApplies(g), let scratch {
+            winogradConv2d(g, x: x, w: w, b: b, act: act, y: y, scratch: scratch, threads: threads, weightCache: weightCache)
+            return
+        }
         let icpg = g.inCPerGroup, ocpg = g.outCPerGroup
         let k = icpg * g.kH * g.kW
         let (tileRows, images, _) = convTile(g)
@@ -265,11 +279,26 @@ extension Fast {
         }
     }
 
-    /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm.
+    /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm; one row by sgemv (sgemm would pack, i.e. copy, the whole weight
+    /// matrix for a single row: VGG's 25088×4096 layer reads 411 MB, and packing tripled its memory traffic).
     public static func linear(rows: Int, inFeatures: Int, outFeatures: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                               b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
-        sgemm(false, true, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: w, ldb: inFeatures, c: y, ldc: outFeatures,
-              threads: threads)
+        if rows == 1 && linearGemv && inFeatures * outFeatures >= 1 << 16 {
+            setBLASThreads(1)
+            let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
+            let parts = threads * 4
+            let chunk = (outFeatures + parts - 1) / parts
+            parallelTasks((outFeatures + chunk - 1) / chunk, threads: threads) { t in
+                let lo = t * chunk, hi = Swift.min(outFeatures, lo + chunk)
+                if lo < hi {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hi - lo), Int32(inFeatures), 1, ws.p + lo * inFeatures,
+                                Int32(inFeatures), xs.p, 1, 0, ys.p + lo, 1)
+                }
+            }
+        } else {
+            sgemm(false, true, m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: w, ldb: inFeatures, c: y,
+                  ldc: outFeatures, threads: threads)
+        }
         let bs = b.map(SendConstPtr.init), ys = SendPtr(y)
         parallelFor(rows, threads: threads, grain: Swift.max(1, 16384 / Swift.max(outFeatures, 1))) { range in
             for r in range {
@@ -279,6 +308,9 @@ extension Fast {
             }
         }
     }
+
+    /// Off (env ZOO_LINEAR_GEMV=0): one-row linear layers go through sgemm too (for A/B).
+    nonisolated(unsafe) static var linearGemv = ProcessInfo.processInfo.environment["ZOO_LINEAR_GEMV"] != "0"
 
     /// Adds a per-channel bias to each plane and applies the activation, in place.
     static func biasActivation(planes: Int, channels: Int, plane: Int, b: UnsafePointer<Float>?, act: Activation,

@@ -1,45 +1,85 @@
 import Foundation
 import COpenBLAS
 
-/// Winograd F(2×2, 3×3) for stride-1, undilated, ungrouped 3×3 convolutions (Lavin & Gray's transforms):
-/// Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A per 2×2 output tile, with the 16 element-wise products of all channels
-/// done as 16 OpenBLAS sgemms U[c] (outC×inC) · V[c] (inC×tiles). 16 instead of 36 multiplies per tile and
-/// channel pair: 2.25× fewer GEMM FLOPs than im2col. The plain reference for it is `Reference.conv2d`.
+/// Winograd F(m×m, 3×3), m = 2 or 4, for stride-1, undilated, ungrouped 3×3 convolutions (Lavin & Gray's
+/// transforms; F(4×4) with the interpolation points 0, ±1, ±2, ∞): per m×m output tile,
+/// Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A over α×α input tiles (α = m + 2). The α² element-wise products of all
+/// channels are α² sgemms U[c] (outC×inC) · V[c] (inC×tiles): 2.25× (m = 2) or 4× (m = 4) fewer GEMM FLOPs than
+/// im2col. The tile size is chosen per geometry (`winogradTile`). The plain reference is `Reference.conv2d`.
+///
+/// Layout: tiles are numbered by (image, tile row, tile column), chunks hold whole tile rows. The input transform
+/// works on whole tile rows of one channel (columns first, reading a zero-padded copy of the α input rows; then
+/// rows, vectorizable over the tile columns), the output transform likewise, with the bias and activation fused.
 extension Fast {
     /// Off: every 3×3 convolution takes the im2col path (for timing comparisons).
     nonisolated(unsafe) public static var useWinograd = true
 
-    /// Budget of a chunk's V and M scratch, in floats (tests lower it to cover several chunks).
-    nonisolated(unsafe) static var winogradChunkFloats = 1 << 21
+    /// Forces the tile size where Winograd applies (2 or 4); 0 chooses by geometry. Env ZOO_WINOGRAD_TILE.
+    nonisolated(unsafe) public static var winogradTileOverride: Int =
+        Int(ProcessInfo.processInfo.environment["ZOO_WINOGRAD_TILE"] ?? "") ?? 0
 
-    static func winogradApplies(_ g: Conv2dGeometry) -> Bool {
-        useWinograd && g.kH == 3 && g.kW == 3 && g.strideH == 1 && g.strideW == 1 && g.dilH == 1 && g.dilW == 1
+    /// On: the α² GEMMs are spread over the workers, each one single-threaded; off: one after the other, each
+    /// split over the workers by `sgemm`. Env ZOO_WINOGRAD_BLAS_THREADS=1 turns it off.
+    nonisolated(unsafe) public static var winogradSplitGemms =
+        ProcessInfo.processInfo.environment["ZOO_WINOGRAD_BLAS_THREADS"] != "1"
+
+    /// On: the inference `Executor` keeps each node's transformed weights (no hashing per call). Env
+    /// ZOO_WINOGRAD_HASH=1 turns it off (the content-hashed shared cache, as training uses).
+    nonisolated(unsafe) public static var executorWeightCaches =
+        ProcessInfo.processInfo.environment["ZOO_WINOGRAD_HASH"] != "1"
+
+    /// Budget of a chunk's V and M scratch, in floats (tests lower it to cover several chunks).
+    nonisolated(unsafe) static var winogradChunkFloats =
+        Int(ProcessInfo.processInfo.environment["ZOO_WINOGRAD_CHUNK"] ?? "") ?? (1 << 21)
+
+    static func winogradEligible(_ g: Conv2dGeometry) -> Bool {
+        g.kH == 3 && g.kW == 3 && g.strideH == 1 && g.strideW == 1 && g.dilH == 1 && g.dilW == 1
             && g.groups == 1 && g.inC >= 16 && g.outC >= 16 && g.outH >= 2 && g.outW >= 2
     }
 
-    /// Tiles per chunk (all images' tiles are numbered together) and the scratch floats for V and M.
-    static func winogradChunk(_ g: Conv2dGeometry) -> (tiles: Int, chunk: Int, scratch: Int) {
-        let tiles = g.batch * ((g.outH + 1) / 2) * ((g.outW + 1) / 2)
-        let chunk = Swift.max(16, Swift.min(tiles, winogradChunkFloats / (16 * (g.inC + g.outC))))
-        return (tiles, chunk, 16 * (g.inC + g.outC) * chunk)
+    /// The Winograd output tile m for this geometry (2 or 4), or 0 when the im2col path is used.
+    static func winogradTile(_ g: Conv2dGeometry) -> Int {
+        guard useWinograd, winogradEligible(g) else { return 0 }
+        if winogradTileOverride == 2 || winogradTileOverride == 4 { return winogradTileOverride }
+        // F(4×4) does 1.8× fewer GEMM FLOPs than F(2×2) but its 36 GEMMs have a quarter of the columns: measured
+        // (resnet18 b1, 2 threads) it wins at 28² and 56² (49 and 196 tiles), loses at 14² (16 tiles) and 7² (4).
+        let tiles4 = g.batch * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
+        return tiles4 >= 40 ? 4 : 2
     }
 
-    /// Transformed weights U[16][outC][inC], cached by the weights' content (a deterministic function of it).
+    static func winogradApplies(_ g: Conv2dGeometry) -> Bool { winogradTile(g) != 0 }
+
+    /// Tile rows in all (batch × tile rows of an image), tile rows per chunk, and the scratch floats for V and M.
+    static func winogradChunk(_ g: Conv2dGeometry, tile m: Int) -> (rows: Int, chunkRows: Int, scratch: Int) {
+        let a = m + 2
+        let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
+        let rows = g.batch * tilesH
+        let perRow = a * a * (g.inC + g.outC) * tilesW
+        let chunkRows = Swift.max(1, Swift.min(rows, winogradChunkFloats / perRow))
+        return (rows, chunkRows, perRow * chunkRows)
+    }
+
+    static func winogradScratch(_ g: Conv2dGeometry) -> Int {
+        let m = winogradTile(g)
+        return m == 0 ? 0 : winogradChunk(g, tile: m).scratch
+    }
+
+    /// Transformed weights U[α²][outC][inC] by tile size.
     final class WinogradWeights: @unchecked Sendable {
         static let shared = WinogradWeights()
         private let lock = NSLock()
-        private struct Key: Hashable { var address: Int; var count: Int; var hash: UInt64 }
+        private struct Key: Hashable { var address: Int; var count: Int; var tile: Int; var hash: UInt64 }
         private var cache: [Key: Buffer] = [:]
         private var cachedFloats = 0
         static let maxFloats = 1 << 26
 
-        func get(_ w: UnsafePointer<Float>, outC: Int, inC: Int) -> Buffer {
+        /// Cached by the weights' content (a deterministic function of it): for callers whose weights change.
+        func get(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> Buffer {
             let count = outC * inC * 9
-            let key = Key(address: Int(bitPattern: w), count: count, hash: Fast.contentHash(w, count: count))
+            let key = Key(address: Int(bitPattern: w), count: count, tile: m, hash: Fast.contentHash(w, count: count))
             lock.lock(); defer { lock.unlock() }
             if let b = cache[key] { return b }
-            let u = Buffer(count: 16 * outC * inC)
-            Fast.winogradTransformWeights(w, outC: outC, inC: inC, u: u.p)
+            let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
             if cachedFloats + u.count > Self.maxFloats { cache.removeAll(); cachedFloats = 0 }
             cache[key] = u
             cachedFloats += u.count
@@ -63,124 +103,244 @@ extension Fast {
         return tail
     }
 
-    /// U[c][oc][ic] = (G g Gᵀ)[c] for each 3×3 kernel g = w[oc][ic].
-    static func winogradTransformWeights(_ w: UnsafePointer<Float>, outC: Int, inC: Int, u: UnsafeMutablePointer<Float>) {
+    /// G for F(2×2) (4×3) and F(4×4) (6×3).
+    static let winogradG2: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+    static let winogradG4: [[Double]] = [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+                                         [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]
+
+    /// U[i·α + j][oc][ic] = (G g Gᵀ)[i][j] for each 3×3 kernel g = w[oc][ic] (computed in Double).
+    static func winogradTransformWeights(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> Buffer {
+        let gm = m == 4 ? winogradG4 : winogradG2
+        let a = m + 2
         let plane = outC * inC
-        for oc in 0..<outC {
-            for ic in 0..<inC {
-                let g = w + (oc * inC + ic) * 9
-                // Gg: 4×3 (rows of g combined)
-                var t = [Float](repeating: 0, count: 12)
-                for j in 0..<3 {
-                    let g0 = g[j], g1 = g[3 + j], g2 = g[6 + j]
-                    t[j] = g0
-                    t[3 + j] = 0.5 * (g0 + g1 + g2)
-                    t[6 + j] = 0.5 * (g0 - g1 + g2)
-                    t[9 + j] = g2
-                }
-                for i in 0..<4 {
-                    let a = t[i * 3], b = t[i * 3 + 1], c = t[i * 3 + 2]
-                    let base = u + oc * inC + ic
-                    base[(i * 4 + 0) * plane] = a
-                    base[(i * 4 + 1) * plane] = 0.5 * (a + b + c)
-                    base[(i * 4 + 2) * plane] = 0.5 * (a - b + c)
-                    base[(i * 4 + 3) * plane] = c
+        let u = Buffer(count: a * a * plane)
+        let us = SendPtr(u.p), ws = SendConstPtr(w)
+        parallelFor(outC, threads: threads, grain: 8) { range in
+            var t = [Double](repeating: 0, count: a * 3)
+            for oc in range {
+                for ic in 0..<inC {
+                    let g = ws.p + (oc * inC + ic) * 9
+                    for i in 0..<a {
+                        for j in 0..<3 {
+                            t[i * 3 + j] = gm[i][0] * Double(g[j]) + gm[i][1] * Double(g[3 + j]) + gm[i][2] * Double(g[6 + j])
+                        }
+                    }
+                    let base = us.p + oc * inC + ic
+                    for i in 0..<a {
+                        for j in 0..<a {
+                            let v = t[i * 3] * gm[j][0] + t[i * 3 + 1] * gm[j][1] + t[i * 3 + 2] * gm[j][2]
+                            base[(i * a + j) * plane] = Float(v)
+                        }
+                    }
                 }
             }
         }
+        return u
+    }
+
+    // MARK: 1-D transforms (α inputs → α outputs for B, α → m for A)
+
+    @inline(__always) static func bt4(_ d0: Float, _ d1: Float, _ d2: Float, _ d3: Float, _ d4: Float, _ d5: Float)
+        -> (Float, Float, Float, Float, Float, Float) {
+        let t0 = d4 - 4 * d2, t1 = d3 - 4 * d1, t2 = d4 - d2, t3 = 2 * (d3 - d1)
+        return (4 * d0 - 5 * d2 + d4, t0 + t1, t0 - t1, t2 + t3, t2 - t3, 4 * d1 - 5 * d3 + d5)
+    }
+
+    @inline(__always) static func at4(_ s0: Float, _ s1: Float, _ s2: Float, _ s3: Float, _ s4: Float, _ s5: Float)
+        -> (Float, Float, Float, Float) {
+        let p12 = s1 + s2, m12 = s1 - s2, p34 = s3 + s4, m34 = s3 - s4
+        return (s0 + p12 + p34, m12 + 2 * m34, p12 + 4 * p34, m12 + 8 * m34 + s5)
     }
 
     public static func winogradConv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
-                                      act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
-        let u = WinogradWeights.shared.get(w, outC: g.outC, inC: g.inC)
-        let (tiles, chunk, _) = winogradChunk(g)
-        let tilesW = (g.outW + 1) / 2, tilesH = (g.outH + 1) / 2, perImage = tilesW * tilesH
+                                      act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
+                                      weightCache: ConvWeightCache? = nil) {
+        let m = winogradTile(g) == 4 ? 4 : 2
+        let u = weightCache?.winograd(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
+            ?? WinogradWeights.shared.get(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
+        let a = m + 2, aa = a * a
+        let (rows, chunkRows, _) = winogradChunk(g, tile: m)
+        let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
+        let wp = m * tilesW + 2
         let inC = g.inC, outC = g.outC
-        let vs = SendPtr(scratch), ms = SendPtr(scratch + 16 * inC * chunk)
-        let xs = SendConstPtr(x), ys = SendPtr(y)
-        var t0 = 0
-        while t0 < tiles {
-            let nt = Swift.min(chunk, tiles - t0)
-            // V[c][ic][t] = (Bᵀ d B)[c]
-            parallelFor(inC, threads: threads, grain: 4) { range in
-                for ic in range {
-                    for tl in 0..<nt {
-                        let t = t0 + tl
-                        let n = t / perImage, r = t % perImage
-                        let iy0 = (r / tilesW) * 2 - g.padTop, ix0 = (r % tilesW) * 2 - g.padLeft
-                        let plane = xs.p + (n * g.inC + ic) * g.inPlane
-                        var d0 = SIMD4<Float>(), d1 = SIMD4<Float>(), d2 = SIMD4<Float>(), d3 = SIMD4<Float>()
-                        if iy0 >= 0 && ix0 >= 0 && iy0 + 4 <= g.inH && ix0 + 4 <= g.inW {
-                            let p = UnsafeRawPointer(plane + iy0 * g.inW + ix0)
-                            let rs = g.inW * 4
-                            d0 = p.loadUnaligned(as: SIMD4<Float>.self)
-                            d1 = p.loadUnaligned(fromByteOffset: rs, as: SIMD4<Float>.self)
-                            d2 = p.loadUnaligned(fromByteOffset: 2 * rs, as: SIMD4<Float>.self)
-                            d3 = p.loadUnaligned(fromByteOffset: 3 * rs, as: SIMD4<Float>.self)
-                        } else {
-                            func row(_ k: Int) -> SIMD4<Float> {
-                                var v = SIMD4<Float>()
-                                let iy = iy0 + k
-                                if iy < 0 || iy >= g.inH { return v }
-                                for j in 0..<4 {
-                                    let ix = ix0 + j
-                                    if ix >= 0 && ix < g.inW { v[j] = plane[iy * g.inW + ix] }
-                                }
-                                return v
+        let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * inC * chunkRows * tilesW)
+        let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u.p)
+        let bs = b.map(SendConstPtr.init)
+        let prof = winogradProfile
+        var tIn: UInt64 = 0, tGemm: UInt64 = 0, tOut: UInt64 = 0
+        var r0 = 0
+        while r0 < rows {
+            let c0 = prof ? DispatchTime.now().uptimeNanoseconds : 0
+            let nr = Swift.min(chunkRows, rows - r0)
+            let nt = nr * tilesW
+            // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
+            parallelFor(inC * nr, threads: threads, grain: 2) { range in
+                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW)
+                defer { pad.deallocate() }
+                let e = pad + a * wp
+                for item in range {
+                    let ic = item / nr, rr = item % nr
+                    let row = r0 + rr, n = row / tilesH, ty = row % tilesH
+                    let plane = xs.p + (n * inC + ic) * g.inPlane
+                    // α zero-padded input rows: pad[k][c] = x[ty·m − padTop + k][c − padLeft]
+                    let lo = Swift.min(wp, g.padLeft), hi = Swift.min(wp, g.padLeft + g.inW)
+                    for k in 0..<a {
+                        let iy = ty * m - g.padTop + k
+                        let dst = pad + k * wp
+                        if iy < 0 || iy >= g.inH || hi <= lo { dst.update(repeating: 0, count: wp); continue }
+                        if lo > 0 { dst.update(repeating: 0, count: lo) }
+                        (dst + lo).update(from: plane + iy * g.inW + (lo - g.padLeft), count: hi - lo)
+                        if hi < wp { (dst + hi).update(repeating: 0, count: wp - hi) }
+                    }
+                    // Columns: e[k][j][tx] = (d B)[k][j] for each input row k
+                    for k in 0..<a {
+                        let p = pad + k * wp
+                        let ek = e + k * a * tilesW
+                        if m == 4 {
+                            for tx in 0..<tilesW {
+                                let q = p + 4 * tx
+                                let r = bt4(q[0], q[1], q[2], q[3], q[4], q[5])
+                                ek[tx] = r.0; ek[tilesW + tx] = r.1; ek[2 * tilesW + tx] = r.2
+                                ek[3 * tilesW + tx] = r.3; ek[4 * tilesW + tx] = r.4; ek[5 * tilesW + tx] = r.5
                             }
-                            d0 = row(0); d1 = row(1); d2 = row(2); d3 = row(3)
+                        } else {
+                            for tx in 0..<tilesW {
+                                let q = p + 2 * tx
+                                ek[tx] = q[0] - q[2]; ek[tilesW + tx] = q[1] + q[2]
+                                ek[2 * tilesW + tx] = q[2] - q[1]; ek[3 * tilesW + tx] = q[1] - q[3]
+                            }
                         }
-                        // Bᵀ d: rows
-                        let r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3
-                        // (Bᵀ d) B: columns
-                        let dst = vs.p + ic * nt + tl
-                        let stride = inC * nt
-                        @inline(__always) func store(_ i: Int, _ rv: SIMD4<Float>) {
-                            let o = dst + i * 4 * stride
-                            o[0] = rv[0] - rv[2]
-                            o[stride] = rv[1] + rv[2]
-                            o[2 * stride] = rv[2] - rv[1]
-                            o[3 * stride] = rv[1] - rv[3]
+                    }
+                    // Rows: V[i][j] = Σ_k Bᵀ[i][k] e[k][j], contiguous over the tile columns
+                    let base = vs.p + ic * nt + rr * tilesW
+                    let cs = inC * nt
+                    for j in 0..<a {
+                        @inline(__always) func er(_ k: Int) -> UnsafeMutablePointer<Float> { e + (k * a + j) * tilesW }
+                        @inline(__always) func vr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
+                        if m == 4 {
+                            let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3), e4 = er(4), e5 = er(5)
+                            let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3), v4 = vr(4), v5 = vr(5)
+                            for tx in 0..<tilesW {
+                                let r = bt4(e0[tx], e1[tx], e2[tx], e3[tx], e4[tx], e5[tx])
+                                v0[tx] = r.0; v1[tx] = r.1; v2[tx] = r.2; v3[tx] = r.3; v4[tx] = r.4; v5[tx] = r.5
+                            }
+                        } else {
+                            let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3)
+                            let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3)
+                            for tx in 0..<tilesW {
+                                v0[tx] = e0[tx] - e2[tx]; v1[tx] = e1[tx] + e2[tx]
+                                v2[tx] = e2[tx] - e1[tx]; v3[tx] = e1[tx] - e3[tx]
+                            }
                         }
-                        store(0, r0); store(1, r1); store(2, r2); store(3, r3)
                     }
                 }
             }
+            let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // M[c] = U[c] · V[c]
-            // (the 16 products are independent: one single-threaded GEMM per task)
-            let us = SendConstPtr(u.p)
-            parallelTasks(16, threads: threads) { c in
-                sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
-                      c: ms.p + c * outC * nt, ldc: nt, threads: 1)
+            if winogradSplitGemms {
+                // The α² products are independent: one single-threaded GEMM per task.
+                parallelTasks(aa, threads: threads) { c in
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                          c: ms.p + c * outC * nt, ldc: nt, threads: 1)
+                }
+            } else {
+                for c in 0..<aa {
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                          c: ms.p + c * outC * nt, ldc: nt, threads: threads)
+                }
             }
-            // Y = Aᵀ M A
-            parallelFor(outC, threads: threads, grain: 4) { range in
-                for oc in range {
-                    let stride = outC * nt
-                    for tl in 0..<nt {
-                        let t = t0 + tl
-                        let n = t / perImage, r = t % perImage
-                        let oy = (r / tilesW) * 2, ox = (r % tilesW) * 2
-                        let src = ms.p + oc * nt + tl
-                        @inline(__always) func mrow(_ i: Int) -> SIMD4<Float> {
-                            let s = src + i * 4 * stride
-                            return SIMD4(s[0], s[stride], s[2 * stride], s[3 * stride])
+            let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
+            // Y = Aᵀ M A + bias, activation
+            parallelFor(outC * nr, threads: threads, grain: 2) { range in
+                let s = UnsafeMutablePointer<Float>.allocate(capacity: m * a * tilesW)
+                defer { s.deallocate() }
+                for item in range {
+                    let oc = item / nr, rr = item % nr
+                    let row = r0 + rr, n = row / tilesH, ty = row % tilesH
+                    let base = ms.p + oc * nt + rr * tilesW
+                    let cs = outC * nt
+                    // Rows: s[i'][j][tx] = Σ_i Aᵀ[i'][i] M[i][j]
+                    for j in 0..<a {
+                        @inline(__always) func mr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
+                        @inline(__always) func sr(_ i: Int) -> UnsafeMutablePointer<Float> { s + (i * a + j) * tilesW }
+                        if m == 4 {
+                            let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3), m4 = mr(4), m5 = mr(5)
+                            let s0 = sr(0), s1 = sr(1), s2 = sr(2), s3 = sr(3)
+                            for tx in 0..<tilesW {
+                                let r = at4(m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx])
+                                s0[tx] = r.0; s1[tx] = r.1; s2[tx] = r.2; s3[tx] = r.3
+                            }
+                        } else {
+                            let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3)
+                            let s0 = sr(0), s1 = sr(1)
+                            for tx in 0..<tilesW {
+                                s0[tx] = m0[tx] + m1[tx] + m2[tx]; s1[tx] = m1[tx] - m2[tx] - m3[tx]
+                            }
                         }
-                        let m0 = mrow(0), m1 = mrow(1), m2 = mrow(2), m3 = mrow(3)
-                        let a0 = m0 + m1 + m2, a1 = m1 - m2 - m3
-                        let out = ys.p + (n * outC + oc) * g.outPlane + oy * g.outW + ox
-                        let twoCols = ox + 1 < g.outW
-                        out[0] = a0[0] + a0[1] + a0[2]
-                        if twoCols { out[1] = a0[1] - a0[2] - a0[3] }
-                        if oy + 1 < g.outH {
-                            out[g.outW] = a1[0] + a1[1] + a1[2]
-                            if twoCols { out[g.outW + 1] = a1[1] - a1[2] - a1[3] }
+                    }
+                    // Columns: out[i'][j'] = Σ_j s[i'][j] A[j][j'] + bias
+                    let bias = bs?.p[oc] ?? 0
+                    let outPlane = ys.p + (n * outC + oc) * g.outPlane
+                    let fullTiles = g.outW / m
+                    for i in 0..<m {
+                        let oy = ty * m + i
+                        if oy >= g.outH { break }
+                        let out = outPlane + oy * g.outW
+                        @inline(__always) func sc(_ j: Int) -> UnsafeMutablePointer<Float> { s + (i * a + j) * tilesW }
+                        if m == 4 {
+                            let c0 = sc(0), c1 = sc(1), c2 = sc(2), c3 = sc(3), c4 = sc(4), c5 = sc(5)
+                            for tx in 0..<tilesW {
+                                let r = at4(c0[tx], c1[tx], c2[tx], c3[tx], c4[tx], c5[tx])
+                                let o = out + 4 * tx
+                                if tx < fullTiles {
+                                    o[0] = r.0 + bias; o[1] = r.1 + bias; o[2] = r.2 + bias; o[3] = r.3 + bias
+                                } else {
+                                    let left = g.outW - 4 * tx
+                                    o[0] = r.0 + bias
+                                    if left > 1 { o[1] = r.1 + bias }
+                                    if left > 2 { o[2] = r.2 + bias }
+                                }
+                            }
+                        } else {
+                            let c0 = sc(0), c1 = sc(1), c2 = sc(2), c3 = sc(3)
+                            for tx in 0..<tilesW {
+                                let o = out + 2 * tx
+                                o[0] = c0[tx] + c1[tx] + c2[tx] + bias
+                                if tx < fullTiles { o[1] = c1[tx] - c2[tx] - c3[tx] + bias }
+                            }
                         }
+                        applyActivation(act, out, count: g.outW)
                     }
                 }
             }
-            t0 += nt
+            if prof {
+                let c3 = DispatchTime.now().uptimeNanoseconds
+                tIn += c1 - c0; tGemm += c2 - c1; tOut += c3 - c2
+            }
+            r0 += nr
         }
-        biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: b, act: act, y: y, threads: threads)
+        if prof {
+            FileHandle.standardError.write(String(format: "winograd F(%d) N%d %d→%d %dx%d chunks %d: in %.3f gemm %.3f out %.3f ms\n",
+                                                  m, g.batch, inC, outC, g.outH, g.outW, (rows + chunkRows - 1) / chunkRows,
+                                                  Double(tIn) / 1e6, Double(tGemm) / 1e6, Double(tOut) / 1e6).data(using: .utf8)!)
+        }
+    }
+    nonisolated(unsafe) static var winogradProfile = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_PROFILE"] == "1"
+}
+
+/// Transformed weights of one convolution, owned by a caller whose weights do not change while it holds this
+/// (the inference `Executor`, one per node): looked up without hashing the weights. Callers whose weights change
+/// (training) pass none and get the content-hashed shared cache.
+public final class ConvWeightCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var winogradU: [Int: Buffer] = [:]
+    public init() {}
+
+    func winograd(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> Buffer {
+        lock.lock(); defer { lock.unlock() }
+        if let u = winogradU[m] { return u }
+        let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
+        winogradU[m] = u
+        return u
     }
 }

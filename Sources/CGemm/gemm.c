@@ -1,0 +1,231 @@
+// zoo's packed SGEMM. Written for zoo; layouts:
+//   packed A: for each KC block (k0, kb rows): for each MR-row panel p: kb × MR floats (row i of the panel at
+//             offset kk*MR + i, zero rows past m); the block starts at k0 * Mpad (Mpad = panels × MR).
+//   packed B: for each NR-column panel q: k × NR floats (zero columns past n), at q * k * NR.
+#include "zoo_gemm.h"
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+static zoo_gemm_info g_info = {0, 4, 8, 256};
+static int g_selected = 0;
+
+zoo_gemm_info zoo_gemm_select(int force_level) {
+    int level = 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) level = 2;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 1;
+    if (force_level >= 0 && force_level < level) level = force_level;
+    zoo_gemm_info info;
+    info.level = level;
+    if (level == 2) { info.mr = 8; info.nr = 48; info.kc = 256; }
+    else if (level == 1) { info.mr = 6; info.nr = 16; info.kc = 256; }
+    else { info.mr = 4; info.nr = 8; info.kc = 256; }
+    g_info = info;
+    g_selected = 1;
+    return info;
+}
+
+zoo_gemm_info zoo_gemm_current(void) {
+    if (!g_selected) zoo_gemm_select(-1);
+    return g_info;
+}
+
+static inline int panels(int n, int w) { return (n + w - 1) / w; }
+
+size_t zoo_gemm_packed_a_floats(int m, int k) {
+    zoo_gemm_info in = zoo_gemm_current();
+    return (size_t)panels(m, in.mr) * in.mr * (size_t)k;
+}
+
+void zoo_gemm_pack_a(int m, int k, const float *a, int lda, float *pa) {
+    zoo_gemm_info in = zoo_gemm_current();
+    const int mr = in.mr, np = panels(m, mr), mpad = np * mr;
+    for (int k0 = 0; k0 < k; k0 += in.kc) {
+        const int kb = (k - k0 < in.kc) ? k - k0 : in.kc;
+        float *blk = pa + (size_t)k0 * mpad;
+        for (int p = 0; p < np; p++) {
+            float *dst = blk + (size_t)p * kb * mr;
+            for (int kk = 0; kk < kb; kk++)
+                for (int i = 0; i < mr; i++) {
+                    const int row = p * mr + i;
+                    dst[kk * mr + i] = row < m ? a[(size_t)row * lda + k0 + kk] : 0.0f;
+                }
+        }
+    }
+}
+
+size_t zoo_gemm_packed_b_floats(int k, int n) {
+    zoo_gemm_info in = zoo_gemm_current();
+    return (size_t)panels(n, in.nr) * in.nr * (size_t)k;
+}
+
+void zoo_gemm_pack_b(int k, int n, const float *b, int ldb, float *pb, int panel_lo, int panel_hi) {
+    zoo_gemm_info in = zoo_gemm_current();
+    const int nr = in.nr;
+    for (int q = panel_lo; q < panel_hi; q++) {
+        float *dst = pb + (size_t)q * k * nr;
+        const int j0 = q * nr, w = (n - j0 < nr) ? n - j0 : nr;
+        for (int kk = 0; kk < k; kk++) {
+            memcpy(dst + (size_t)kk * nr, b + (size_t)kk * ldb + j0, (size_t)w * sizeof(float));
+            if (w < nr) memset(dst + (size_t)kk * nr + w, 0, (size_t)(nr - w) * sizeof(float));
+        }
+    }
+}
+
+static inline float epi(float v, int act, float lo, float hi) {
+    if (act) { v = v < lo ? lo : v; v = v > hi ? hi : v; }
+    return v;
+}
+
+// ---------------------------------------------------------------- portable 4×8
+static void kernel_generic(int kb, const float *pa, const float *pb, float *c, int ldc, int mr_eff, int nr_eff,
+                           int first, int last, const float *bias, int row0, int act, float lo, float hi) {
+    float acc[4][8];
+    memset(acc, 0, sizeof(acc));
+    for (int kk = 0; kk < kb; kk++) {
+        const float *av = pa + kk * 4, *bv = pb + kk * 8;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
+    }
+    for (int i = 0; i < mr_eff; i++) {
+        float *cr = c + (size_t)i * ldc;
+        const float bi = (bias && first) ? bias[row0 + i] : 0.0f;
+        for (int j = 0; j < nr_eff; j++) {
+            float v = acc[i][j] + (first ? bi : cr[j]);
+            cr[j] = last ? epi(v, act, lo, hi) : v;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- AVX2 6×16
+__attribute__((target("avx2,fma")))
+static void kernel_avx2(int kb, const float *pa, const float *pb, float *c, int ldc, int mr_eff, int nr_eff,
+                        int first, int last, const float *bias, int row0, int act, float lo, float hi) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int kk = 0; kk < kb; kk++) {
+        const __m256 b0 = _mm256_loadu_ps(pb + kk * 16), b1 = _mm256_loadu_ps(pb + kk * 16 + 8);
+        const float *av = pa + kk * 6;
+        __m256 a;
+        a = _mm256_broadcast_ss(av + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(av + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(av + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(av + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(av + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(av + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    float acc[6][16];
+    _mm256_storeu_ps(acc[0], c00); _mm256_storeu_ps(acc[0] + 8, c01);
+    _mm256_storeu_ps(acc[1], c10); _mm256_storeu_ps(acc[1] + 8, c11);
+    _mm256_storeu_ps(acc[2], c20); _mm256_storeu_ps(acc[2] + 8, c21);
+    _mm256_storeu_ps(acc[3], c30); _mm256_storeu_ps(acc[3] + 8, c31);
+    _mm256_storeu_ps(acc[4], c40); _mm256_storeu_ps(acc[4] + 8, c41);
+    _mm256_storeu_ps(acc[5], c50); _mm256_storeu_ps(acc[5] + 8, c51);
+    for (int i = 0; i < mr_eff; i++) {
+        float *cr = c + (size_t)i * ldc;
+        const float bi = (bias && first) ? bias[row0 + i] : 0.0f;
+        for (int j = 0; j < nr_eff; j++) {
+            float v = acc[i][j] + (first ? bi : cr[j]);
+            cr[j] = last ? epi(v, act, lo, hi) : v;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- AVX-512 8×48
+#define ZOO_AVX512 __attribute__((target("avx512f")))
+
+ZOO_AVX512 static inline void store_row512(float *cr, __m512 v0, __m512 v1, __m512 v2, __mmask16 m0, __mmask16 m1,
+                                           __mmask16 m2, int first, int last, float bi, int act, __m512 lo, __m512 hi) {
+    if (first) {
+        const __m512 b = _mm512_set1_ps(bi);
+        v0 = _mm512_add_ps(v0, b); v1 = _mm512_add_ps(v1, b); v2 = _mm512_add_ps(v2, b);
+    } else {
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+        v2 = _mm512_add_ps(v2, _mm512_maskz_loadu_ps(m2, cr + 32));
+    }
+    if (last && act) {
+        v0 = _mm512_min_ps(_mm512_max_ps(v0, lo), hi);
+        v1 = _mm512_min_ps(_mm512_max_ps(v1, lo), hi);
+        v2 = _mm512_min_ps(_mm512_max_ps(v2, lo), hi);
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    _mm512_mask_storeu_ps(cr + 32, m2, v2);
+}
+
+ZOO_AVX512 static void kernel_avx512(int kb, const float *pa, const float *pb, float *c, int ldc, int mr_eff, int nr_eff,
+                                     int first, int last, const float *bias, int row0, int act, float lo, float hi) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00,
+           c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00,
+           c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00,
+           c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    if (nr_eff > 32) {
+        for (int kk = 0; kk < kb; kk++) {
+            const float *bv = pb + kk * 48, *av = pa + kk * 8;
+            const __m512 b0 = _mm512_loadu_ps(bv), b1 = _mm512_loadu_ps(bv + 16), b2 = _mm512_loadu_ps(bv + 32);
+            __m512 a;
+#define ZROW(i) a = _mm512_set1_ps(av[i]); \
+            c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1); c##i##2 = _mm512_fmadd_ps(a, b2, c##i##2);
+            ZROW(0) ZROW(1) ZROW(2) ZROW(3) ZROW(4) ZROW(5) ZROW(6) ZROW(7)
+#undef ZROW
+        }
+    } else if (nr_eff > 16) {
+        for (int kk = 0; kk < kb; kk++) {
+            const float *bv = pb + kk * 48, *av = pa + kk * 8;
+            const __m512 b0 = _mm512_loadu_ps(bv), b1 = _mm512_loadu_ps(bv + 16);
+            __m512 a;
+#define ZROW(i) a = _mm512_set1_ps(av[i]); \
+            c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);
+            ZROW(0) ZROW(1) ZROW(2) ZROW(3) ZROW(4) ZROW(5) ZROW(6) ZROW(7)
+#undef ZROW
+        }
+    } else {
+        for (int kk = 0; kk < kb; kk++) {
+            const float *bv = pb + kk * 48, *av = pa + kk * 8;
+            const __m512 b0 = _mm512_loadu_ps(bv);
+#define ZROW(i) c##i##0 = _mm512_fmadd_ps(_mm512_set1_ps(av[i]), b0, c##i##0);
+            ZROW(0) ZROW(1) ZROW(2) ZROW(3) ZROW(4) ZROW(5) ZROW(6) ZROW(7)
+#undef ZROW
+        }
+    }
+    const int w0 = nr_eff < 16 ? nr_eff : 16, w1 = nr_eff - 16 < 0 ? 0 : (nr_eff - 16 < 16 ? nr_eff - 16 : 16),
+              w2 = nr_eff - 32 < 0 ? 0 : nr_eff - 32;
+    const __mmask16 m0 = (__mmask16)((1u << w0) - 1), m1 = (__mmask16)((1u << w1) - 1), m2 = (__mmask16)((1u << w2) - 1);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+#define ZSTORE(i) if (i < mr_eff) store_row512(c + (size_t)i * ldc, c##i##0, c##i##1, c##i##2, m0, m1, m2, first, last, \
+                                               (bias && first) ? bias[row0 + i] : 0.0f, act, vlo, vhi);
+    ZSTORE(0) ZSTORE(1) ZSTORE(2) ZSTORE(3) ZSTORE(4) ZSTORE(5) ZSTORE(6) ZSTORE(7)
+#undef ZSTORE
+}
+
+typedef void (*kernel_fn)(int, const float *, const float *, float *, int, int, int, int, int, const float *, int, int, float, float);
+
+void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
+                      const float *bias, int act, float lo, float hi,
+                      int mp_lo, int mp_hi, int np_lo, int np_hi) {
+    zoo_gemm_info in = zoo_gemm_current();
+    const int mr = in.mr, nr = in.nr, mpad = panels(m, mr) * mr;
+    kernel_fn kern = in.level == 2 ? kernel_avx512 : in.level == 1 ? kernel_avx2 : kernel_generic;
+    if (k <= 0) {
+        for (int i = mp_lo * mr; i < m && i < mp_hi * mr; i++)
+            for (int j = np_lo * nr; j < n && j < np_hi * nr; j++)
+                c[(size_t)i * ldc + j] = epi(bias ? bias[i] : 0.0f, act, lo, hi);
+        return;
+    }
+    for (int k0 = 0; k0 < k; k0 += in.kc) {
+        const int kb = (k - k0 < in.kc) ? k - k0 : in.kc;
+        const int first = k0 == 0, last = k0 + kb == k;
+        const float *blk = pa + (size_t)k0 * mpad;
+        for (int q = np_lo; q < np_hi; q++) {
+            const int j0 = q * nr, nr_eff = (n - j0 < nr) ? n - j0 : nr;
+            const float *bp = pb + (size_t)q * k * nr + (size_t)k0 * nr;
+            for (int p = mp_lo; p < mp_hi; p++) {
+                const int i0 = p * mr, mr_eff = (m - i0 < mr) ? m - i0 : mr;
+                kern(kb, blk + (size_t)p * kb * mr, bp, c + (size_t)i0 * ldc + j0, ldc, mr_eff, nr_eff, first, last,
+                     bias, i0, act, lo, hi);
+            }
+        }
+    }
+}

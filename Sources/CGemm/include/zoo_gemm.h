@@ -1,0 +1,30 @@
+#ifndef ZOO_GEMM_H
+#define ZOO_GEMM_H
+#include <stddef.h>
+
+/// zoo's packed single-precision GEMM: C[m×n] = act(A[m×k] · B[k×n] + bias[m]), row-major.
+/// A (the weights) is packed once into MR-row panels blocked by KC; B is packed per call into NR-column panels.
+/// The micro-kernel is picked once at run time: AVX-512 (8×48), AVX2+FMA (6×16) or portable C (4×8).
+
+typedef struct {
+    int level;  /* 2 = AVX-512F, 1 = AVX2+FMA, 0 = portable */
+    int mr, nr, kc;
+} zoo_gemm_info;
+
+/// The kernel in use. `force_level` < 0 picks the best the CPU supports; 0..2 forces a lower one (tests).
+zoo_gemm_info zoo_gemm_select(int force_level);
+zoo_gemm_info zoo_gemm_current(void);
+
+size_t zoo_gemm_packed_a_floats(int m, int k);
+void zoo_gemm_pack_a(int m, int k, const float *a, int lda, float *pa);
+
+size_t zoo_gemm_packed_b_floats(int k, int n);
+/// Packs column panels [panel_lo, panel_hi) of B (k×n, row stride ldb).
+void zoo_gemm_pack_b(int k, int n, const float *b, int ldb, float *pb, int panel_lo, int panel_hi);
+
+/// Activation applied after the bias: 0 none, 1 clamp to [lo, hi] (ReLU: lo = 0, hi = +inf).
+/// Computes the C tiles of A panels [mp_lo, mp_hi) × B panels [np_lo, np_hi).
+void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
+                      const float *bias, int act, float lo, float hi,
+                      int mp_lo, int mp_hi, int np_lo, int np_hi);
+#endif

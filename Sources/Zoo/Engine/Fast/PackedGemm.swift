@@ -1,0 +1,142 @@
+import CGemm
+import Foundation
+
+/// A weight matrix packed once for zoo's own GEMM (Sources/CGemm): MR-row panels blocked by KC.
+public final class PackedMatrix: @unchecked Sendable {
+    public let m: Int, k: Int
+    let p: UnsafeMutablePointer<Float>
+    init(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int) {
+        self.m = m; self.k = k
+        let count = Swift.max(1, zoo_gemm_packed_a_floats(Int32(m), Int32(k)))
+        p = .allocate(capacity: count)
+        zoo_gemm_pack_a(Int32(m), Int32(k), a, Int32(lda), p)
+    }
+    deinit { p.deallocate() }
+}
+
+extension Fast {
+    /// zoo's GEMM kernel: 2 = AVX-512 (8×48), 1 = AVX2+FMA (6×16), 0 = portable (4×8). Chosen once at run time
+    /// from the CPU; `ZOO_GEMM_LEVEL=0|1` forces a lower one.
+    public static let gemmLevel: Int = {
+        let forced = ProcessInfo.processInfo.environment["ZOO_GEMM_LEVEL"].flatMap(Int.init) ?? -1
+        return Int(zoo_gemm_select(Int32(forced)).level)
+    }()
+    static var gemmNR: Int { _ = gemmLevel; return Int(zoo_gemm_current().nr) }
+    static var gemmMR: Int { _ = gemmLevel; return Int(zoo_gemm_current().mr) }
+
+    /// Convolutions use the packed GEMM (im2col written straight into packed panels) instead of im2col + OpenBLAS
+    /// when the executor supplies packed weights. `ZOO_PACKED_GEMM=0` turns it off (A/B measurements).
+    nonisolated(unsafe) public static var usePackedGemm = ProcessInfo.processInfo.environment["ZOO_PACKED_GEMM"] != "0"
+
+    /// Floats of packed B for a k × n right-hand side.
+    static func packedBFloats(k: Int, n: Int) -> Int {
+        let nr = gemmNR
+        return (n + nr - 1) / nr * nr * k
+    }
+
+    /// C[m×n] = act(A · B + bias) with A packed and B already in packed panels (`pb`), split over the workers.
+    static func packedGemm(_ a: PackedMatrix, n: Int, pb: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
+                           bias: UnsafePointer<Float>?, act: Activation, threads: Int) {
+        let mr = gemmMR, nr = gemmNR
+        let mp = (a.m + mr - 1) / mr, np = (n + nr - 1) / nr
+        let (kind, lo, hi): (Int32, Float, Float) = switch act {
+        case .none: (0, 0, 0)
+        case .relu: (1, 0, .infinity)
+        case let .clip(l, h): (1, l, h)
+        case .sigmoid, .tanh: (0, 0, 0)
+        }
+        let m = Int32(a.m), nn = Int32(n), k = Int32(a.k)
+        let pas = SendConstPtr(a.p), pbs = SendConstPtr(pb), cs = SendPtr(c)
+        let bs = bias.map(SendConstPtr.init)
+        let work = a.m * n * a.k
+        let parts = threads > 1 && work >= gemmSplitWork ? threads : 1
+        if np >= 4 * parts || np >= mp {
+            parallelTasks(parts, threads: threads) { t in
+                let q0 = np * t / parts, q1 = np * (t + 1) / parts
+                if q0 < q1 {
+                    zoo_gemm_compute(m, nn, k, pas.p, pbs.p, cs.p, Int32(ldc), bs?.p, kind, lo, hi, 0, Int32(mp), Int32(q0), Int32(q1))
+                }
+            }
+        } else {
+            parallelTasks(parts, threads: threads) { t in
+                let p0 = mp * t / parts, p1 = mp * (t + 1) / parts
+                if p0 < p1 {
+                    zoo_gemm_compute(m, nn, k, pas.p, pbs.p, cs.p, Int32(ldc), bs?.p, kind, lo, hi, Int32(p0), Int32(p1), 0, Int32(np))
+                }
+            }
+        }
+    }
+
+    /// Packs a row-major k × n matrix B into panels (over the workers).
+    static func packB(k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, pb: UnsafeMutablePointer<Float>, threads: Int) {
+        let np = (n + gemmNR - 1) / gemmNR
+        let bs = SendConstPtr(b), ps = SendPtr(pb)
+        parallelFor(np, threads: threads, grain: Swift.max(1, 65536 / Swift.max(1, k * gemmNR))) { r in
+            zoo_gemm_pack_b(Int32(k), Int32(n), bs.p, Int32(ldb), ps.p, Int32(r.lowerBound), Int32(r.upperBound))
+        }
+    }
+
+    /// im2col of one image and group written straight into packed-B panels: element (r, j) of the k × plane
+    /// column matrix lands at pb[(j / NR) * k * NR + r * NR + j % NR]; columns past the plane are zero.
+    static func im2colPacked(_ g: Conv2dGeometry, x: UnsafePointer<Float>, pb: UnsafeMutablePointer<Float>, threads: Int) {
+        let kk = g.kH * g.kW
+        let k = g.inCPerGroup * kk
+        let nr = gemmNR
+        let n = g.outPlane
+        let np = (n + nr - 1) / nr
+        let xs = SendConstPtr(x), ps = SendPtr(pb)
+        let outW = g.outW, sW = g.strideW
+        parallelFor(k, threads: threads, grain: 8) { range in
+            for r in range {
+                let icg = r / kk, ky = (r % kk) / g.kW, kx = r % g.kW
+                let plane = xs.p + icg * g.inPlane
+                let base = ps.p + r * nr
+                let offX = kx * g.dilW - g.padLeft
+                let xr = validRange(outLen: outW, inLen: g.inW, stride: sW, offset: offX)
+                for oy in 0..<g.outH {
+                    let iy = oy * g.strideH - g.padTop + ky * g.dilH
+                    let rowValid = iy >= 0 && iy < g.inH
+                    let src = plane + iy * g.inW + offX
+                    var ox = 0
+                    var j = oy * outW
+                    while ox < outW {
+                        let q = j / nr, within = j - q * nr
+                        let len = Swift.min(outW - ox, nr - within)
+                        let d = base + q * k * nr + within
+                        if !rowValid {
+                            d.update(repeating: 0, count: len)
+                        } else if sW == 1 && ox >= xr.lowerBound && ox + len <= xr.upperBound {
+                            d.update(from: src + ox, count: len)
+                        } else {
+                            for e in 0..<len {
+                                let o = ox + e
+                                d[e] = xr.contains(o) ? src[o * sW] : 0
+                            }
+                        }
+                        ox += len; j += len
+                    }
+                }
+                let tail = n - (np - 1) * nr
+                if tail < nr { (base + (np - 1) * k * nr + tail).update(repeating: 0, count: nr - tail) }
+            }
+        }
+    }
+
+    /// Convolution through the packed GEMM (one group, any kernel/stride/padding/dilation), bias and activation in the
+    /// GEMM's epilogue. `scratch` must hold `packedBFloats(k: inC·kH·kW, n: outPlane)` floats.
+    static func packedConv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: PackedMatrix, b: UnsafePointer<Float>?, act: Activation,
+                             y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
+        for n in 0..<g.batch {
+            let xn = x + n * g.inC * g.inPlane
+            if isPointwise(g) {
+                packB(k: g.inC, n: g.outPlane, b: xn, ldb: g.inPlane, pb: scratch, threads: threads)
+            } else {
+                im2colPacked(g, x: xn, pb: scratch, threads: threads)
+            }
+            packedGemm(w, n: g.outPlane, pb: scratch, c: y + n * g.outC * g.outPlane, ldc: g.outPlane, bias: b, act: act, threads: threads)
+        }
+        if act == .sigmoid || act == .tanh {
+            biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: nil, act: act, y: y, threads: threads)
+        }
+    }
+}

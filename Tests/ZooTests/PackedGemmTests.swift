@@ -1,0 +1,90 @@
+import CGemm
+import Foundation
+import XCTest
+@testable import Zoo
+
+/// zoo's packed GEMM (Sources/CGemm) on every kernel level the CPU has (AVX-512, AVX2, portable) against a plain
+/// triple loop, and the packed-GEMM convolution against `Reference.conv2d`.
+final class PackedGemmTests: XCTestCase {
+    /// Levels this CPU can run, best last; the original selection is restored afterwards.
+    func forEachLevel(_ body: (Int) throws -> Void) rethrows {
+        let best = Fast.gemmLevel
+        defer { _ = zoo_gemm_select(Int32(best)) }
+        for level in 0...best {
+            XCTAssertEqual(Int(zoo_gemm_select(Int32(level)).level), level)
+            try body(level)
+        }
+    }
+
+    func testGemmMatchesTripleLoopWithBiasAndClampEpilogue() {
+        var rng = SeededRandom(seed: 11)
+        forEachLevel { level in
+            // edges in M and N, K over several KC blocks, K = 1
+            for (m, n, k) in [(1, 1, 1), (7, 5, 3), (8, 48, 256), (13, 50, 300), (65, 97, 513), (6, 17, 1), (512, 49, 600)] {
+                let a = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
+                let b = (0..<(k * n)).map { _ in rng.nextFloat() - 0.5 }
+                let bias = (0..<m).map { _ in rng.nextFloat() - 0.5 }
+                let ldc = n + 3
+                for act in [Activation.none, .relu, .clip(-0.5, 0.25)] {
+                    var c = [Float](repeating: .nan, count: m * ldc)
+                    let pa = PackedMatrix(m: m, k: k, a: a, lda: k)
+                    let pb = UnsafeMutablePointer<Float>.allocate(capacity: Fast.packedBFloats(k: k, n: n))
+                    defer { pb.deallocate() }
+                    Fast.packB(k: k, n: n, b: b, ldb: n, pb: pb, threads: 2)
+                    c.withUnsafeMutableBufferPointer { cp in
+                        Fast.packedGemm(pa, n: n, pb: pb, c: cp.baseAddress!, ldc: ldc, bias: bias, act: act, threads: 2)
+                    }
+                    var worst: Float = 0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var s = bias[i]
+                            for p in 0..<k { s += a[i * k + p] * b[p * n + j] }
+                            switch act {
+                            case .relu: s = max(s, 0)
+                            case let .clip(lo, hi): s = min(max(s, lo), hi)
+                            default: break
+                            }
+                            worst = max(worst, abs(c[i * ldc + j] - s))
+                        }
+                        for j in n..<ldc { XCTAssertTrue(c[i * ldc + j].isNaN, "wrote past n at level \(level)") }
+                    }
+                    XCTAssertLessThan(worst, 1e-4, "level \(level) m\(m) n\(n) k\(k) \(act)")
+                }
+            }
+        }
+    }
+
+    func testPackedConvolutionMatchesReference() throws {
+        var rng = SeededRandom(seed: 12)
+        let cases: [(batch: Int, inC: Int, outC: Int, size: [Int], attrs: (kernel: [Int], stride: [Int], pad: Padding2D, dil: [Int]))] = [
+            (1, 3, 16, [23, 19], ([7, 7], [2, 2], Padding2D(3), [1, 1])),
+            (2, 8, 20, [9, 11], ([3, 3], [2, 2], Padding2D(1), [1, 1])),
+            (1, 16, 24, [7, 7], ([3, 3], [1, 1], Padding2D(top: 0, left: 2, bottom: 1, right: 0), [2, 2])),
+            (3, 12, 9, [10, 6], ([1, 1], [1, 1], .zero, [1, 1])),
+            (1, 5, 50, [13, 13], ([1, 1], [2, 2], .zero, [1, 1])),
+            (2, 4, 8, [5, 60], ([3, 5], [1, 3], Padding2D(1, 2), [1, 1])),
+        ]
+        try forEachLevel { level in
+            for cs in cases {
+                let a = Conv2dAttrs(inChannels: cs.inC, outChannels: cs.outC, kernel: cs.attrs.kernel, stride: cs.attrs.stride,
+                                    padding: cs.attrs.pad, dilation: cs.attrs.dil)
+                let g = Conv2dGeometry(conv: a, input: [cs.batch, cs.inC] + cs.size)
+                XCTAssertFalse(Fast.winogradApplies(g))
+                let x = (0..<(g.batch * g.inC * g.inPlane)).map { _ in rng.nextFloat() * 2 - 1 }
+                let k = g.inC * g.kH * g.kW
+                let w = (0..<(g.outC * k)).map { _ in rng.nextFloat() - 0.5 }
+                let b = (0..<g.outC).map { _ in rng.nextFloat() - 0.5 }
+                var ref = [Float](repeating: 0, count: g.batch * g.outC * g.outPlane), out = ref
+                ref.withUnsafeMutableBufferPointer { Reference.conv2d(g, x: x, w: w, b: b, y: $0.baseAddress!) }
+                let pm = PackedMatrix(m: g.outC, k: k, a: w, lda: k)
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Fast.packedBFloats(k: k, n: g.outPlane))
+                defer { scratch.deallocate() }
+                out.withUnsafeMutableBufferPointer {
+                    Fast.packedConv2d(g, x: x, w: pm, b: b, act: .relu, y: $0.baseAddress!, scratch: scratch, threads: 2)
+                }
+                let worst = zip(ref, out).reduce(Float(0)) { max($0, abs(max($1.0, 0) - $1.1)) }
+                XCTAssertLessThan(worst, 1e-5, "level \(level) \(g)")
+            }
+        }
+    }
+}
