@@ -1,5 +1,6 @@
 import Foundation
 import COpenBLAS
+import CGemm
 
 /// Winograd F(m×m, 3×3), m = 2 or 4, for stride-1, undilated, ungrouped 3×3 convolutions (Lavin & Gray's
 /// transforms; F(4×4) with the interpolation points 0, ±1, ±2, ∞): per m×m output tile,
@@ -22,6 +23,11 @@ extension Fast {
     /// split over the workers by `sgemm`. Env ZOO_WINOGRAD_BLAS_THREADS=1 turns it off.
     nonisolated(unsafe) public static var winogradSplitGemms =
         ProcessInfo.processInfo.environment["ZOO_WINOGRAD_BLAS_THREADS"] != "1"
+
+    /// On: with a caller-owned weight cache, the α² products run on zoo's packed GEMM (Sources/CGemm) with the
+    /// transformed weights packed once and V written by the input transform straight into packed panels; off
+    /// (env ZOO_WINOGRAD_GEMM=openblas): OpenBLAS sgemm, which packs U and V again on every call.
+    nonisolated(unsafe) public static var winogradPackedGemm = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_GEMM"] != "openblas"
 
     /// On: the inference `Executor` keeps each node's transformed weights (no hashing per call). Env
     /// ZOO_WINOGRAD_HASH=1 turns it off (the content-hashed shared cache, as training uses).
@@ -56,7 +62,8 @@ extension Fast {
         let rows = g.batch * tilesH
         let perRow = a * a * (g.inC + g.outC) * tilesW
         let chunkRows = Swift.max(1, Swift.min(rows, winogradChunkFloats / perRow))
-        return (rows, chunkRows, perRow * chunkRows)
+        // + one packed-B panel of padding per product (V in packed panels)
+        return (rows, chunkRows, perRow * chunkRows + a * a * g.inC * gemmNR)
     }
 
     static func winogradScratch(_ g: Conv2dGeometry) -> Int {
@@ -156,30 +163,40 @@ extension Fast {
                                       act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
                                       weightCache: ConvWeightCache? = nil) {
         let m = winogradTile(g) == 4 ? 4 : 2
-        let u = weightCache?.winograd(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
-            ?? WinogradWeights.shared.get(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
         let a = m + 2, aa = a * a
         let (rows, chunkRows, _) = winogradChunk(g, tile: m)
         let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
         let wp = m * tilesW + 2
         let inC = g.inC, outC = g.outC
-        let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * inC * chunkRows * tilesW)
-        let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u.p)
+        // zoo's packed GEMM when the weights stay (caller-owned cache), else OpenBLAS on plain U.
+        let packedU: [PackedMatrix]? = weightCache != nil && winogradPackedGemm
+            ? weightCache!.winogradPacked(w, outC: outC, inC: inC, tile: m, threads: threads) : nil
+        let u: Buffer? = packedU != nil ? nil : (weightCache?.winograd(w, outC: outC, inC: inC, tile: m, threads: threads)
+            ?? WinogradWeights.shared.get(w, outC: outC, inC: inC, tile: m, threads: threads))
+        let nr = gemmNR
+        let ntMax = chunkRows * tilesW
+        // V: per product c, inC × nt row-major, or (packed) inC × ntPad in NR-column panels.
+        let vStride = packedU != nil ? inC * ((ntMax + nr - 1) / nr * nr) : inC * ntMax
+        let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * vStride)
+        let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u?.p ?? scratch)
         let bs = b.map(SendConstPtr.init)
+        let isPacked = packedU != nil
         let prof = winogradProfile
         var tIn: UInt64 = 0, tGemm: UInt64 = 0, tOut: UInt64 = 0
         var r0 = 0
         while r0 < rows {
             let c0 = prof ? DispatchTime.now().uptimeNanoseconds : 0
-            let nr = Swift.min(chunkRows, rows - r0)
-            let nt = nr * tilesW
+            let nrows = Swift.min(chunkRows, rows - r0)
+            let nt = nrows * tilesW
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
-            parallelFor(inC * nr, threads: threads, grain: 2) { range in
-                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW)
+            let ntPad = (nt + nr - 1) / nr * nr
+            parallelFor(inC * nrows, threads: threads, grain: 2) { range in
+                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + 2 * aa * tilesW)
                 defer { pad.deallocate() }
                 let e = pad + a * wp
+                let vt = e + aa * tilesW
                 for item in range {
-                    let ic = item / nr, rr = item % nr
+                    let ic = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
                     let plane = xs.p + (n * inC + ic) * g.inPlane
                     // α zero-padded input rows: pad[k][c] = x[ty·m − padTop + k][c − padLeft]
@@ -212,8 +229,9 @@ extension Fast {
                         }
                     }
                     // Rows: V[i][j] = Σ_k Bᵀ[i][k] e[k][j], contiguous over the tile columns
-                    let base = vs.p + ic * nt + rr * tilesW
-                    let cs = inC * nt
+                    // Plain: straight into V[c][ic][t]; packed: into vt[c][tx], then copied into the panels.
+                    let base = isPacked ? vt : vs.p + ic * nt + rr * tilesW
+                    let cs = isPacked ? tilesW : vStride
                     for j in 0..<a {
                         @inline(__always) func er(_ k: Int) -> UnsafeMutablePointer<Float> { e + (k * a + j) * tilesW }
                         @inline(__always) func vr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
@@ -233,29 +251,50 @@ extension Fast {
                             }
                         }
                     }
+                    if isPacked {
+                        // element (ic, t) of product c at V_c[(t / NR)·inC·NR + ic·NR + t % NR]
+                        var tx = 0
+                        while tx < tilesW {
+                            let t = rr * tilesW + tx, q = t / nr, within = t - q * nr
+                            let len = Swift.min(tilesW - tx, nr - within)
+                            let off = q * inC * nr + ic * nr + within
+                            for c in 0..<aa { (vs.p + c * vStride + off).update(from: vt + c * tilesW + tx, count: len) }
+                            tx += len
+                        }
+                        if rr == nrows - 1 && ntPad > nt {
+                            let off = (ntPad / nr - 1) * inC * nr + ic * nr + (nt - (ntPad - nr))
+                            for c in 0..<aa { (vs.p + c * vStride + off).update(repeating: 0, count: ntPad - nt) }
+                        }
+                    }
                 }
             }
             let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // M[c] = U[c] · V[c]
-            if winogradSplitGemms {
+            if let pu = packedU {
+                let mp = (outC + gemmMR - 1) / gemmMR, np = ntPad / nr
+                parallelTasks(aa, threads: threads) { c in
+                    zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), pu[c].p, vs.p + c * vStride, ms.p + c * outC * nt, Int32(nt),
+                                     nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
+                }
+            } else if winogradSplitGemms {
                 // The α² products are independent: one single-threaded GEMM per task.
                 parallelTasks(aa, threads: threads) { c in
-                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * vStride, ldb: nt,
                           c: ms.p + c * outC * nt, ldc: nt, threads: 1)
                 }
             } else {
                 for c in 0..<aa {
-                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * vStride, ldb: nt,
                           c: ms.p + c * outC * nt, ldc: nt, threads: threads)
                 }
             }
             let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // Y = Aᵀ M A + bias, activation
-            parallelFor(outC * nr, threads: threads, grain: 2) { range in
+            parallelFor(outC * nrows, threads: threads, grain: 2) { range in
                 let s = UnsafeMutablePointer<Float>.allocate(capacity: m * a * tilesW)
                 defer { s.deallocate() }
                 for item in range {
-                    let oc = item / nr, rr = item % nr
+                    let oc = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
                     let base = ms.p + oc * nt + rr * tilesW
                     let cs = outC * nt
@@ -317,7 +356,7 @@ extension Fast {
                 let c3 = DispatchTime.now().uptimeNanoseconds
                 tIn += c1 - c0; tGemm += c2 - c1; tOut += c3 - c2
             }
-            r0 += nr
+            r0 += nrows
         }
         if prof {
             FileHandle.standardError.write(String(format: "winograd F(%d) N%d %d→%d %dx%d chunks %d: in %.3f gemm %.3f out %.3f ms\n",
@@ -335,6 +374,18 @@ public final class ConvWeightCache: @unchecked Sendable {
     private let lock = NSLock()
     private var winogradU: [Int: Buffer] = [:]
     public init() {}
+
+    private var winogradPackedU: [Int: [PackedMatrix]] = [:]
+
+    /// The α² transformed weight matrices U[c] (outC × inC), each packed for zoo's GEMM.
+    func winogradPacked(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> [PackedMatrix] {
+        lock.lock(); defer { lock.unlock() }
+        if let p = winogradPackedU[m] { return p }
+        let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
+        let p = (0..<(m + 2) * (m + 2)).map { c in PackedMatrix(m: outC, k: inC, a: u.p + c * outC * inC, lda: inC) }
+        winogradPackedU[m] = p
+        return p
+    }
 
     func winograd(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> Buffer {
         lock.lock(); defer { lock.unlock() }
