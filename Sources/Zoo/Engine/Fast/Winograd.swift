@@ -191,10 +191,9 @@ extension Fast {
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
             let ntPad = (nt + nr - 1) / nr * nr
             parallelFor(inC * nrows, threads: threads, grain: 2) { range in
-                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + 2 * aa * tilesW)
+                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW)
                 defer { pad.deallocate() }
                 let e = pad + a * wp
-                let vt = e + aa * tilesW
                 for item in range {
                     let ic = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
@@ -228,43 +227,87 @@ extension Fast {
                             }
                         }
                     }
-                    // Rows: V[i][j] = Σ_k Bᵀ[i][k] e[k][j], contiguous over the tile columns
-                    // Plain: straight into V[c][ic][t]; packed: into vt[c][tx], then copied into the panels.
-                    let base = isPacked ? vt : vs.p + ic * nt + rr * tilesW
-                    let cs = isPacked ? tilesW : vStride
-                    for j in 0..<a {
-                        @inline(__always) func er(_ k: Int) -> UnsafeMutablePointer<Float> { e + (k * a + j) * tilesW }
-                        @inline(__always) func vr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
-                        if m == 4 {
-                            let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3), e4 = er(4), e5 = er(5)
-                            let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3), v4 = vr(4), v5 = vr(5)
-                            for tx in 0..<tilesW {
-                                let r = bt4(e0[tx], e1[tx], e2[tx], e3[tx], e4[tx], e5[tx])
-                                v0[tx] = r.0; v1[tx] = r.1; v2[tx] = r.2; v3[tx] = r.3; v4[tx] = r.4; v5[tx] = r.5
-                            }
-                        } else {
-                            let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3)
-                            let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3)
-                            for tx in 0..<tilesW {
-                                v0[tx] = e0[tx] - e2[tx]; v1[tx] = e1[tx] + e2[tx]
-                                v2[tx] = e2[tx] - e1[tx]; v3[tx] = e1[tx] - e3[tx]
+                    // Rows: V[i][j] = Σ_k Bᵀ[i][k] e[k][j], contiguous over the tile columns: plain V[c][ic][t], or
+                    // (packed) element (ic, t) of product c at V_c[(t / NR)·inC·NR + ic·NR + t % NR], in runs
+                    // that stay inside one panel.
+                    @inline(__always) func rowTransform(_ lo: Int, _ hi: Int, _ base: UnsafeMutablePointer<Float>) {
+                        // base[(i·α + j)·vStride + tx] receives V[i][j] of tile column tx
+                        for j in 0..<a {
+                            @inline(__always) func er(_ k: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(e + (k * a + j) * tilesW) }
+                            @inline(__always) func vr(_ i: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(base + (i * a + j) * vStride) }
+                            var tx = lo
+                            if m == 4 {
+                                let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3), e4 = er(4), e5 = er(5)
+                                let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3), v4 = vr(4), v5 = vr(5)
+                                while tx + 4 <= hi {
+                                    let o = tx * 4
+                                    let d0 = e0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d1 = e1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d2 = e2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d3 = e3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d4 = e4.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d5 = e5.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let t0 = d4 - 4 * d2, t1 = d3 - 4 * d1, t2 = d4 - d2, t3 = 2 * (d3 - d1)
+                                    v0.storeBytes(of: 4 * d0 - 5 * d2 + d4, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v1.storeBytes(of: t0 + t1, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v2.storeBytes(of: t0 - t1, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v3.storeBytes(of: t2 + t3, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v4.storeBytes(of: t2 - t3, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v5.storeBytes(of: 4 * d1 - 5 * d3 + d5, toByteOffset: o, as: SIMD4<Float>.self)
+                                    tx += 4
+                                }
+                                while tx < hi {
+                                    let o = tx * 4
+                                    let r = bt4(e0.load(fromByteOffset: o, as: Float.self), e1.load(fromByteOffset: o, as: Float.self),
+                                                e2.load(fromByteOffset: o, as: Float.self), e3.load(fromByteOffset: o, as: Float.self),
+                                                e4.load(fromByteOffset: o, as: Float.self), e5.load(fromByteOffset: o, as: Float.self))
+                                    v0.storeBytes(of: r.0, toByteOffset: o, as: Float.self); v1.storeBytes(of: r.1, toByteOffset: o, as: Float.self)
+                                    v2.storeBytes(of: r.2, toByteOffset: o, as: Float.self); v3.storeBytes(of: r.3, toByteOffset: o, as: Float.self)
+                                    v4.storeBytes(of: r.4, toByteOffset: o, as: Float.self); v5.storeBytes(of: r.5, toByteOffset: o, as: Float.self)
+                                    tx += 1
+                                }
+                            } else {
+                                let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3)
+                                let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3)
+                                while tx + 4 <= hi {
+                                    let o = tx * 4
+                                    let d0 = e0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d1 = e1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d2 = e2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d3 = e3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    v0.storeBytes(of: d0 - d2, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v1.storeBytes(of: d1 + d2, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v2.storeBytes(of: d2 - d1, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v3.storeBytes(of: d1 - d3, toByteOffset: o, as: SIMD4<Float>.self)
+                                    tx += 4
+                                }
+                                while tx < hi {
+                                    let o = tx * 4
+                                    let d0 = e0.load(fromByteOffset: o, as: Float.self), d1 = e1.load(fromByteOffset: o, as: Float.self)
+                                    let d2 = e2.load(fromByteOffset: o, as: Float.self), d3 = e3.load(fromByteOffset: o, as: Float.self)
+                                    v0.storeBytes(of: d0 - d2, toByteOffset: o, as: Float.self)
+                                    v1.storeBytes(of: d1 + d2, toByteOffset: o, as: Float.self)
+                                    v2.storeBytes(of: d2 - d1, toByteOffset: o, as: Float.self)
+                                    v3.storeBytes(of: d1 - d3, toByteOffset: o, as: Float.self)
+                                    tx += 1
+                                }
                             }
                         }
                     }
                     if isPacked {
-                        // element (ic, t) of product c at V_c[(t / NR)·inC·NR + ic·NR + t % NR]
                         var tx = 0
                         while tx < tilesW {
                             let t = rr * tilesW + tx, q = t / nr, within = t - q * nr
                             let len = Swift.min(tilesW - tx, nr - within)
-                            let off = q * inC * nr + ic * nr + within
-                            for c in 0..<aa { (vs.p + c * vStride + off).update(from: vt + c * tilesW + tx, count: len) }
+                            rowTransform(tx, tx + len, vs.p + q * inC * nr + ic * nr + within - tx)
                             tx += len
                         }
                         if rr == nrows - 1 && ntPad > nt {
                             let off = (ntPad / nr - 1) * inC * nr + ic * nr + (nt - (ntPad - nr))
                             for c in 0..<aa { (vs.p + c * vStride + off).update(repeating: 0, count: ntPad - nt) }
                         }
+                    } else {
+                        rowTransform(0, tilesW, vs.p + ic * nt + rr * tilesW)
                     }
                 }
             }
@@ -302,18 +345,42 @@ extension Fast {
                     for j in 0..<a {
                         @inline(__always) func mr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
                         @inline(__always) func sr(_ i: Int) -> UnsafeMutablePointer<Float> { s + (i * a + j) * tilesW }
+                        var tx = 0
                         if m == 4 {
                             let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3), m4 = mr(4), m5 = mr(5)
                             let s0 = sr(0), s1 = sr(1), s2 = sr(2), s3 = sr(3)
-                            for tx in 0..<tilesW {
+                            @inline(__always) func ld(_ p: UnsafeMutablePointer<Float>) -> SIMD4<Float> {
+                                UnsafeRawPointer(p + tx).loadUnaligned(as: SIMD4<Float>.self)
+                            }
+                            @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ v: SIMD4<Float>) {
+                                UnsafeMutableRawPointer(p + tx).storeBytes(of: v, as: SIMD4<Float>.self)
+                            }
+                            while tx + 4 <= tilesW {
+                                let q0 = ld(m0), q1 = ld(m1), q2 = ld(m2), q3 = ld(m3), q4 = ld(m4), q5 = ld(m5)
+                                let p12 = q1 + q2, d12 = q1 - q2, p34 = q3 + q4, d34 = q3 - q4
+                                st(s0, q0 + p12 + p34); st(s1, d12 + 2 * d34); st(s2, p12 + 4 * p34); st(s3, d12 + 8 * d34 + q5)
+                                tx += 4
+                            }
+                            while tx < tilesW {
                                 let r = at4(m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx])
                                 s0[tx] = r.0; s1[tx] = r.1; s2[tx] = r.2; s3[tx] = r.3
+                                tx += 1
                             }
                         } else {
                             let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3)
                             let s0 = sr(0), s1 = sr(1)
-                            for tx in 0..<tilesW {
+                            while tx + 4 <= tilesW {
+                                let q0 = UnsafeRawPointer(m0 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                let q1 = UnsafeRawPointer(m1 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                let q2 = UnsafeRawPointer(m2 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                let q3 = UnsafeRawPointer(m3 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                UnsafeMutableRawPointer(s0 + tx).storeBytes(of: q0 + q1 + q2, as: SIMD4<Float>.self)
+                                UnsafeMutableRawPointer(s1 + tx).storeBytes(of: q1 - q2 - q3, as: SIMD4<Float>.self)
+                                tx += 4
+                            }
+                            while tx < tilesW {
                                 s0[tx] = m0[tx] + m1[tx] + m2[tx]; s1[tx] = m1[tx] - m2[tx] - m3[tx]
+                                tx += 1
                             }
                         }
                     }
