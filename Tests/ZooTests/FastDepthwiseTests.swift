@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import Zoo
 
-/// The staged SIMD depthwise kernel (and the direct one it replaced) against the plain reference convolution,
+/// The staged SIMD depthwise kernel (AVX-512F C rows when the CPU has them, Swift SIMD rows; and the direct kernel it replaced) against the plain reference convolution,
 /// on plane widths around the 8/16-column blocks, strides 1 and 2, dilation, channel multipliers and uneven padding.
 final class FastDepthwiseTests: XCTestCase {
     func random(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
@@ -21,7 +21,10 @@ final class FastDepthwiseTests: XCTestCase {
             Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, y: &want)
             let pre = want
             Reference.activation(act, count: want.count, x: pre, y: &want)
-            for direct in [false, true] {
+            let savedRows = Fast.stagedRowsInC
+            defer { Fast.stagedRowsInC = savedRows }
+            for (direct, rowsInC) in [(false, true), (false, false), (true, false)] {
+                Fast.stagedRowsInC = rowsInC
                 var got = [Float](repeating: .nan, count: want.count)
                 if direct {
                     Fast.depthwise(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got, threads: threads)
@@ -30,7 +33,7 @@ final class FastDepthwiseTests: XCTestCase {
                                          threads: threads)
                 }
                 let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
-                XCTAssertLessThanOrEqual(maxDiff, 1e-5, "\(direct ? "direct" : "staged") C\(c)×\(mult) \(h)×\(w) k\(k) s\(stride) d\(dil)",
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5, "\(direct ? "direct" : rowsInC ? "staged, C rows" : "staged, Swift rows") C\(c)×\(mult) \(h)×\(w) k\(k) s\(stride) d\(dil)",
                                          line: line)
             }
         } } }
@@ -104,14 +107,15 @@ final class FastMaxPoolTests: XCTestCase {
         if nans { for i in stride(from: 5, to: x.count, by: 37) { x[i] = .nan } }
         var want = [Float](repeating: 0, count: planes * g.outH * g.outW)
         Reference.maxPool2d(g, x: x, y: &want)
-        let saved = Fast.maxPoolSeparable
-        defer { Fast.maxPoolSeparable = saved }
-        for separable in [false, true] {
+        let saved = (Fast.maxPoolSeparable, Fast.stagedRowsInC)
+        defer { (Fast.maxPoolSeparable, Fast.stagedRowsInC) = saved }
+        for (separable, rowsInC) in [(false, true), (false, false), (true, false)] {
             Fast.maxPoolSeparable = separable
+            Fast.stagedRowsInC = rowsInC
             var got = [Float](repeating: 7, count: want.count)
             Fast.maxPool2d(g, x: x, y: &got, threads: threads)
             let same = zip(got, want).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
-            XCTAssertTrue(same, "\(separable ? "separable" : "staged") \(h)×\(w) k\(k) s\(s) ceil \(ceil)", line: line)
+            XCTAssertTrue(same, "\(separable ? "separable" : rowsInC ? "staged, C rows" : "staged, Swift rows") \(h)×\(w) k\(k) s\(s) ceil \(ceil)", line: line)
         }
     }
 

@@ -1,8 +1,12 @@
 import Foundation
+import CZooKernels
 
 extension Fast {
     /// `ZOO_DW=direct` runs the older direct depthwise kernel (`depthwise`) instead of the staged one (A/B switch).
     nonisolated(unsafe) static var depthwiseDirect = ProcessInfo.processInfo.environment["ZOO_DW"] == "direct"
+    /// `ZOO_DW=swift` keeps the staged kernels (depthwise, max pooling) on their Swift SIMD rows instead of the
+    /// AVX-512F C rows (Sources/CZooKernels, chosen at run time when the CPU has AVX-512F).
+    nonisolated(unsafe) static var stagedRowsInC = ProcessInfo.processInfo.environment["ZOO_DW"] != "swift"
 
     /// Whether `depthwiseStaged` handles this geometry (depthwise with horizontal stride 1 or 2).
     static func depthwiseStagedApplies(_ g: Conv2dGeometry) -> Bool {
@@ -79,19 +83,23 @@ extension Fast {
             parallelFor(g.batch * g.outC, threads: threads) { range in
                 let buf = UnsafeMutablePointer<Float>.allocate(capacity: st.workerFloats)
                 defer { buf.deallocate() }
+                prepareStage(st, buf: buf, fill: 0)
                 let tail = buf + st.rows * st.rowFloats + st.rowFloats
                 var staged = -1
                 for p in range {
                     let n = p / g.outC, oc = p % g.outC
                     let src = n * g.inC + oc / ocpg
                     if src != staged {
-                        stagePlane(sw, st, x: xs.p + src * g.inPlane, buf: buf, fill: 0)
+                        stagePlane(sw, st, x: xs.p + src * g.inPlane, buf: buf)
                         staged = src
                     }
                     let out = ys.p + p * g.outPlane
                     let wk = ws.p + oc * taps
                     let bias = bs?.p[oc] ?? 0
-                    if taps == 9 && st.width == 16 {
+                    if stagedRowsInC && zoo_dw_plane(buf, offs.value.baseAddress!, Int32(taps), wk, bias, clampInRegisters ? 1 : 0, lo, hi,
+                                                     g.outH, g.outW, g.strideH * st.rowFloats, out) != 0 {
+                        // done by the AVX-512F rows
+                    } else if taps == 9 && st.width == 16 {
                         depthwiseRows16(g, st, taps: 9, offs: offs.value, wk: wk, bias: bias, lo: lo, hi: hi, clamp: clampInRegisters,
                                       buf: buf, out: out, tail: tail)
                     } else if taps == 9 {
@@ -176,30 +184,48 @@ extension Fast {
         }
     }
 
-    /// Copies input plane `x` into the staged layout: padded rows (`fill` outside the input), deinterleaved by stride.
-    static func stagePlane(_ g: StageWindow, _ st: DepthwiseStage, x: UnsafePointer<Float>, buf: UnsafeMutablePointer<Float>, fill: Float) {
+    /// Fills a worker's staging buffer once with `fill` (padding rows and columns then never change: every plane of
+    /// one call writes the same interior region).
+    static func prepareStage(_ st: DepthwiseStage, buf: UnsafeMutablePointer<Float>, fill: Float) {
+        buf.update(repeating: fill, count: st.workerFloats)
+    }
+
+    /// Copies input plane `x` into the staged layout prepared by `prepareStage`: the input rows go to their padded
+    /// position (clipped to the columns any tap reads), deinterleaved by the horizontal stride.
+    static func stagePlane(_ g: StageWindow, _ st: DepthwiseStage, x: UnsafePointer<Float>, buf: UnsafeMutablePointer<Float>) {
         let s = g.strideW
         let temp = buf + st.rows * st.rowFloats
-        for r in 0..<st.rows {
-            let iy = r - g.padTop
+        let lead = Swift.min(g.padLeft, st.rowFloats)
+        let count = Swift.max(0, Swift.min(g.inW, st.rowFloats - lead))
+        let r0 = Swift.max(0, g.padTop), r1 = Swift.min(st.rows, g.padTop + g.inH)
+        if r0 >= r1 { return }
+        for r in r0..<r1 {
             let dst = buf + r * st.rowFloats
-            if iy < 0 || iy >= g.inH { dst.update(repeating: fill, count: st.rowFloats); continue }
-            // The padded row: padLeft fills, the input row (clipped to what any tap reads), fills.
-            let line = s == 1 ? dst : temp
-            let lead = Swift.min(g.padLeft, st.rowFloats)
-            let count = Swift.max(0, Swift.min(g.inW, st.rowFloats - lead))
-            line.update(repeating: fill, count: lead)
-            (line + lead).update(from: x + iy * g.inW, count: count)
-            (line + lead + count).update(repeating: fill, count: st.rowFloats - lead - count)
-            if s == 2 {
-                var j = 0
-                while j < st.runFloats {
-                    let v = UnsafeRawPointer(temp + 2 * j).loadUnaligned(as: SIMD32<Float>.self)
-                    UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
-                    UnsafeMutableRawPointer(dst + st.runFloats + j).storeBytes(of: v.oddHalf, as: SIMD16<Float>.self)
-                    j += 16
-                }
+            let src = x + (r - g.padTop) * g.inW
+            if s == 1 { copyFloats(dst + lead, src, count); continue }
+            copyFloats(temp + lead, src, count)
+            var j = 0
+            while j < st.runFloats {
+                let v = UnsafeRawPointer(temp + 2 * j).loadUnaligned(as: SIMD32<Float>.self)
+                UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(dst + st.runFloats + j).storeBytes(of: v.oddHalf, as: SIMD16<Float>.self)
+                j += 16
             }
         }
+    }
+
+    /// Short copies without a memmove call.
+    @inline(__always)
+    static func copyFloats(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 16 <= n {
+            UnsafeMutableRawPointer(d + i).storeBytes(of: UnsafeRawPointer(s + i).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i + 4 <= n {
+            UnsafeMutableRawPointer(d + i).storeBytes(of: UnsafeRawPointer(s + i).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+            i += 4
+        }
+        while i < n { d[i] = s[i]; i += 1 }
     }
 }

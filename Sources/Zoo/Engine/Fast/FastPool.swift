@@ -1,4 +1,5 @@
 import Foundation
+import CZooKernels
 
 /// Window taps k in 0..<kernel whose position base + k*dil lies in lo..<hi.
 @inline(__always) func tapRange(base: Int, kernel: Int, dil: Int, lo: Int, hi: Int) -> Range<Int> {
@@ -162,10 +163,13 @@ extension Fast {
             parallelFor(g.planes, threads: threads, grain: Swift.max(1, 4096 / Swift.max(outPlane * taps, 1))) { range in
                 let buf = UnsafeMutablePointer<Float>.allocate(capacity: st.workerFloats)
                 defer { buf.deallocate() }
+                prepareStage(st, buf: buf, fill: -.infinity)
                 let tail = buf + st.rows * st.rowFloats + st.rowFloats
                 for p in range {
-                    stagePlane(sw, st, x: xs.p + p * inPlane, buf: buf, fill: -.infinity)
+                    stagePlane(sw, st, x: xs.p + p * inPlane, buf: buf)
                     let out = ys.p + p * outPlane
+                    if stagedRowsInC && zoo_maxpool_plane(buf, offs.value.baseAddress!, Int32(taps), g.outH, g.outW,
+                                                          g.strideH * st.rowFloats, out) != 0 { continue }
                     switch (st.width, taps) {
                     case (16, 9): maxRows16(sw, st, taps: 9, offs: offs.value, buf: buf, out: out, tail: tail)
                     case (16, _): maxRows16(sw, st, taps: taps, offs: offs.value, buf: buf, out: out, tail: tail)

@@ -1,0 +1,130 @@
+// AVX-512F kernels chosen at run time (function-level target attributes; no CPU flags for the whole target).
+#include "CZooKernels.h"
+#include <immintrin.h>
+
+int zoo_kernels_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return cached;
+}
+
+// Output blocks ("jobs") of 16 columns, numbered row by row; four at a time with independent accumulators
+// (hides the FMA latency), the last column block of each row masked.
+#define JOB_SETUP(j, col, dst, m)                                                    \
+    {                                                                                \
+        ptrdiff_t oy_ = (j) / blocks, bi_ = (j) % blocks;                            \
+        col = buf + oy_ * rowStep + bi_ * 16;                                        \
+        dst = out + oy_ * outW + bi_ * 16;                                           \
+        m = bi_ == blocks - 1 ? tail : (__mmask16)0xFFFF;                            \
+    }
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+dw_impl(const float *buf, const ptrdiff_t *offs, const int taps, const float *wk, float bias, int clamp, float lo, float hi,
+        ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
+    const ptrdiff_t blocks = (outW + 15) / 16, jobs = outH * blocks;
+    const __mmask16 tail = (outW % 16) ? (__mmask16)((1u << (outW % 16)) - 1) : (__mmask16)0xFFFF;
+    const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    __m512 w[taps];
+    for (int t = 0; t < taps; t++) w[t] = _mm512_set1_ps(wk[t]);
+    ptrdiff_t j = 0;
+    for (; j + 4 <= jobs; j += 4) {
+        const float *c0, *c1, *c2, *c3;
+        float *d0, *d1, *d2, *d3;
+        __mmask16 m0, m1, m2, m3;
+        JOB_SETUP(j, c0, d0, m0) JOB_SETUP(j + 1, c1, d1, m1) JOB_SETUP(j + 2, c2, d2, m2) JOB_SETUP(j + 3, c3, d3, m3)
+        __m512 a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+        for (int t = 0; t < taps; t++) {
+            const ptrdiff_t o = offs[t];
+            a0 = _mm512_fmadd_ps(w[t], _mm512_maskz_loadu_ps(m0, c0 + o), a0);
+            a1 = _mm512_fmadd_ps(w[t], _mm512_maskz_loadu_ps(m1, c1 + o), a1);
+            a2 = _mm512_fmadd_ps(w[t], _mm512_maskz_loadu_ps(m2, c2 + o), a2);
+            a3 = _mm512_fmadd_ps(w[t], _mm512_maskz_loadu_ps(m3, c3 + o), a3);
+        }
+        if (clamp) {
+            // max/min return their second operand when either is NaN: NaN stays NaN.
+            a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));
+            a1 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a1));
+            a2 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a2));
+            a3 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a3));
+        }
+        _mm512_mask_storeu_ps(d0, m0, a0);
+        _mm512_mask_storeu_ps(d1, m1, a1);
+        _mm512_mask_storeu_ps(d2, m2, a2);
+        _mm512_mask_storeu_ps(d3, m3, a3);
+    }
+    for (; j < jobs; j++) {
+        const float *c0;
+        float *d0;
+        __mmask16 m0;
+        JOB_SETUP(j, c0, d0, m0)
+        __m512 a0 = vb;
+        for (int t = 0; t < taps; t++) a0 = _mm512_fmadd_ps(w[t], _mm512_maskz_loadu_ps(m0, c0 + offs[t]), a0);
+        if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));
+        _mm512_mask_storeu_ps(d0, m0, a0);
+    }
+}
+
+__attribute__((target("avx512f"))) static void
+dw_avx512(const float *buf, const ptrdiff_t *offs, int taps, const float *wk, float bias, int clamp, float lo, float hi,
+          ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
+    if (taps == 9) dw_impl(buf, offs, 9, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+    else dw_impl(buf, offs, taps, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+}
+
+int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float *wk, float bias, int clamp, float lo, float hi,
+                 ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
+    if (!zoo_kernels_avx512()) return 0;
+    dw_avx512(buf, offs, taps, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+    return 1;
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline __m512 max_nan(__m512 m, __m512 v) {
+    // keep m where m >= v or m is NaN, else take v
+    __mmask16 keep = _mm512_cmp_ps_mask(m, v, _CMP_GE_OQ) | _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+    return _mm512_mask_blend_ps(keep, v, m);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+maxpool_impl(const float *buf, const ptrdiff_t *offs, const int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
+    const ptrdiff_t blocks = (outW + 15) / 16, jobs = outH * blocks;
+    const __mmask16 tail = (outW % 16) ? (__mmask16)((1u << (outW % 16)) - 1) : (__mmask16)0xFFFF;
+    ptrdiff_t j = 0;
+    for (; j + 2 <= jobs; j += 2) {
+        const float *c0, *c1;
+        float *d0, *d1;
+        __mmask16 m0, m1;
+        JOB_SETUP(j, c0, d0, m0) JOB_SETUP(j + 1, c1, d1, m1)
+        __m512 a0 = _mm512_maskz_loadu_ps(m0, c0 + offs[0]), a1 = _mm512_maskz_loadu_ps(m1, c1 + offs[0]);
+        for (int t = 1; t < taps; t++) {
+            a0 = max_nan(a0, _mm512_maskz_loadu_ps(m0, c0 + offs[t]));
+            a1 = max_nan(a1, _mm512_maskz_loadu_ps(m1, c1 + offs[t]));
+        }
+        _mm512_mask_storeu_ps(d0, m0, a0);
+        _mm512_mask_storeu_ps(d1, m1, a1);
+    }
+    for (; j < jobs; j++) {
+        const float *c0;
+        float *d0;
+        __mmask16 m0;
+        JOB_SETUP(j, c0, d0, m0)
+        __m512 a0 = _mm512_maskz_loadu_ps(m0, c0 + offs[0]);
+        for (int t = 1; t < taps; t++) a0 = max_nan(a0, _mm512_maskz_loadu_ps(m0, c0 + offs[t]));
+        _mm512_mask_storeu_ps(d0, m0, a0);
+    }
+}
+
+__attribute__((target("avx512f"))) static void
+maxpool_avx512(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
+    if (taps == 9) maxpool_impl(buf, offs, 9, outH, outW, rowStep, out);
+    else maxpool_impl(buf, offs, taps, outH, outW, rowStep, out);
+}
+
+int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
+                      float *out) {
+    if (!zoo_kernels_avx512()) return 0;
+    maxpool_avx512(buf, offs, taps, outH, outW, rowStep, out);
+    return 1;
+}
