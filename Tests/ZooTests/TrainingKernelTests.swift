@@ -47,6 +47,42 @@ final class TrainingKernelTests: XCTestCase {
         }
     }
 
+    func testBatchedConvForwardMatchesReference() {
+        var rng = SeededRandom(seed: 11)
+        let cases: [(Int, Int, Int, Int, Int, [Int], [Int], Padding2D, [Int], Int, Bool)] = [
+            (5, 1, 28, 28, 6, [5, 5], [1, 1], Padding2D(2), [1, 1], 1, true),            // LeNet conv 1
+            (37, 6, 14, 14, 16, [5, 5], [1, 1], Padding2D(0), [1, 1], 1, true),          // LeNet conv 2, several chunks
+            (3, 6, 11, 10, 4, [5, 3], [2, 1], Padding2D(top: 2, left: 0, bottom: 1, right: 1), [1, 2], 2, false),
+            (4, 3, 19, 17, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, false),           // ResNet stem
+        ]
+        for (ci, t) in cases.enumerated() {
+            let (n, c, h, w, o, k, st, p, d, grp, bias) = t
+            let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: st, padding: p, dilation: d, groups: grp, bias: bias)
+            let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
+            XCTAssertTrue(trainConvForwardBatched(g, threads: 2), "case \(ci)")
+            let x = randoms(n * c * h * w, &rng), wt = randoms(o * (c / grp) * k[0] * k[1], &rng), b = bias ? randoms(o, &rng) : nil
+            let geo = Conv2dGeometry(conv: attrs, input: [n, c, h, w])
+            var ref = [Float](repeating: 0, count: n * o * g.oh * g.ow)
+            x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in ref.withUnsafeMutableBufferPointer { rp in
+                SharedForward.withOptional(b) { bp in
+                    Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, y: rp.baseAddress!)
+                }
+            } } }
+            for threads in [1, 2, 3] {
+                let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
+                XCTAssertLessThan(maxRel(y, ref), 1e-5, "case \(ci), \(threads) threads")
+            }
+        }
+        // LeNet's 2×2 average pooling fast path equals the inference kernel (odd sizes leave a row/column out).
+        for shape in [[3, 6, 28, 28], [2, 2, 7, 37]] {
+            let geo = Pool2dGeometry(pool: Pool2dAttrs(kernel: [2, 2]), input: shape)
+            let x = randoms(shape.reduce(1, *), &rng)
+            var ref = [Float](repeating: 0, count: geo.planes * geo.outH * geo.outW)
+            x.withUnsafeBufferPointer { xp in ref.withUnsafeMutableBufferPointer { Fast.avgPool2d(geo, x: xp.baseAddress!, y: $0.baseAddress!, threads: 1) } }
+            XCTAssertEqual(SharedForward.avgPool2x2(geo, x), ref)
+        }
+    }
+
     func testBatchNormMatchesReference() {
         var rng = SeededRandom(seed: 3)
         for (n, c, plane) in [(2, 3, 37), (5, 16, 49), (1, 7, 1), (3, 2, 256)] {
@@ -100,6 +136,23 @@ final class TrainingKernelTests: XCTestCase {
         let serial = trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x.count)
         XCTAssertEqual(trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x.count, planes: 15, threads: 2), serial)
         for o in 0..<y.count { XCTAssertEqual(x[Int(am[o])], y[o]) }
+        let savedThreads = TrainingThreads.count
+        defer { TrainingThreads.count = savedThreads }
+        // Fused max + arg-max equals the inference kernel and the separate arg-max search (NaN, ceil mode, padding).
+        for (shp, at) in [([2, 3, 9, 8], attrs),
+                          ([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 2], stride: [2, 3], padding: Padding2D(top: 1, left: 0, bottom: 1, right: 1), ceilMode: true)),
+                          ([2, 2, 6, 6], Pool2dAttrs(kernel: [2, 2], dilation: [2, 1]))] {
+            let g2 = Pool2dGeometry(pool: at, input: shp)
+            var x2 = randoms(shp.reduce(1, *), &rng)
+            x2[5] = .nan; x2[17] = x2[16]
+            for threads in [1, 2] {
+                TrainingThreads.count = threads
+                let (y2, am2) = SharedForward.maxPool2dWithArgmax(g2, x2)
+                let yRef = SharedForward.maxPool2d(g2, x2)
+                XCTAssertEqual(y2.map(\.bitPattern), yRef.map(\.bitPattern))
+                XCTAssertEqual(am2, SharedForward.maxPoolArgmax(g2, x: x2, y: yRef))
+            }
+        }
         // Activations (lengths not a multiple of 16; values at the bounds).
         var xs = randoms(1037, &rng).map { $0 * 8 }
         xs[3] = 0; xs[4] = 6; xs[5] = -1; xs[6] = .infinity

@@ -49,6 +49,9 @@ final class WinogradBenchTests: XCTestCase {
             check(batch: 1, inC: 16, outC: 24, h: 3, w: 4, pad: 2, bias: false, act: .relu, threads: 2)
             check(batch: 2, inC: 64, outC: 32, h: 14, w: 11, pad: 1, bias: true, act: .none, threads: 2)
             check(batch: 1, inC: 256, outC: 16, h: 10, w: 13, pad: 1, bias: true, act: .relu, threads: 2)
+            // Packed GEMM: inC 300 spans two KC blocks, outC 20 a partial MR panel, 33 tiles a partial NR panel.
+            check(batch: 1, inC: 300, outC: 20, h: 11, w: 21, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache())
+            check(batch: 2, inC: 17, outC: 40, h: 30, w: 29, pad: 1, bias: false, act: .none, threads: 1, cache: ConvWeightCache())
         }
         // The geometry picks F(4×4) when there are at least 40 of its 4×4 tiles, else F(2×2).
         func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {
@@ -70,6 +73,8 @@ final class WinogradBenchTests: XCTestCase {
         XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).rows, 9)
         XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).chunkRows, 2)
         eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2) }
+        // The same through the caller-owned cache (zoo's packed GEMM, V in packed panels; the last chunk's panel padded).
+        eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2, cache: ConvWeightCache()) }
         // The caller-owned weight cache gives the same result as the hashed one.
         eachTile { _ in check(batch: 2, inC: 32, outC: 24, h: 9, w: 10, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache()) }
     }

@@ -118,7 +118,7 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
             }
             n = weight.count
         }
-        dx = SharedForward.conv2d(geo, x: dy, w: wf, b: nil, threads: threads)
+        dx = SharedForward.conv2d(geo, x: dy, w: wf, b: nil, threads: threads, weightCache: ConvWeightCache())
     }
     let colsForInput = needInput && dataGeo == nil
     if !needParams && !colsForInput { return (dx, dw, db) }
@@ -190,6 +190,75 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     }
     if colsForInput { dx = dxs }
     return (dx, dw, db)
+}
+
+/// Does the training forward run this convolution by `trainConv2dForward` (batch split over the workers) rather
+/// than the inference kernel? Everything but Winograd, depthwise and pointwise convolutions, whose inference kernels
+/// already split their own work well.
+func trainConvForwardBatched(_ g: ConvGeometry, threads: Int) -> Bool {
+    let geo = Conv2dGeometry(batch: g.n, inC: g.c, inH: g.h, inW: g.w, outC: g.o, outH: g.oh, outW: g.ow, kH: g.kh, kW: g.kw,
+                             strideH: g.sh, strideW: g.sw, padTop: g.pt, padLeft: g.pl, dilH: g.dh, dilW: g.dw, groups: g.groups)
+    return g.n >= 2 && !Fast.winogradApplies(geo) && !Fast.isDepthwise(geo) && !Fast.isPointwise(geo)
+}
+
+/// Convolution forward for training batches: each of `threads` workers takes a share of the images, im2col's
+/// a chunk of them side by side and runs one single-threaded GEMM per chunk (y = W · col + b, the inference
+/// kernel's formulation), so small images cost one dispatch per layer instead of several per image.
+public func trainConv2dForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry,
+                               threads: Int = TrainingThreads.count) -> [Float] {
+    let workers = max(1, min(threads, g.n))
+    let perWorker = (g.n + workers - 1) / workers
+    let chunk = max(1, min(perWorker, convBackwardColumnFloats / max(1, g.kSize * g.plane)))
+    let colFloats = g.kSize * chunk * g.plane, tmpFloats = chunk > 1 ? g.og * chunk * g.plane : 0
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: workers * (colFloats + tmpFloats))
+    defer { scratch.deallocate() }
+    let sp = SendPtr(scratch)
+    let gemmThreads = workers == 1 ? threads : 1
+    let count = g.n * g.o * g.plane
+    return [Float](unsafeUninitializedCapacity: count) { yb, done in
+        x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in
+            let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), yp = SendPtr(yb.baseAddress!)
+            let bp = bias.map { b in UnsafeSendableBox(b) }
+            Fast.parallelFor(workers, threads: workers) { range in
+                for t in range {
+                    let col = sp.p + t * (colFloats + tmpFloats), tmp = col + colFloats
+                    let lo = t * g.n / workers, hi = (t + 1) * g.n / workers
+                    var n0 = lo
+                    while n0 < hi {
+                        let nb = min(chunk, hi - n0)
+                        let cols = nb * g.plane
+                        for grp in 0..<g.groups {
+                            im2col(xp.p, g, group: grp, n0: n0, nb: nb, col)
+                            let wg = wp.p + grp * g.og * g.kSize
+                            if nb == 1 {
+                                let yg = yp.p + (n0 * g.o + grp * g.og) * g.plane
+                                Fast.sgemm(false, false, m: g.og, n: cols, k: g.kSize, a: wg, lda: g.kSize, b: col, ldb: cols,
+                                           c: yg, ldc: g.plane, threads: gemmThreads)
+                                if let b = bp?.value {
+                                    for oc in 0..<g.og {
+                                        let bv = b[grp * g.og + oc], row = yg + oc * g.plane
+                                        for i in 0..<g.plane { row[i] += bv }
+                                    }
+                                }
+                            } else {
+                                Fast.sgemm(false, false, m: g.og, n: cols, k: g.kSize, a: wg, lda: g.kSize, b: col, ldb: cols,
+                                           c: tmp, ldc: cols, threads: gemmThreads)
+                                for oc in 0..<g.og {
+                                    let bv = bp?.value[grp * g.og + oc] ?? 0
+                                    for s in 0..<nb {
+                                        let dst = yp.p + ((n0 + s) * g.o + grp * g.og + oc) * g.plane, src = tmp + oc * cols + s * g.plane
+                                        if bp == nil { dst.update(from: src, count: g.plane) } else { for i in 0..<g.plane { dst[i] = src[i] + bv } }
+                                    }
+                                }
+                            }
+                        }
+                        n0 += nb
+                    }
+                }
+            }
+        } }
+        done = count
+    }
 }
 
 /// Sum over images and plane of each channel (bias gradients).

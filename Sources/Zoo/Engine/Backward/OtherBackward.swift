@@ -6,17 +6,18 @@ import Foundation
 /// batch mean and biased variance (sums in double). Running statistics are updated by the caller (PyTorch
 /// momentum, unbiased var). Channels are split over `threads`.
 public func trainBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma: [Float], beta: [Float], eps: Float,
-                                  threads: Int = TrainingThreads.count)
+                                  threads: Int = TrainingThreads.count, keepXhat: Bool = true)
     -> (y: [Float], xhat: [Float], invStd: [Float], mean: [Float], variance: [Float]) {
     let count = x.count
-    var y = [Float](unsafeUninitializedCapacity: count) { _, k in k = count }, xhat = y
+    var y = [Float](unsafeUninitializedCapacity: count) { _, k in k = count }
+    var xhat = keepXhat ? [Float](unsafeUninitializedCapacity: count) { _, k in k = count } : []
     var invStd = [Float](repeating: 0, count: c), mean = invStd, variance = invStd
     let m = Double(n * plane)
     x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { yb in xhat.withUnsafeMutableBufferPointer { hb in
     invStd.withUnsafeMutableBufferPointer { ib in mean.withUnsafeMutableBufferPointer { mb in variance.withUnsafeMutableBufferPointer { vb in
     gamma.withUnsafeBufferPointer { gb in beta.withUnsafeBufferPointer { bb in
         guard count > 0 else { return }
-        let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yb.baseAddress!), hs = SendPtr(hb.baseAddress!)
+        let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yb.baseAddress!), hs = keepXhat ? hb.baseAddress.map(SendPtr.init) : nil
         let isd = SendPtr(ib.baseAddress!), ms = SendPtr(mb.baseAddress!), vs = SendPtr(vb.baseAddress!)
         let gs = SendConstPtr(gb.baseAddress!), bs = SendConstPtr(bb.baseAddress!)
         Fast.parallelFor(c, threads: threads, grain: max(1, 16384 / max(1, n * plane))) { r in
@@ -34,19 +35,25 @@ public func trainBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma:
                 let vg = SIMD16<Float>(repeating: gm), vb = SIMD16<Float>(repeating: bt)
                 for b in 0..<n {
                     let base = (b * c + ch) * plane
-                    let xp = xs.p + base, hp = hs.p + base, yp = ys.p + base
+                    let xp = xs.p + base, yp = ys.p + base
                     var p = 0
-                    while p + 16 <= plane {
-                        let h = (BVec.load(xp + p) - vmu) * vis
-                        BVec.store(h, hp + p)
-                        BVec.store(h * vg + vb, yp + p)
-                        p += 16
-                    }
-                    while p < plane {
-                        let h = (xp[p] - muF) * istd
-                        hp[p] = h
-                        yp[p] = h * gm + bt
-                        p += 1
+                    if let hs {
+                        let hp = hs.p + base
+                        while p + 16 <= plane {
+                            let h = (BVec.load(xp + p) - vmu) * vis
+                            BVec.store(h, hp + p)
+                            BVec.store(h * vg + vb, yp + p)
+                            p += 16
+                        }
+                        while p < plane {
+                            let h = (xp[p] - muF) * istd
+                            hp[p] = h
+                            yp[p] = h * gm + bt
+                            p += 1
+                        }
+                    } else {
+                        while p + 16 <= plane { BVec.store((BVec.load(xp + p) - vmu) * vis * vg + vb, yp + p); p += 16 }
+                        while p < plane { yp[p] = (xp[p] - muF) * istd * gm + bt; p += 1 }
                     }
                 }
             }

@@ -1,5 +1,6 @@
 import Foundation
 import COpenBLAS
+import CGemm
 
 /// Winograd F(m×m, 3×3), m = 2 or 4, for stride-1, undilated, ungrouped 3×3 convolutions (Lavin & Gray's
 /// transforms; F(4×4) with the interpolation points 0, ±1, ±2, ∞): per m×m output tile,
@@ -22,6 +23,11 @@ extension Fast {
     /// split over the workers by `sgemm`. Env ZOO_WINOGRAD_BLAS_THREADS=1 turns it off.
     nonisolated(unsafe) public static var winogradSplitGemms =
         ProcessInfo.processInfo.environment["ZOO_WINOGRAD_BLAS_THREADS"] != "1"
+
+    /// On: with a caller-owned weight cache, the α² products run on zoo's packed GEMM (Sources/CGemm) with the
+    /// transformed weights packed once and V written by the input transform straight into packed panels; off
+    /// (env ZOO_WINOGRAD_GEMM=openblas): OpenBLAS sgemm, which packs U and V again on every call.
+    nonisolated(unsafe) public static var winogradPackedGemm = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_GEMM"] != "openblas"
 
     /// On: the inference `Executor` keeps each node's transformed weights (no hashing per call). Env
     /// ZOO_WINOGRAD_HASH=1 turns it off (the content-hashed shared cache, as training uses).
@@ -56,7 +62,8 @@ extension Fast {
         let rows = g.batch * tilesH
         let perRow = a * a * (g.inC + g.outC) * tilesW
         let chunkRows = Swift.max(1, Swift.min(rows, winogradChunkFloats / perRow))
-        return (rows, chunkRows, perRow * chunkRows)
+        // + one packed-B panel of padding per product (V in packed panels)
+        return (rows, chunkRows, perRow * chunkRows + a * a * g.inC * gemmNR)
     }
 
     static func winogradScratch(_ g: Conv2dGeometry) -> Int {
@@ -156,30 +163,39 @@ extension Fast {
                                       act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
                                       weightCache: ConvWeightCache? = nil) {
         let m = winogradTile(g) == 4 ? 4 : 2
-        let u = weightCache?.winograd(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
-            ?? WinogradWeights.shared.get(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
         let a = m + 2, aa = a * a
         let (rows, chunkRows, _) = winogradChunk(g, tile: m)
         let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
         let wp = m * tilesW + 2
         let inC = g.inC, outC = g.outC
-        let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * inC * chunkRows * tilesW)
-        let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u.p)
+        // zoo's packed GEMM when the weights stay (caller-owned cache), else OpenBLAS on plain U.
+        let packedU: [PackedMatrix]? = weightCache != nil && winogradPackedGemm
+            ? weightCache!.winogradPacked(w, outC: outC, inC: inC, tile: m, threads: threads) : nil
+        let u: Buffer? = packedU != nil ? nil : (weightCache?.winograd(w, outC: outC, inC: inC, tile: m, threads: threads)
+            ?? WinogradWeights.shared.get(w, outC: outC, inC: inC, tile: m, threads: threads))
+        let nr = gemmNR
+        let ntMax = chunkRows * tilesW
+        // V: per product c, inC × nt row-major, or (packed) inC × ntPad in NR-column panels.
+        let vStride = packedU != nil ? inC * ((ntMax + nr - 1) / nr * nr) : inC * ntMax
+        let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * vStride)
+        let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u?.p ?? scratch)
         let bs = b.map(SendConstPtr.init)
+        let isPacked = packedU != nil
         let prof = winogradProfile
         var tIn: UInt64 = 0, tGemm: UInt64 = 0, tOut: UInt64 = 0
         var r0 = 0
         while r0 < rows {
             let c0 = prof ? DispatchTime.now().uptimeNanoseconds : 0
-            let nr = Swift.min(chunkRows, rows - r0)
-            let nt = nr * tilesW
+            let nrows = Swift.min(chunkRows, rows - r0)
+            let nt = nrows * tilesW
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
-            parallelFor(inC * nr, threads: threads, grain: 2) { range in
+            let ntPad = (nt + nr - 1) / nr * nr
+            parallelFor(inC * nrows, threads: threads, grain: 2) { range in
                 let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW)
                 defer { pad.deallocate() }
                 let e = pad + a * wp
                 for item in range {
-                    let ic = item / nr, rr = item % nr
+                    let ic = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
                     let plane = xs.p + (n * inC + ic) * g.inPlane
                     // α zero-padded input rows: pad[k][c] = x[ty·m − padTop + k][c − padLeft]
@@ -211,51 +227,117 @@ extension Fast {
                             }
                         }
                     }
-                    // Rows: V[i][j] = Σ_k Bᵀ[i][k] e[k][j], contiguous over the tile columns
-                    let base = vs.p + ic * nt + rr * tilesW
-                    let cs = inC * nt
-                    for j in 0..<a {
-                        @inline(__always) func er(_ k: Int) -> UnsafeMutablePointer<Float> { e + (k * a + j) * tilesW }
-                        @inline(__always) func vr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
-                        if m == 4 {
-                            let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3), e4 = er(4), e5 = er(5)
-                            let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3), v4 = vr(4), v5 = vr(5)
-                            for tx in 0..<tilesW {
-                                let r = bt4(e0[tx], e1[tx], e2[tx], e3[tx], e4[tx], e5[tx])
-                                v0[tx] = r.0; v1[tx] = r.1; v2[tx] = r.2; v3[tx] = r.3; v4[tx] = r.4; v5[tx] = r.5
-                            }
-                        } else {
-                            let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3)
-                            let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3)
-                            for tx in 0..<tilesW {
-                                v0[tx] = e0[tx] - e2[tx]; v1[tx] = e1[tx] + e2[tx]
-                                v2[tx] = e2[tx] - e1[tx]; v3[tx] = e1[tx] - e3[tx]
+                    // Rows: V[i][j] = Σ_k Bᵀ[i][k] e[k][j], contiguous over the tile columns: plain V[c][ic][t], or
+                    // (packed) element (ic, t) of product c at V_c[(t / NR)·inC·NR + ic·NR + t % NR], in runs
+                    // that stay inside one panel.
+                    @inline(__always) func rowTransform(_ lo: Int, _ hi: Int, _ base: UnsafeMutablePointer<Float>) {
+                        // base[(i·α + j)·vStride + tx] receives V[i][j] of tile column tx
+                        for j in 0..<a {
+                            @inline(__always) func er(_ k: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(e + (k * a + j) * tilesW) }
+                            @inline(__always) func vr(_ i: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(base + (i * a + j) * vStride) }
+                            var tx = lo
+                            if m == 4 {
+                                let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3), e4 = er(4), e5 = er(5)
+                                let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3), v4 = vr(4), v5 = vr(5)
+                                while tx + 4 <= hi {
+                                    let o = tx * 4
+                                    let d0 = e0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d1 = e1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d2 = e2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d3 = e3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d4 = e4.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d5 = e5.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let t0 = d4 - 4 * d2, t1 = d3 - 4 * d1, t2 = d4 - d2, t3 = 2 * (d3 - d1)
+                                    v0.storeBytes(of: 4 * d0 - 5 * d2 + d4, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v1.storeBytes(of: t0 + t1, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v2.storeBytes(of: t0 - t1, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v3.storeBytes(of: t2 + t3, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v4.storeBytes(of: t2 - t3, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v5.storeBytes(of: 4 * d1 - 5 * d3 + d5, toByteOffset: o, as: SIMD4<Float>.self)
+                                    tx += 4
+                                }
+                                while tx < hi {
+                                    let o = tx * 4
+                                    let r = bt4(e0.load(fromByteOffset: o, as: Float.self), e1.load(fromByteOffset: o, as: Float.self),
+                                                e2.load(fromByteOffset: o, as: Float.self), e3.load(fromByteOffset: o, as: Float.self),
+                                                e4.load(fromByteOffset: o, as: Float.self), e5.load(fromByteOffset: o, as: Float.self))
+                                    v0.storeBytes(of: r.0, toByteOffset: o, as: Float.self); v1.storeBytes(of: r.1, toByteOffset: o, as: Float.self)
+                                    v2.storeBytes(of: r.2, toByteOffset: o, as: Float.self); v3.storeBytes(of: r.3, toByteOffset: o, as: Float.self)
+                                    v4.storeBytes(of: r.4, toByteOffset: o, as: Float.self); v5.storeBytes(of: r.5, toByteOffset: o, as: Float.self)
+                                    tx += 1
+                                }
+                            } else {
+                                let e0 = er(0), e1 = er(1), e2 = er(2), e3 = er(3)
+                                let v0 = vr(0), v1 = vr(1), v2 = vr(2), v3 = vr(3)
+                                while tx + 4 <= hi {
+                                    let o = tx * 4
+                                    let d0 = e0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d1 = e1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d2 = e2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    let d3 = e3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                                    v0.storeBytes(of: d0 - d2, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v1.storeBytes(of: d1 + d2, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v2.storeBytes(of: d2 - d1, toByteOffset: o, as: SIMD4<Float>.self)
+                                    v3.storeBytes(of: d1 - d3, toByteOffset: o, as: SIMD4<Float>.self)
+                                    tx += 4
+                                }
+                                while tx < hi {
+                                    let o = tx * 4
+                                    let d0 = e0.load(fromByteOffset: o, as: Float.self), d1 = e1.load(fromByteOffset: o, as: Float.self)
+                                    let d2 = e2.load(fromByteOffset: o, as: Float.self), d3 = e3.load(fromByteOffset: o, as: Float.self)
+                                    v0.storeBytes(of: d0 - d2, toByteOffset: o, as: Float.self)
+                                    v1.storeBytes(of: d1 + d2, toByteOffset: o, as: Float.self)
+                                    v2.storeBytes(of: d2 - d1, toByteOffset: o, as: Float.self)
+                                    v3.storeBytes(of: d1 - d3, toByteOffset: o, as: Float.self)
+                                    tx += 1
+                                }
                             }
                         }
+                    }
+                    if isPacked {
+                        var tx = 0
+                        while tx < tilesW {
+                            let t = rr * tilesW + tx, q = t / nr, within = t - q * nr
+                            let len = Swift.min(tilesW - tx, nr - within)
+                            rowTransform(tx, tx + len, vs.p + q * inC * nr + ic * nr + within - tx)
+                            tx += len
+                        }
+                        if rr == nrows - 1 && ntPad > nt {
+                            let off = (ntPad / nr - 1) * inC * nr + ic * nr + (nt - (ntPad - nr))
+                            for c in 0..<aa { (vs.p + c * vStride + off).update(repeating: 0, count: ntPad - nt) }
+                        }
+                    } else {
+                        rowTransform(0, tilesW, vs.p + ic * nt + rr * tilesW)
                     }
                 }
             }
             let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // M[c] = U[c] · V[c]
-            if winogradSplitGemms {
+            if let pu = packedU {
+                let mp = (outC + gemmMR - 1) / gemmMR, np = ntPad / nr
+                parallelTasks(aa, threads: threads) { c in
+                    zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), pu[c].p, vs.p + c * vStride, ms.p + c * outC * nt, Int32(nt),
+                                     nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
+                }
+            } else if winogradSplitGemms {
                 // The α² products are independent: one single-threaded GEMM per task.
                 parallelTasks(aa, threads: threads) { c in
-                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * vStride, ldb: nt,
                           c: ms.p + c * outC * nt, ldc: nt, threads: 1)
                 }
             } else {
                 for c in 0..<aa {
-                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * inC * nt, ldb: nt,
+                    sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * vStride, ldb: nt,
                           c: ms.p + c * outC * nt, ldc: nt, threads: threads)
                 }
             }
             let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // Y = Aᵀ M A + bias, activation
-            parallelFor(outC * nr, threads: threads, grain: 2) { range in
+            parallelFor(outC * nrows, threads: threads, grain: 2) { range in
                 let s = UnsafeMutablePointer<Float>.allocate(capacity: m * a * tilesW)
                 defer { s.deallocate() }
                 for item in range {
-                    let oc = item / nr, rr = item % nr
+                    let oc = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
                     let base = ms.p + oc * nt + rr * tilesW
                     let cs = outC * nt
@@ -263,18 +345,42 @@ extension Fast {
                     for j in 0..<a {
                         @inline(__always) func mr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
                         @inline(__always) func sr(_ i: Int) -> UnsafeMutablePointer<Float> { s + (i * a + j) * tilesW }
+                        var tx = 0
                         if m == 4 {
                             let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3), m4 = mr(4), m5 = mr(5)
                             let s0 = sr(0), s1 = sr(1), s2 = sr(2), s3 = sr(3)
-                            for tx in 0..<tilesW {
+                            @inline(__always) func ld(_ p: UnsafeMutablePointer<Float>) -> SIMD4<Float> {
+                                UnsafeRawPointer(p + tx).loadUnaligned(as: SIMD4<Float>.self)
+                            }
+                            @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ v: SIMD4<Float>) {
+                                UnsafeMutableRawPointer(p + tx).storeBytes(of: v, as: SIMD4<Float>.self)
+                            }
+                            while tx + 4 <= tilesW {
+                                let q0 = ld(m0), q1 = ld(m1), q2 = ld(m2), q3 = ld(m3), q4 = ld(m4), q5 = ld(m5)
+                                let p12 = q1 + q2, d12 = q1 - q2, p34 = q3 + q4, d34 = q3 - q4
+                                st(s0, q0 + p12 + p34); st(s1, d12 + 2 * d34); st(s2, p12 + 4 * p34); st(s3, d12 + 8 * d34 + q5)
+                                tx += 4
+                            }
+                            while tx < tilesW {
                                 let r = at4(m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx])
                                 s0[tx] = r.0; s1[tx] = r.1; s2[tx] = r.2; s3[tx] = r.3
+                                tx += 1
                             }
                         } else {
                             let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3)
                             let s0 = sr(0), s1 = sr(1)
-                            for tx in 0..<tilesW {
+                            while tx + 4 <= tilesW {
+                                let q0 = UnsafeRawPointer(m0 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                let q1 = UnsafeRawPointer(m1 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                let q2 = UnsafeRawPointer(m2 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                let q3 = UnsafeRawPointer(m3 + tx).loadUnaligned(as: SIMD4<Float>.self)
+                                UnsafeMutableRawPointer(s0 + tx).storeBytes(of: q0 + q1 + q2, as: SIMD4<Float>.self)
+                                UnsafeMutableRawPointer(s1 + tx).storeBytes(of: q1 - q2 - q3, as: SIMD4<Float>.self)
+                                tx += 4
+                            }
+                            while tx < tilesW {
                                 s0[tx] = m0[tx] + m1[tx] + m2[tx]; s1[tx] = m1[tx] - m2[tx] - m3[tx]
+                                tx += 1
                             }
                         }
                     }
@@ -317,7 +423,7 @@ extension Fast {
                 let c3 = DispatchTime.now().uptimeNanoseconds
                 tIn += c1 - c0; tGemm += c2 - c1; tOut += c3 - c2
             }
-            r0 += nr
+            r0 += nrows
         }
         if prof {
             FileHandle.standardError.write(String(format: "winograd F(%d) N%d %d→%d %dx%d chunks %d: in %.3f gemm %.3f out %.3f ms\n",
@@ -335,6 +441,18 @@ public final class ConvWeightCache: @unchecked Sendable {
     private let lock = NSLock()
     private var winogradU: [Int: Buffer] = [:]
     public init() {}
+
+    private var winogradPackedU: [Int: [PackedMatrix]] = [:]
+
+    /// The α² transformed weight matrices U[c] (outC × inC), each packed for zoo's GEMM.
+    func winogradPacked(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> [PackedMatrix] {
+        lock.lock(); defer { lock.unlock() }
+        if let p = winogradPackedU[m] { return p }
+        let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
+        let p = (0..<(m + 2) * (m + 2)).map { c in PackedMatrix(m: outC, k: inC, a: u.p + c * outC * inC, lda: inC) }
+        winogradPackedU[m] = p
+        return p
+    }
 
     func winograd(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> Buffer {
         lock.lock(); defer { lock.unlock() }

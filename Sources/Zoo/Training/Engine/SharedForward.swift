@@ -19,12 +19,16 @@ enum SharedForward {
         return a.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
-    static func conv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?, threads: Int = threads) -> [Float] {
+    /// `weightCache`: pass a fresh `ConvWeightCache()` for weights that change every step (transformed once, without
+    /// hashing them or filling the shared content-hashed cache); nil for fixed (frozen) weights.
+    static func conv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?, threads: Int = threads,
+                       weightCache: ConvWeightCache? = nil) -> [Float] {
         var scratch = [Float](unsafeUninitializedCapacity: Swift.max(1, Fast.conv2dScratch(g))) { _, n in n = Swift.max(1, Fast.conv2dScratch(g)) }
         return x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in withOptional(b) { bp in
             scratch.withUnsafeMutableBufferPointer { sp in
                 output(g.batch * g.outC * g.outPlane) { y in
-                    Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, act: .none, y: y, scratch: sp.baseAddress!, threads: threads)
+                    Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, act: .none, y: y, scratch: sp.baseAddress!, threads: threads,
+                                weightCache: weightCache)
                 }
             }
         } } }
@@ -80,7 +84,42 @@ enum SharedForward {
     }
 
     static func avgPool2d(_ g: Pool2dGeometry, _ x: [Float]) -> [Float] {
-        x.withUnsafeBufferPointer { xp in output(g.planes * g.outH * g.outW) { Fast.avgPool2d(g, x: xp.baseAddress!, y: $0, threads: threads) } }
+        if g.kH == 2 && g.kW == 2 && g.strideH == 2 && g.strideW == 2 && g.padTop == 0 && g.padLeft == 0 && g.padBottom == 0
+            && g.padRight == 0 && g.dilH == 1 && g.dilW == 1 && 2 * g.outH <= g.inH && 2 * g.outW <= g.inW {
+            return avgPool2x2(g, x)
+        }
+        return x.withUnsafeBufferPointer { xp in output(g.planes * g.outH * g.outW) { Fast.avgPool2d(g, x: xp.baseAddress!, y: $0, threads: threads) } }
+    }
+
+    /// 2×2 stride-2 unpadded average pooling (LeNet's): (x00 + x01 + x10 + x11) / 4 in `Fast.avgPool2d`'s order,
+    /// 16 outputs at a time; planes split over the workers.
+    static func avgPool2x2(_ g: Pool2dGeometry, _ x: [Float]) -> [Float] {
+        let outPlane = g.outH * g.outW
+        return x.withUnsafeBufferPointer { xb in
+            output(g.planes * outPlane) { yp in
+                let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yp)
+                Fast.parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
+                    for p in r {
+                        let plane = xs.p + p * g.inH * g.inW, out = ys.p + p * outPlane
+                        for oy in 0..<g.outH {
+                            let r0 = plane + 2 * oy * g.inW, r1 = r0 + g.inW, o = out + oy * g.outW
+                            var ox = 0
+                            while ox + 16 <= g.outW {
+                                let a = UnsafeRawPointer(r0 + 2 * ox).loadUnaligned(as: SIMD32<Float>.self)
+                                let b = UnsafeRawPointer(r1 + 2 * ox).loadUnaligned(as: SIMD32<Float>.self)
+                                let v = (((a.evenHalf + a.oddHalf) + b.evenHalf) + b.oddHalf) / 4
+                                UnsafeMutableRawPointer(o + ox).storeBytes(of: v, as: SIMD16<Float>.self)
+                                ox += 16
+                            }
+                            while ox < g.outW {
+                                o[ox] = (((r0[2 * ox] + r0[2 * ox + 1]) + r1[2 * ox]) + r1[2 * ox + 1]) / 4
+                                ox += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     static func adaptiveAvgPool2d(_ x: [Float], shape s: [Int], output o: [Int]) -> [Float] {
@@ -145,5 +184,46 @@ enum SharedForward {
             }
         } } }
         return am
+    }
+
+    /// Max pooling and, per output, the flat input index of its maximum, in one pass: the first window element
+    /// (row-major) equal to the maximum, or the first NaN (NaN propagates, as in `Fast.maxPool2d`); -1 and -inf
+    /// for an empty window. Planes are split over the workers.
+    static func maxPool2dWithArgmax(_ g: Pool2dGeometry, _ x: [Float]) -> ([Float], [Int32]) {
+        let outPlane = g.outH * g.outW, count = g.planes * outPlane
+        var am = [Int32](unsafeUninitializedCapacity: count) { _, n in n = count }
+        let xTaps = (0..<g.outW).map { tapRange(base: $0 * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW) }
+        let y = output(count) { yp in
+            x.withUnsafeBufferPointer { xb in am.withUnsafeMutableBufferPointer { ab in
+                let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yp), ams = UnsafeSendableBox(ab.baseAddress!)
+                Fast.parallelFor(g.planes, threads: threads, grain: Swift.max(1, 4096 / Swift.max(1, outPlane * g.kH * g.kW))) { r in
+                    let am = ams.value
+                    for p in r {
+                        let base = p * g.inH * g.inW
+                        let plane = xs.p + base
+                        for oy in 0..<g.outH {
+                            let by = oy * g.strideH - g.padTop
+                            let yTaps = tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: 0, hi: g.inH)
+                            for ox in 0..<g.outW {
+                                let bx = ox * g.strideW - g.padLeft
+                                var m = -Float.infinity, idx = -1
+                                for ky in yTaps {
+                                    let row = (by + ky * g.dilH) * g.inW + bx
+                                    for kx in xTaps[ox] {
+                                        let i = row + kx * g.dilW
+                                        let v = plane[i]
+                                        if idx < 0 || v > m || (v != v && m == m) { m = v; idx = i }
+                                    }
+                                }
+                                let o = p * outPlane + oy * g.outW + ox
+                                ys.p[o] = m
+                                am[o] = idx < 0 ? -1 : Int32(base + idx)
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+        return (y, am)
     }
 }

@@ -23,6 +23,8 @@ public struct Tape {
 public struct TrainingEngine {
     /// ZOO_TRAIN_PROFILE set: forward and backward time per node is added to `profile` (ms, keyed "F|B op node").
     static let profiling = ProcessInfo.processInfo.environment["ZOO_TRAIN_PROFILE"] != nil
+    /// ZOO_TRAIN_CONV=fast (A/B only): every training convolution through the inference kernel `Fast.conv2d`.
+    nonisolated(unsafe) static var batchedConvForward = ProcessInfo.processInfo.environment["ZOO_TRAIN_CONV"] != "fast"
     nonisolated(unsafe) public static var profile: [String: Double] = [:]
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
     static func record(_ phase: String, _ node: Node, since t0: UInt64) {
@@ -80,7 +82,7 @@ public struct TrainingEngine {
                 return v
             }
             let t0 = Self.profiling ? Self.now() : 0
-            let (y, cache) = try forwardNode(node, ins, training: training, rng: &rng)
+            let (y, cache) = try forwardNode(node, ins, training: training, rng: &rng, wantCache: need[ni])
             if Self.profiling { Self.record("F", node, since: t0) }
             values[node.output] = y
             if need[ni] { caches[ni] = cache }
@@ -89,13 +91,18 @@ public struct TrainingEngine {
         return Tape(values: keepTape ? values : [:], caches: caches, needsBackward: need, output: out)
     }
 
-    mutating func forwardNode(_ node: Node, _ ins: [Tensor], training: Bool, rng: inout SeededRandom) throws -> (Tensor, NodeCache) {
+    /// `wantCache`: the node runs backward, so keep what its backward needs (else skip computing it).
+    mutating func forwardNode(_ node: Node, _ ins: [Tensor], training: Bool, rng: inout SeededRandom, wantCache: Bool = true) throws -> (Tensor, NodeCache) {
         let x = ins.first ?? Tensor(zeros: [0])
         let s = x.shape
         switch node.op {
         case let .conv2d(a):
             let geo = Conv2dGeometry(conv: a, input: s)
-            let y = SharedForward.conv2d(geo, x: x.data, w: try param(node, "weight").data, b: a.bias ? try param(node, "bias").data : nil)
+            let cg = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], attrs: a)
+            let w = try param(node, "weight").data, b = a.bias ? try param(node, "bias").data : nil
+            let y = Self.batchedConvForward && trainConvForwardBatched(cg, threads: SharedForward.threads)
+                ? trainConv2dForward(x: x.data, weight: w, bias: b, geometry: cg)
+                : SharedForward.conv2d(geo, x: x.data, w: w, b: b, weightCache: frozen.contains(node.name + ".weight") ? nil : ConvWeightCache())
             return (Tensor(shape: [s[0], a.outChannels, geo.outH, geo.outW], data: y), .none)
         case let .linear(a):
             let rows = x.count / a.inFeatures
@@ -106,7 +113,7 @@ public struct TrainingEngine {
             let c = s[1], plane = s.count > 2 ? s[2...].reduce(1, *) : 1
             let gamma = try param(node, "weight").data, beta = try param(node, "bias").data
             if training {
-                let r = trainBatchNormForward(x: x.data, n: s[0], c: c, plane: plane, gamma: gamma, beta: beta, eps: a.eps)
+                let r = trainBatchNormForward(x: x.data, n: s[0], c: c, plane: plane, gamma: gamma, beta: beta, eps: a.eps, keepXhat: wantCache)
                 let kMean = node.name + ".running_mean", kVar = node.name + ".running_var"
                 let m = s[0] * plane
                 if var rm = model.tensors[kMean], var rv = model.tensors[kVar] {
@@ -136,8 +143,9 @@ public struct TrainingEngine {
         case let .softmax(axis): return (Tensor(shape: s, data: SharedForward.softmax(x.data, shape: s, axis: axis)), .none)
         case let .maxPool2d(a):
             let geo = Pool2dGeometry(pool: a, input: s)
-            let y = SharedForward.maxPool2d(geo, x.data)
-            return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: y), .maxPool(argmax: SharedForward.maxPoolArgmax(geo, x: x.data, y: y)))
+            if !wantCache { return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: SharedForward.maxPool2d(geo, x.data)), .none) }
+            let (y, am) = SharedForward.maxPool2dWithArgmax(geo, x.data)
+            return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: y), .maxPool(argmax: am))
         case let .avgPool2d(a):
             let geo = Pool2dGeometry(pool: a, input: s)
             return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: SharedForward.avgPool2d(geo, x.data)), .none)
@@ -145,8 +153,9 @@ public struct TrainingEngine {
             return (Tensor(shape: [s[0], s[1], o[0], o[1]], data: SharedForward.adaptiveAvgPool2d(x.data, shape: s, output: o)), .none)
         case .globalMaxPool:
             let geo = Pool2dGeometry(pool: Pool2dAttrs(kernel: [s[2], s[3]]), input: s)
-            let y = SharedForward.maxPool2d(geo, x.data)
-            return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: y), .maxPool(argmax: SharedForward.maxPoolArgmax(geo, x: x.data, y: y)))
+            if !wantCache { return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: SharedForward.maxPool2d(geo, x.data)), .none) }
+            let (y, am) = SharedForward.maxPool2dWithArgmax(geo, x.data)
+            return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: y), .maxPool(argmax: am))
         case .flatten, .reshape:
             let (out, _) = try Graph.infer(node: node, inputs: [s])
             return (x.reshaped(out), .none)
