@@ -32,7 +32,11 @@ final class TrainingKernelTests: XCTestCase {
             let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
             let x = randoms(n * c * h * w, &rng), wt = randoms(o * (c / grp) * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
             let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
-            for threads in [1, 2, 3] {
+            let savedMin = trainWinogradMinTiles
+            defer { trainWinogradMinTiles = savedMin }
+            // 0: dx of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im.
+            for (threads, minTiles) in [(1, 0), (2, 0), (3, 0), (2, 1 << 30)] {
+                trainWinogradMinTiles = minTiles
                 let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
                 XCTAssertLessThan(maxRel(r.dx, ref.dx), 1e-5, "case \(ci) dx, \(threads) threads")
                 XCTAssertLessThan(maxRel(r.dw, ref.dw), 1e-5, "case \(ci) dw, \(threads) threads")
@@ -54,6 +58,7 @@ final class TrainingKernelTests: XCTestCase {
             (37, 6, 14, 14, 16, [5, 5], [1, 1], Padding2D(0), [1, 1], 1, true),          // LeNet conv 2, several chunks
             (3, 6, 11, 10, 4, [5, 3], [2, 1], Padding2D(top: 2, left: 0, bottom: 1, right: 1), [1, 2], 2, false),
             (4, 3, 19, 17, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, false),           // ResNet stem
+            (3, 16, 5, 6, 16, [3, 3], [1, 1], Padding2D(1), [1, 1], 1, true),            // Winograd-eligible, few tiles
         ]
         for (ci, t) in cases.enumerated() {
             let (n, c, h, w, o, k, st, p, d, grp, bias) = t

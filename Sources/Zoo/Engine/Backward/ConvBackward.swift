@@ -93,7 +93,7 @@ func convBackwardDataByWinograd(_ g: ConvGeometry) -> Conv2dGeometry? {
     guard g.kh == 3, g.kw == 3, g.sh == 1, g.sw == 1, g.dh == 1, g.dw == 1, g.groups == 1, g.pt <= 2, g.pl <= 2 else { return nil }
     let geo = Conv2dGeometry(batch: g.n, inC: g.o, inH: g.oh, inW: g.ow, outC: g.c, outH: g.h, outW: g.w, kH: 3, kW: 3,
                              strideH: 1, strideW: 1, padTop: 2 - g.pt, padLeft: 2 - g.pl, dilH: 1, dilW: 1, groups: 1)
-    return Fast.winogradApplies(geo) ? geo : nil
+    return Fast.winogradApplies(geo) && winogradTiles(geo) >= trainWinogradMinTiles ? geo : nil
 }
 
 /// Backward convolution: returns (dx or nil, dweight or nil, dbias or nil). The batch is split over `threads`
@@ -195,11 +195,23 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
 /// Does the training forward run this convolution by `trainConv2dForward` (batch split over the workers) rather
 /// than the inference kernel? Everything but Winograd, depthwise and pointwise convolutions, whose inference kernels
 /// already split their own work well.
-func trainConvForwardBatched(_ g: ConvGeometry, threads: Int) -> Bool {
+/// With `changingWeights` (trainable: new weights every step), Winograd-eligible convolutions with few output tiles
+/// take this path too: their weight transform, redone every step, would cost about as much as the GEMMs it saves.
+func trainConvForwardBatched(_ g: ConvGeometry, threads: Int, changingWeights: Bool = true) -> Bool {
     let geo = Conv2dGeometry(batch: g.n, inC: g.c, inH: g.h, inW: g.w, outC: g.o, outH: g.oh, outW: g.ow, kH: g.kh, kW: g.kw,
                              strideH: g.sh, strideW: g.sw, padTop: g.pt, padLeft: g.pl, dilH: g.dh, dilW: g.dw, groups: g.groups)
-    return g.n >= 2 && !Fast.winogradApplies(geo) && !Fast.isDepthwise(geo) && !Fast.isPointwise(geo)
+    guard g.n >= 2, !Fast.isDepthwise(geo), !Fast.isPointwise(geo) else { return false }
+    return !Fast.winogradApplies(geo) || (changingWeights && winogradTiles(geo) < trainWinogradMinTiles)
 }
+
+/// Fewest 2×2 output tiles (all images) for which training runs a convolution with per-step weights by Winograd
+/// (ZOO_TRAIN_WINO_MIN_TILES overrides, for A/B).
+nonisolated(unsafe) var trainWinogradMinTiles: Int = {
+    if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_WINO_MIN_TILES"], let n = Int(s) { return n }
+    return 512
+}()
+
+func winogradTiles(_ g: Conv2dGeometry) -> Int { g.batch * ((g.outH + 1) / 2) * ((g.outW + 1) / 2) }
 
 /// Convolution forward for training batches: each of `threads` workers takes a share of the images, im2col's
 /// a chunk of them side by side and runs one single-threaded GEMM per chunk (y = W · col + b, the inference

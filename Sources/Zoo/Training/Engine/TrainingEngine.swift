@@ -100,9 +100,10 @@ public struct TrainingEngine {
             let geo = Conv2dGeometry(conv: a, input: s)
             let cg = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], attrs: a)
             let w = try param(node, "weight").data, b = a.bias ? try param(node, "bias").data : nil
-            let y = Self.batchedConvForward && trainConvForwardBatched(cg, threads: SharedForward.threads)
+            let fixedWeights = frozen.contains(node.name + ".weight")
+            let y = Self.batchedConvForward && trainConvForwardBatched(cg, threads: SharedForward.threads, changingWeights: !fixedWeights)
                 ? trainConv2dForward(x: x.data, weight: w, bias: b, geometry: cg)
-                : SharedForward.conv2d(geo, x: x.data, w: w, b: b, weightCache: frozen.contains(node.name + ".weight") ? nil : ConvWeightCache())
+                : SharedForward.conv2d(geo, x: x.data, w: w, b: b, weightCache: fixedWeights ? nil : ConvWeightCache())
             return (Tensor(shape: [s[0], a.outChannels, geo.outH, geo.outW], data: y), .none)
         case let .linear(a):
             let rows = x.count / a.inFeatures
