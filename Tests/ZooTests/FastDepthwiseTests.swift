@@ -93,6 +93,8 @@ final class FastPointwiseTests: XCTestCase {
         check(batch: 8, inC: 24, outC: 30, h: 14, w: 14, bias: false, act: .none, threads: 2)
         check(batch: 2, inC: 33, outC: 9, h: 9, w: 11, bias: true, act: .sigmoid, threads: 1)
         check(batch: 2, inC: 5, outC: 3, h: 1, w: 3, bias: true, act: .clip(-1, 1), threads: 2)
+        // 7×7 at batch 1: output channels split over the workers (two blocks of 48 and 33 rows).
+        check(batch: 1, inC: 20, outC: 81, h: 7, w: 7, bias: true, act: .clip(0, 6), threads: 2)
     }
 }
 

@@ -24,7 +24,8 @@ extension Fast {
     }
 
     /// 1×1 stride-1 ungrouped convolution, Y_n[outC, plane] = W[outC, inC] · X_n[inC, plane], with the bias and
-    /// activation applied to each block while it is in cache. Direct path: tasks of (image, column block), each one
+    /// activation applied to each block while it is in cache. Direct path: tasks of (image, column block; output-channel
+    /// block when there are fewer column tasks than workers, e.g. 7×7 planes at batch 1), each one
     /// single-threaded OpenBLAS sgemm writing straight into the output, spread over the workers. Gather path (small
     /// planes of a batch): images copied side by side into one GEMM, the result scattered back with the epilogue.
     static func pointwise(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
@@ -61,15 +62,20 @@ extension Fast {
         }
         let bw = pointwiseBlock(g, threads: threads)
         let blocks = (p + bw - 1) / bw
+        // Too few column tasks for the workers (small planes at batch 1): split the output channels too.
+        let rowParts = g.batch * blocks < threads && m >= 32 ? Swift.min((threads + g.batch * blocks - 1) / (g.batch * blocks), m / 16) : 1
+        let mc = ((m + rowParts - 1) / rowParts + 15) / 16 * 16
+        let rows = (m + mc - 1) / mc
         setBLASThreads(1)
-        parallelTasks(g.batch * blocks, threads: threads) { t in
-            let n = t / blocks, c0 = (t % blocks) * bw
+        parallelTasks(g.batch * blocks * rows, threads: threads) { t in
+            let r0 = (t % rows) * mc, mr = Swift.min(mc, m - r0)
+            let n = t / (rows * blocks), c0 = ((t / rows) % blocks) * bw
             let cw = Swift.min(bw, p - c0)
-            let yb = ys.p + n * m * p + c0
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(cw), Int32(k), 1, ws.p, Int32(k),
+            let yb = ys.p + (n * m + r0) * p + c0
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(mr), Int32(cw), Int32(k), 1, ws.p + r0 * k, Int32(k),
                         xs.p + n * k * p + c0, Int32(p), 0, yb, Int32(p))
             if bs == nil && act == .none { return }
-            for oc in 0..<m { biasAct(yb + oc * p, count: cw, bias: bs?.p[oc] ?? 0, act: act) }
+            for oc in 0..<mr { biasAct(yb + oc * p, count: cw, bias: bs?.p[r0 + oc] ?? 0, act: act) }
         }
     }
 

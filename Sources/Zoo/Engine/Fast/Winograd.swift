@@ -29,6 +29,9 @@ extension Fast {
     /// (env ZOO_WINOGRAD_GEMM=openblas): OpenBLAS sgemm, which packs U and V again on every call.
     nonisolated(unsafe) public static var winogradPackedGemm = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_GEMM"] != "openblas"
 
+    /// On: few-tile products run transposed on the packed GEMM (see `winogradConv2d`); env ZOO_WINOGRAD_SWAP=0 turns it off.
+    nonisolated(unsafe) public static var winogradSwapSmall = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_SWAP"] != "0"
+
     /// On: the inference `Executor` keeps each node's transformed weights (no hashing per call). Env
     /// ZOO_WINOGRAD_HASH=1 turns it off (the content-hashed shared cache, as training uses).
     nonisolated(unsafe) public static var executorWeightCaches =
@@ -54,6 +57,9 @@ extension Fast {
     }
 
     static func winogradApplies(_ g: Conv2dGeometry) -> Bool { winogradTile(g) != 0 }
+
+    /// zoo's GEMM KC (input-channel block of packed A).
+    static var gemmKC: Int { _ = gemmLevel; return Int(zoo_gemm_current().kc) }
 
     /// Tile rows in all (batch × tile rows of an image), tile rows per chunk, and the scratch floats for V and M.
     static func winogradChunk(_ g: Conv2dGeometry, tile m: Int) -> (rows: Int, chunkRows: Int, scratch: Int) {
@@ -168,19 +174,28 @@ extension Fast {
         let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
         let wp = m * tilesW + 2
         let inC = g.inC, outC = g.outC
-        // zoo's packed GEMM when the weights stay (caller-owned cache), else OpenBLAS on plain U.
-        let packedU: [PackedMatrix]? = weightCache != nil && winogradPackedGemm
-            ? weightCache!.winogradPacked(w, outC: outC, inC: inC, tile: m, threads: threads) : nil
-        let u: Buffer? = packedU != nil ? nil : (weightCache?.winograd(w, outC: outC, inC: inC, tile: m, threads: threads)
-            ?? WinogradWeights.shared.get(w, outC: outC, inC: inC, tile: m, threads: threads))
-        let nr = gemmNR
+        let nr = gemmNR, mrow = gemmMR
         let ntMax = chunkRows * tilesW
-        // V: per product c, inC × nt row-major, or (packed) inC × ntPad in NR-column panels.
-        let vStride = packedU != nil ? inC * ((ntMax + nr - 1) / nr * nr) : inC * ntMax
+        // zoo's packed GEMM when the weights stay (caller-owned cache), else OpenBLAS on plain U. With few tiles
+        // (NR-column panels more than 1/3 padding: e.g. 16 tiles of a 7² plane in 48 columns) the product runs
+        // transposed, Mᵀ[c] = Vᵀ[c] · Uᵀ[c]: tiles on the MR-row side, Uᵀ pre-packed as NR-column panels.
+        let usePacked = weightCache != nil && winogradPackedGemm
+        let swapped = usePacked && winogradSwapSmall && ntMax * 4 < (ntMax + nr - 1) / nr * nr * 3
+        let packedU: [PackedMatrix]? = usePacked && !swapped
+            ? weightCache!.winogradPacked(w, outC: outC, inC: inC, tile: m, threads: threads) : nil
+        let packedUT: [Buffer]? = swapped ? weightCache!.winogradPackedT(w, outC: outC, inC: inC, tile: m, threads: threads) : nil
+        let u: Buffer? = usePacked ? nil : (weightCache?.winograd(w, outC: outC, inC: inC, tile: m, threads: threads)
+            ?? WinogradWeights.shared.get(w, outC: outC, inC: inC, tile: m, threads: threads))
+        // V: per product c, inC × nt row-major; (packed) inC × ntPad in NR-column panels; (swapped) Vᵀ as packed
+        // A: MR-row panels of tiles, blocked by KC input channels.
+        let kc = gemmKC
+        let vStride = swapped ? inC * ((ntMax + mrow - 1) / mrow * mrow) : packedU != nil ? inC * ((ntMax + nr - 1) / nr * nr) : inC * ntMax
         let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * vStride)
         let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u?.p ?? scratch)
         let bs = b.map(SendConstPtr.init)
         let isPacked = packedU != nil
+        // M[c]: outC × nt, or (swapped) nt × outC; `ts` is the stride between tiles.
+        let ts = swapped ? outC : 1
         let prof = winogradProfile
         var tIn: UInt64 = 0, tGemm: UInt64 = 0, tOut: UInt64 = 0
         var r0 = 0
@@ -190,6 +205,7 @@ extension Fast {
             let nt = nrows * tilesW
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
             let ntPad = (nt + nr - 1) / nr * nr
+            let mPad = (nt + mrow - 1) / mrow * mrow
             parallelFor(inC * nrows, threads: threads, grain: 2) { range in
                 let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW)
                 defer { pad.deallocate() }
@@ -294,7 +310,22 @@ extension Fast {
                             }
                         }
                     }
-                    if isPacked {
+                    if swapped {
+                        // element (t, ic) of Vᵀ[c] at k0·mPad + (t / MR)·kb·MR + (ic − k0)·MR + t % MR
+                        let k0 = ic / kc * kc, kb = Swift.min(kc, inC - k0)
+                        let blk = vs.p + k0 * mPad + (ic - k0) * mrow
+                        var tx = 0
+                        while tx < tilesW {
+                            let t = rr * tilesW + tx, q = t / mrow, within = t - q * mrow
+                            let len = Swift.min(tilesW - tx, mrow - within)
+                            rowTransform(tx, tx + len, blk + q * kb * mrow + within - tx)
+                            tx += len
+                        }
+                        if rr == nrows - 1 && mPad > nt {
+                            let off = blk - vs.p + (mPad / mrow - 1) * kb * mrow + (nt - (mPad - mrow))
+                            for c in 0..<aa { (vs.p + c * vStride + off).update(repeating: 0, count: mPad - nt) }
+                        }
+                    } else if isPacked {
                         var tx = 0
                         while tx < tilesW {
                             let t = rr * tilesW + tx, q = t / nr, within = t - q * nr
@@ -313,7 +344,13 @@ extension Fast {
             }
             let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // M[c] = U[c] · V[c]
-            if let pu = packedU {
+            if let put = packedUT {
+                let mp = mPad / mrow, np = (outC + nr - 1) / nr
+                parallelTasks(aa, threads: threads) { c in
+                    zoo_gemm_compute(Int32(nt), Int32(outC), Int32(inC), vs.p + c * vStride, put[c].p, ms.p + c * outC * nt, Int32(outC),
+                                     nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
+                }
+            } else if let pu = packedU {
                 let mp = (outC + gemmMR - 1) / gemmMR, np = ntPad / nr
                 parallelTasks(aa, threads: threads) { c in
                     zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), pu[c].p, vs.p + c * vStride, ms.p + c * outC * nt, Int32(nt),
@@ -339,7 +376,7 @@ extension Fast {
                 for item in range {
                     let oc = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
-                    let base = ms.p + oc * nt + rr * tilesW
+                    let base = swapped ? ms.p + rr * tilesW * outC + oc : ms.p + oc * nt + rr * tilesW
                     let cs = outC * nt
                     // Rows: s[i'][j][tx] = Σ_i Aᵀ[i'][i] M[i][j]
                     for j in 0..<a {
@@ -355,21 +392,21 @@ extension Fast {
                             @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ v: SIMD4<Float>) {
                                 UnsafeMutableRawPointer(p + tx).storeBytes(of: v, as: SIMD4<Float>.self)
                             }
-                            while tx + 4 <= tilesW {
+                            while ts == 1 && tx + 4 <= tilesW {
                                 let q0 = ld(m0), q1 = ld(m1), q2 = ld(m2), q3 = ld(m3), q4 = ld(m4), q5 = ld(m5)
                                 let p12 = q1 + q2, d12 = q1 - q2, p34 = q3 + q4, d34 = q3 - q4
                                 st(s0, q0 + p12 + p34); st(s1, d12 + 2 * d34); st(s2, p12 + 4 * p34); st(s3, d12 + 8 * d34 + q5)
                                 tx += 4
                             }
                             while tx < tilesW {
-                                let r = at4(m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx])
+                                let r = at4(m0[tx * ts], m1[tx * ts], m2[tx * ts], m3[tx * ts], m4[tx * ts], m5[tx * ts])
                                 s0[tx] = r.0; s1[tx] = r.1; s2[tx] = r.2; s3[tx] = r.3
                                 tx += 1
                             }
                         } else {
                             let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3)
                             let s0 = sr(0), s1 = sr(1)
-                            while tx + 4 <= tilesW {
+                            while ts == 1 && tx + 4 <= tilesW {
                                 let q0 = UnsafeRawPointer(m0 + tx).loadUnaligned(as: SIMD4<Float>.self)
                                 let q1 = UnsafeRawPointer(m1 + tx).loadUnaligned(as: SIMD4<Float>.self)
                                 let q2 = UnsafeRawPointer(m2 + tx).loadUnaligned(as: SIMD4<Float>.self)
@@ -379,7 +416,7 @@ extension Fast {
                                 tx += 4
                             }
                             while tx < tilesW {
-                                s0[tx] = m0[tx] + m1[tx] + m2[tx]; s1[tx] = m1[tx] - m2[tx] - m3[tx]
+                                s0[tx] = m0[tx * ts] + m1[tx * ts] + m2[tx * ts]; s1[tx] = m1[tx * ts] - m2[tx * ts] - m3[tx * ts]
                                 tx += 1
                             }
                         }
@@ -451,6 +488,25 @@ public final class ConvWeightCache: @unchecked Sendable {
         let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
         let p = (0..<(m + 2) * (m + 2)).map { c in PackedMatrix(m: outC, k: inC, a: u.p + c * outC * inC, lda: inC) }
         winogradPackedU[m] = p
+        return p
+    }
+
+    private var winogradPackedUT: [Int: [Buffer]] = [:]
+
+    /// The α² transposed matrices U[c]ᵀ (inC × outC), each packed as NR-column panels (the B side of zoo's GEMM).
+    func winogradPackedT(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> [Buffer] {
+        lock.lock(); defer { lock.unlock() }
+        if let p = winogradPackedUT[m] { return p }
+        let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
+        let t = Buffer(count: outC * inC)
+        let p = (0..<(m + 2) * (m + 2)).map { c -> Buffer in
+            let uc = u.p + c * outC * inC
+            for oc in 0..<outC { for ic in 0..<inC { t.p[ic * outC + oc] = uc[oc * inC + ic] } }
+            let pb = Buffer(count: Swift.max(1, zoo_gemm_packed_b_floats(Int32(inC), Int32(outC))))
+            zoo_gemm_pack_b(Int32(inC), Int32(outC), t.p, Int32(outC), pb.p, 0, Int32((outC + Fast.gemmNR - 1) / Fast.gemmNR))
+            return pb
+        }
+        winogradPackedUT[m] = p
         return p
     }
 
