@@ -193,6 +193,9 @@ enum SharedForward {
         let outPlane = g.outH * g.outW, count = g.planes * outPlane
         var am = [Int32](unsafeUninitializedCapacity: count) { _, n in n = count }
         let xTaps = (0..<g.outW).map { tapRange(base: $0 * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW) }
+        // Output columns oxA..<oxB have their whole window inside the row.
+        let inside = xTaps.indices.filter { xTaps[$0] == 0..<g.kW }
+        let oxA = inside.first ?? 0, oxB = inside.isEmpty ? 0 : inside.last! + 1
         let y = output(count) { yp in
             x.withUnsafeBufferPointer { xb in am.withUnsafeMutableBufferPointer { ab in
                 let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yp), ams = UnsafeSendableBox(ab.baseAddress!)
@@ -204,8 +207,30 @@ enum SharedForward {
                         for oy in 0..<g.outH {
                             let by = oy * g.strideH - g.padTop
                             let yTaps = tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: 0, hi: g.inH)
+                            let fullRows = yTaps.count == g.kH
                             for ox in 0..<g.outW {
                                 let bx = ox * g.strideW - g.padLeft
+                                if fullRows && ox >= oxA && ox < oxB {
+                                    // Whole window inside: no tap ranges, branch-free selection.
+                                    let w0 = by * g.inW + bx
+                                    var i0 = w0
+                                    var m = plane[w0], idx = w0
+                                    for ky in 0..<g.kH {
+                                        var i = i0
+                                        for _ in 0..<g.kW {
+                                            let v = plane[i]
+                                            let better = v > m || (v != v && m == m)
+                                            m = better ? v : m
+                                            idx = better ? i : idx
+                                            i += g.dilW
+                                        }
+                                        i0 += g.dilH * g.inW
+                                    }
+                                    let o = p * outPlane + oy * g.outW + ox
+                                    ys.p[o] = m
+                                    am[o] = Int32(base + idx)
+                                    continue
+                                }
                                 var m = -Float.infinity, idx = -1
                                 for ky in yTaps {
                                     let row = (by + ky * g.dilH) * g.inW + bx
