@@ -53,16 +53,18 @@ final class WinogradBenchTests: XCTestCase {
             check(batch: 1, inC: 300, outC: 20, h: 11, w: 21, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache())
             check(batch: 2, inC: 17, outC: 40, h: 30, w: 29, pad: 1, bias: false, act: .none, threads: 1, cache: ConvWeightCache())
         }
-        // The geometry picks F(4×4) when there are at least 40 of its 4×4 tiles, else F(2×2).
+        // The geometry picks F(4×4) when there are at least 16 of its 4×4 tiles, else F(2×2).
         func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {
             Conv2dGeometry(batch: batch, inC: 16, inH: s, inW: s, outC: 16, outH: s, outW: s, kH: 3, kW: 3,
                            strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
         }
         XCTAssertEqual(Fast.winogradTile(geo(56)), 4)
         XCTAssertEqual(Fast.winogradTile(geo(28)), 4)
-        XCTAssertEqual(Fast.winogradTile(geo(14)), 2)
-        XCTAssertEqual(Fast.winogradTile(geo(14, batch: 8)), 4)
-        XCTAssertEqual(Fast.winogradTile(geo(7, batch: 8)), 2)
+        XCTAssertEqual(Fast.winogradTile(geo(14)), 4)
+        XCTAssertEqual(Fast.winogradTile(geo(12)), 2)
+        XCTAssertEqual(Fast.winogradTile(geo(7)), 2)
+        XCTAssertEqual(Fast.winogradTile(geo(7, batch: 3)), 2)
+        XCTAssertEqual(Fast.winogradTile(geo(7, batch: 4)), 4)
         // Several chunks of whole tile rows: 3 images × 3 tile rows of 4×4 tiles (F(4×4), 12×12 outputs); a budget
         // of 2 rows' V and M makes 5 chunks, the last one partial.
         let saved = Fast.winogradChunkFloats

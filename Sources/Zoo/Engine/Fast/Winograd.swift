@@ -50,10 +50,12 @@ extension Fast {
     static func winogradTile(_ g: Conv2dGeometry) -> Int {
         guard useWinograd, winogradEligible(g) else { return 0 }
         if winogradTileOverride == 2 || winogradTileOverride == 4 { return winogradTileOverride }
-        // F(4×4) does 1.8× fewer GEMM FLOPs than F(2×2) but its 36 GEMMs have a quarter of the columns: measured
-        // (resnet18 b1, 2 threads) it wins at 28² and 56² (49 and 196 tiles), loses at 14² (16 tiles) and 7² (4).
+        // F(4×4) does 1.8× fewer GEMM FLOPs than F(2×2) but its 36 GEMMs have a quarter of the columns and 2.25×
+        // the transformed weights. Measured (2 threads, packed products, few-tile products transposed) it wins from
+        // 16 tiles on (resnet18 b1 14²: 0.83–0.95 vs 0.95–1.1 ms; vgg11 b1 14²: 3.4–3.6 vs 4.0–4.1; resnet18 b8 7²,
+        // 32 tiles: 7.2–7.4 vs 8.0–8.7) and loses at 4 (resnet18 b1 7²: 1.9 vs 1.3–1.4).
         let tiles4 = g.batch * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
-        return tiles4 >= 40 ? 4 : 2
+        return tiles4 >= 16 ? 4 : 2
     }
 
     static func winogradApplies(_ g: Conv2dGeometry) -> Bool { winogradTile(g) != 0 }
