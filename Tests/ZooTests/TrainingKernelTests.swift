@@ -177,4 +177,22 @@ final class TrainingKernelTests: XCTestCase {
             }
         }
     }
+
+    /// Frozen Winograd convolutions reuse their transformed weights across steps, but not after the weights change.
+    func testFrozenConvWeightCacheFollowsWeightChanges() throws {
+        let g = Graph(name: "w", inputShape: [16, 20, 20], output: "c2", nodes: [
+            Node(name: "c1", op: .conv2d(Conv2dAttrs(inChannels: 16, outChannels: 16, kernel: [3, 3], padding: Padding2D(1), bias: false)), inputs: ["input"], output: "c1"),
+            Node(name: "c2", op: .conv2d(Conv2dAttrs(inChannels: 16, outChannels: 16, kernel: [3, 3], padding: Padding2D(1), bias: false)), inputs: ["c1"], output: "c2"),
+        ])
+        var rng = SeededRandom(seed: 9)
+        let x = Tensor(shape: [4, 16, 20, 20], data: randoms(4 * 16 * 400, &rng))
+        var engine = TrainingEngine(model: Model.initialized(graph: g, seed: 3), frozen: ["c1.weight"])
+        let first = try engine.forward(x, training: true, rng: &rng).output
+        XCTAssertEqual(try engine.forward(x, training: true, rng: &rng).output, first)
+        engine.model.tensors["c1.weight"]!.data[5] += 0.5
+        let changed = try engine.forward(x, training: true, rng: &rng).output
+        var fresh = TrainingEngine(model: engine.model, frozen: ["c1.weight"])
+        XCTAssertEqual(changed, try fresh.forward(x, training: true, rng: &rng).output)
+        XCTAssertNotEqual(changed, first)
+    }
 }

@@ -33,6 +33,8 @@ public struct TrainingEngine {
 
     public var model: Model
     public var frozen: Set<String>
+    /// Transformed weights of frozen convolutions, kept across steps (checked against the weights' content hash).
+    let frozenWeightCaches = FrozenWeightCaches()
     /// Also compute dLoss/dInput (for gradient checks).
     public var inputRequiresGrad = false
 
@@ -103,7 +105,8 @@ public struct TrainingEngine {
             let fixedWeights = frozen.contains(node.name + ".weight")
             let y = Self.batchedConvForward && trainConvForwardBatched(cg, threads: SharedForward.threads, changingWeights: !fixedWeights)
                 ? trainConv2dForward(x: x.data, weight: w, bias: b, geometry: cg)
-                : SharedForward.conv2d(geo, x: x.data, w: w, b: b, weightCache: fixedWeights ? nil : ConvWeightCache())
+                : SharedForward.conv2d(geo, x: x.data, w: w, b: b,
+                                       weightCache: fixedWeights ? frozenWeightCaches.cache(node.name, w) : ConvWeightCache())
             return (Tensor(shape: [s[0], a.outChannels, geo.outH, geo.outW], data: y), .none)
         case let .linear(a):
             let rows = x.count / a.inFeatures
@@ -329,4 +332,20 @@ public struct Gradients: Sendable {
     public var parameters: [String: [Float]]
     /// dLoss/dInput when the engine's `inputRequiresGrad` is set.
     public var input: [Float]?
+}
+
+/// Per-node caches of transformed weights for frozen convolutions: reused while the weights' content hash is unchanged,
+/// so a fine-tune step neither re-transforms nor re-packs the backbone's weights.
+final class FrozenWeightCaches: @unchecked Sendable {
+    private let lock = NSLock()
+    private var map: [String: (hash: UInt64, count: Int, cache: ConvWeightCache)] = [:]
+
+    func cache(_ node: String, _ w: [Float]) -> ConvWeightCache {
+        let h = w.withUnsafeBufferPointer { $0.baseAddress.map { Fast.contentHash($0, count: w.count) } ?? 0 }
+        lock.lock(); defer { lock.unlock() }
+        if let e = map[node], e.hash == h, e.count == w.count { return e.cache }
+        let c = ConvWeightCache()
+        map[node] = (h, w.count, c)
+        return c
+    }
 }
