@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 need_apt=()
-for p in libhdf5-dev hdf5-tools libopenblas-dev zlib1g-dev pkg-config; do
+for p in libhdf5-dev hdf5-tools libopenblas-dev zlib1g-dev pkg-config python3-venv; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -78,6 +78,20 @@ static inline float epi(float v, int act, float lo, float hi) {
     return v;
 }
 
+/// Stores an accumulator tile (row stride `w`) into C: bias on the first KC block, C added on later ones,
+/// activation on the last.
+static void store_tile(const float *acc, int w, float *c, int ldc, int mr_eff, int nr_eff, int first, int last,
+                       const float *bias, int row0, int act, float lo, float hi) {
+    for (int i = 0; i < mr_eff; i++) {
+        float *cr = c + (size_t)i * ldc;
+        const float bi = (bias && first) ? bias[row0 + i] : 0.0f;
+        for (int j = 0; j < nr_eff; j++) {
+            float v = acc[i * w + j] + (first ? bi : cr[j]);
+            cr[j] = last ? epi(v, act, lo, hi) : v;
+        }
+    }
+}
+
 // ---------------------------------------------------------------- portable 4×8
 static void kernel_generic(int kb, const float *pa, const float *pb, float *c, int ldc, int mr_eff, int nr_eff,
                            int first, int last, const float *bias, int row0, int act, float lo, float hi) {
@@ -88,14 +102,7 @@ static void kernel_generic(int kb, const float *pa, const float *pb, float *c, i
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
     }
-    for (int i = 0; i < mr_eff; i++) {
-        float *cr = c + (size_t)i * ldc;
-        const float bi = (bias && first) ? bias[row0 + i] : 0.0f;
-        for (int j = 0; j < nr_eff; j++) {
-            float v = acc[i][j] + (first ? bi : cr[j]);
-            cr[j] = last ? epi(v, act, lo, hi) : v;
-        }
-    }
+    store_tile(&acc[0][0], 8, c, ldc, mr_eff, nr_eff, first, last, bias, row0, act, lo, hi);
 }
 
 // ---------------------------------------------------------------- AVX2 6×16
@@ -122,14 +129,7 @@ static void kernel_avx2(int kb, const float *pa, const float *pb, float *c, int 
     _mm256_storeu_ps(acc[3], c30); _mm256_storeu_ps(acc[3] + 8, c31);
     _mm256_storeu_ps(acc[4], c40); _mm256_storeu_ps(acc[4] + 8, c41);
     _mm256_storeu_ps(acc[5], c50); _mm256_storeu_ps(acc[5] + 8, c51);
-    for (int i = 0; i < mr_eff; i++) {
-        float *cr = c + (size_t)i * ldc;
-        const float bi = (bias && first) ? bias[row0 + i] : 0.0f;
-        for (int j = 0; j < nr_eff; j++) {
-            float v = acc[i][j] + (first ? bi : cr[j]);
-            cr[j] = last ? epi(v, act, lo, hi) : v;
-        }
-    }
+    store_tile(&acc[0][0], 16, c, ldc, mr_eff, nr_eff, first, last, bias, row0, act, lo, hi);
 }
 
 // ---------------------------------------------------------------- AVX-512 8×48

@@ -11,14 +11,27 @@ public enum FileIO {
     static func reason(_ code: Int32) -> String { String(cString: strerror(code)) }
 
     /// Reads a whole regular file.
-    public static func read(_ path: String) throws -> Data {
+    /// Opens `path` for reading; the caller closes the descriptor. Errors name the file (missing, unreadable,
+    /// a directory).
+    static func openForReading(_ path: String) throws -> (fd: Int32, size: Int) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw ZooError.file(path: path, message: "cannot open: \(reason(errno))") }
-        defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) != 0 { throw ZooError.file(path: path, message: "cannot read: \(reason(errno))") }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw ZooError.file(path: path, message: "is a directory, not a file") }
-        let size = Int(st.st_size)
+        if fstat(fd, &st) != 0 {
+            let message = "cannot read: \(reason(errno))"
+            close(fd)
+            throw ZooError.file(path: path, message: message)
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            close(fd)
+            throw ZooError.file(path: path, message: "is a directory, not a file")
+        }
+        return (fd, Int(st.st_size))
+    }
+
+    public static func read(_ path: String) throws -> Data {
+        let (fd, size) = try openForReading(path)
+        defer { close(fd) }
         var data = Data(count: size)
         var got = 0
         try data.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in

@@ -123,15 +123,11 @@ public enum ModelIO {
 extension FileIO {
     /// The first `count` bytes of a file (fewer if it is shorter) and the file's size.
     public static func readPrefix(_ path: String, count: Int) throws -> ([UInt8], Int) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw ZooError.file(path: path, message: "cannot open: \(reason(errno))") }
+        let (fd, size) = try openForReading(path)
         defer { close(fd) }
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw ZooError.file(path: path, message: "cannot read: \(reason(errno))") }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw ZooError.file(path: path, message: "is a directory, not a file") }
         var buf = [UInt8](repeating: 0, count: count)
         let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, count) }
         if n < 0 { throw ZooError.file(path: path, message: "cannot read: \(reason(errno))") }
-        return (Array(buf[0..<n]), Int(st.st_size))
+        return (Array(buf[0..<n]), size)
     }
 }
