@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import CZooKernels
 @testable import Zoo
 
 /// The staged SIMD depthwise kernel (AVX-512F C rows when the CPU has them, Swift SIMD rows; and the direct kernel it replaced) against the plain reference convolution,
@@ -70,13 +71,16 @@ final class FastPointwiseTests: XCTestCase {
             Reference.activation(act, count: want.count, x: pre, y: &want)
             let saved = Fast.pointwiseMode
             defer { Fast.pointwiseMode = saved }
-            for mode in ["", "gather", "legacy"] {
+            let packed = PointwisePacked(m: outC, k: inC, w: wp.baseAddress!)
+            for mode in ["", "blas", "gather", "legacy"] {
                 Fast.pointwiseMode = mode
                 XCTAssertEqual(Fast.pointwiseApplies(g), mode != "legacy", line: line)
+                let inPlace = mode == "" && zoo_kernels_avx512() != 0 && act != .sigmoid && act != .tanh
+                XCTAssertEqual(Fast.pointwiseInPlaceApplies(g, act: act), inPlace, line: line)
                 var got = [Float](repeating: .nan, count: want.count)
                 var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
                 Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got,
-                            scratch: &scratch, threads: threads)
+                            scratch: &scratch, threads: threads, pointwisePacked: packed)
                 let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
                 XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()), "mode '\(mode)' N\(batch) \(inC)→\(outC) \(h)×\(w)",
                                          line: line)
@@ -95,6 +99,102 @@ final class FastPointwiseTests: XCTestCase {
         check(batch: 2, inC: 5, outC: 3, h: 1, w: 3, bias: true, act: .clip(-1, 1), threads: 2)
         // 7×7 at batch 1: output channels split over the workers (two blocks of 48 and 33 rows).
         check(batch: 1, inC: 20, outC: 81, h: 7, w: 7, bias: true, act: .clip(0, 6), threads: 2)
+        // In-place AVX-512 tiles: plane widths around the 16/48-column tiles, k = 1 and large k, row tails.
+        check(batch: 1, inC: 1, outC: 8, h: 4, w: 4, bias: true, act: .relu, threads: 2)
+        check(batch: 1, inC: 160, outC: 960, h: 7, w: 7, bias: true, act: .clip(0, 6), threads: 2)
+        check(batch: 2, inC: 96, outC: 23, h: 14, w: 14, bias: true, act: .none, threads: 2)
+        check(batch: 1, inC: 16, outC: 96, h: 40, w: 40, bias: true, act: .clip(0, 6), threads: 2)
+        check(batch: 1, inC: 7, outC: 5, h: 1, w: 47, bias: false, act: .clip(0, 6), threads: 3)
+        check(batch: 3, inC: 9, outC: 17, h: 1, w: 97, bias: true, act: .relu, threads: 1)
+    }
+
+    /// The C tiles directly: every column/row range split, a residual, NaN through the clamp; against a triple loop.
+    func testInPlaceTilesMatchLoops() throws {
+        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        var rng = SeededRandom(seed: 77)
+        for (m, k, n) in [(8, 3, 48), (13, 17, 50), (24, 64, 97), (3, 300, 16), (40, 5, 113)] {
+            let w = (0..<m * k).map { _ in rng.nextFloat() * 2 - 1 }
+            var x = (0..<k * n).map { _ in rng.nextFloat() * 2 - 1 }
+            x[k * n / 2] = .nan
+            let bias = (0..<m).map { _ in rng.nextFloat() }, res = (0..<m * n).map { _ in rng.nextFloat() * 2 - 1 }
+            let packed = PointwisePacked(m: m, k: k, w: w)
+            for (useRes, clamp) in [(false, Int32(0)), (true, Int32(1)), (true, Int32(0))] {
+                var want = [Float](repeating: 0, count: m * n)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Float = 0
+                        for kk in 0..<k { s += w[i * k + kk] * x[kk * n + j] }
+                        var v = s + bias[i]
+                        if clamp != 0 { v = v.isNaN ? v : Swift.min(Swift.max(v, -0.5), 0.5) }
+                        want[i * n + j] = useRes ? v + res[i * n + j] : v
+                    }
+                }
+                // Several (column, panel) ranges cover the output exactly once; sentinel elsewhere is overwritten.
+                var got = [Float](repeating: 99, count: m * n)
+                let panels = (m + 7) / 8
+                let cuts = [0, Swift.min(n, 48), n]
+                for c in 0..<2 where cuts[c] < cuts[c + 1] {
+                    for p in 0..<panels {
+                        res.withUnsafeBufferPointer { rp in
+                            XCTAssertEqual(zoo_pw_compute(Int32(m), Int32(k), packed.p, x, n, Int32(cuts[c]), Int32(cuts[c + 1]), Int32(p), Int32(p + 1),
+                                                          bias, clamp, -0.5, 0.5, useRes ? rp.baseAddress : nil, n, &got, n), 1)
+                        }
+                    }
+                }
+                for i in 0..<m * n {
+                    let ok = (got[i].isNaN && want[i].isNaN) || abs(got[i] - want[i]) <= 1e-5 * Swift.max(1, Float(k).squareRoot())
+                    if !ok { XCTFail("m\(m) k\(k) n\(n) res \(useRes) clamp \(clamp) at \(i): \(got[i]) vs \(want[i])"); break }
+                }
+            }
+        }
+    }
+}
+
+/// `Fast.tapConv` (few-tap convolutions as implicit GEMM rows over staged bands) against the plain reference, and the
+/// packed-GEMM path it replaces with the same weights.
+final class FastTapConvTests: XCTestCase {
+    func check(batch: Int, inC: Int, outC: Int, h: Int, w: Int, k: Int, stride: Int, pad: (Int, Int, Int, Int), dil: Int = 1,
+               act: Activation, threads: Int, line: UInt = #line) throws {
+        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        let (pt, pl, pb, pr) = pad
+        let oh = (h + pt + pb - dil * (k - 1) - 1) / stride + 1, ow = (w + pl + pr - dil * (k - 1) - 1) / stride + 1
+        let g = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: outC, outH: oh, outW: ow, kH: k, kW: k,
+                               strideH: stride, strideW: stride, padTop: pt, padLeft: pl, dilH: dil, dilW: dil, groups: 1)
+        XCTAssertTrue(Fast.tapConvApplies(g, act: act), line: line)
+        var rng = SeededRandom(seed: UInt64(inC * 31 + h * 7 + w))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(batch * inC * h * w), wt = random(outC * inC * k * k), b = random(outC)
+        var want = [Float](repeating: 0, count: batch * outC * oh * ow)
+        try x.withUnsafeBufferPointer { xp in try wt.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+            Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, y: &want)
+            let pre = want
+            Reference.activation(act, count: want.count, x: pre, y: &want)
+            let packed = PointwisePacked(m: outC, k: inC * k * k, w: wp.baseAddress!)
+            let saved = Fast.tapConvOn
+            defer { Fast.tapConvOn = saved }
+            for on in [true, false] {
+                Fast.tapConvOn = on
+                var got = [Float](repeating: .nan, count: want.count)
+                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
+                let pm = PackedMatrix(m: outC, k: inC * k * k, a: wp.baseAddress!, lda: inC * k * k)
+                Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, act: act, y: &got, scratch: &scratch,
+                            threads: threads, packed: pm, pointwisePacked: packed)
+                let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC * k * k).squareRoot()),
+                                         "tapConv \(on) N\(batch) \(inC)→\(outC) \(h)×\(w) k\(k) s\(stride)", line: line)
+            }
+        } } }
+    }
+
+    func testTapConvMatchesReference() throws {
+        // mobilenet_v2's stem geometry (3×3/2, pad 1, 3→32, ReLU6), one band and several.
+        try check(batch: 1, inC: 3, outC: 32, h: 64, w: 64, k: 3, stride: 2, pad: (1, 1, 1, 1), act: .clip(0, 6), threads: 2)
+        try check(batch: 2, inC: 3, outC: 32, h: 224, w: 224, k: 3, stride: 2, pad: (1, 1, 1, 1), act: .clip(0, 6), threads: 2)
+        try check(batch: 1, inC: 3, outC: 13, h: 33, w: 29, k: 3, stride: 2, pad: (0, 1, 2, 0), act: .none, threads: 1)
+        // LeNet-like 5×5 stride 1, odd channel counts, dilation, ReLU.
+        try check(batch: 3, inC: 1, outC: 6, h: 28, w: 28, k: 5, stride: 1, pad: (2, 2, 2, 2), act: .relu, threads: 2)
+        try check(batch: 1, inC: 2, outC: 9, h: 21, w: 70, k: 3, stride: 1, pad: (1, 1, 1, 1), dil: 2, act: .relu, threads: 3)
+        try check(batch: 1, inC: 3, outC: 8, h: 5, w: 5, k: 3, stride: 2, pad: (0, 0, 0, 0), act: .clip(-1, 1), threads: 2)
     }
 }
 

@@ -42,6 +42,8 @@ public final class Executor {
     private var weightCaches: [Int: ConvWeightCache] = [:]
     /// Fast path: conv weights packed for zoo's GEMM, by node index × 2 + 1 when BN is folded in (made on first use).
     private var packedWeights: [Int: PackedMatrix] = [:]
+    /// Fast path: conv weights packed for `Fast.pointwiseInPlace` / `Fast.tapConv`, keyed like `packedWeights`.
+    private var pointwiseWeights: [Int: PointwisePacked] = [:]
     private var pool: [Int: [Buffer]] = [:]
     private var scratch = Buffer(count: 0)
     /// Floats held by live values during the last run, and their peak (the memory plan's effect; scratch excluded).
@@ -297,15 +299,23 @@ public final class Executor {
                     packedWeights[key] = pm
                     return pm
                 }
+                let wantPointwise = Fast.pointwiseInPlaceApplies(geo, act: step.act) || Fast.tapConvApplies(geo, act: step.act)
+                func pointwise(_ w: UnsafePointer<Float>) -> PointwisePacked? {
+                    guard wantPointwise else { return nil }
+                    if let pw = pointwiseWeights[key] { return pw }
+                    let pw = PointwisePacked(m: geo.outC, k: geo.inCPerGroup * geo.kH * geo.kW, w: w)
+                    pointwiseWeights[key] = pw
+                    return pw
+                }
                 if step.folded, let f = folded[step.node] {
                     f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
                         Fast.conv2d(geo, x: x, w: w.baseAddress!, b: b.baseAddress!, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    packed: packed(w.baseAddress!), weightCache: cache)
+                                    packed: packed(w.baseAddress!), weightCache: cache, pointwisePacked: pointwise(w.baseAddress!))
                     } }
                 } else {
                     withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
                         Fast.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    packed: packed(p[0]), weightCache: cache)
+                                    packed: packed(p[0]), weightCache: cache, pointwisePacked: pointwise(p[0]))
                     }
                 }
             } else {
