@@ -232,3 +232,51 @@ final class FastMaxPoolTests: XCTestCase {
         check(planes: 2, h: 8, w: 7, k: [3, 3], s: [2, 2], pad: Padding2D(top: 0, left: 1, bottom: 1, right: 0))
     }
 }
+
+/// `Fast.expandDepthwise` (expand 1×1 + depthwise in cache-sized bands and channel groups) against the two layers
+/// run apart (in-place 1×1 tiles, staged depthwise: the same numbers) and against the plain reference convolutions.
+final class FastExpandDepthwiseTests: XCTestCase {
+    func check(batch: Int, inC: Int, c: Int, h: Int, w: Int, stride: Int, actE: Activation = .clip(0, 6), actD: Activation = .clip(0, 6),
+               bias: Bool = true, threads: Int, line: UInt = #line) throws {
+        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        let ge = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: c, outH: h, outW: w, kH: 1, kW: 1,
+                                strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
+        let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1
+        let gd = Conv2dGeometry(batch: batch, inC: c, inH: h, inW: w, outC: c, outH: oh, outW: ow, kH: 3, kW: 3,
+                                strideH: stride, strideW: stride, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: c)
+        XCTAssertTrue(Fast.expandDepthwiseApplies(ge, actE: actE, gd, actD: actD), line: line)
+        var rng = SeededRandom(seed: UInt64(inC * 13 + c * 7 + h))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(batch * inC * h * w), we = random(c * inC), be = random(c), wd = random(c * 9), bd = random(c)
+        let pe = PointwisePacked(m: c, k: inC, w: we)
+        var mid = [Float](repeating: 0, count: batch * c * h * w)
+        var want = [Float](repeating: 0, count: batch * c * oh * ow)
+        Reference.conv2d(ge, x: x, w: we, b: bias ? be : nil, y: &mid)
+        var t = mid
+        Reference.activation(actE, count: mid.count, x: t, y: &mid)
+        Reference.conv2d(gd, x: mid, w: wd, b: bias ? bd : nil, y: &want)
+        t = want
+        Reference.activation(actD, count: want.count, x: t, y: &want)
+        // The two fast layers apart.
+        var midFast = [Float](repeating: .nan, count: mid.count), apart = [Float](repeating: .nan, count: want.count)
+        Fast.pointwiseInPlace(ge, x: x, w: pe, b: bias ? be : nil, act: actE, y: &midFast, threads: threads)
+        Fast.depthwiseStaged(gd, x: midFast, w: wd, b: bias ? bd : nil, act: actD, y: &apart, threads: threads)
+        var got = [Float](repeating: .nan, count: want.count)
+        Fast.expandDepthwise(ge, x: x, we: pe, be: bias ? be : nil, actE: actE, gd, wd: wd, bd: bias ? bd : nil, actD: actD, y: &got,
+                             threads: threads)
+        XCTAssertEqual(got, apart, "fused vs apart N\(batch) \(inC)→\(c) \(h)×\(w) s\(stride)", line: line)
+        let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()) * 4, "fused vs reference", line: line)
+    }
+
+    func testExpandDepthwiseMatchesLayersApart() throws {
+        // mobilenet_v2-like shapes: stride 2 and 1 with several bands, 7² (channel groups only).
+        try check(batch: 1, inC: 16, c: 96, h: 60, w: 60, stride: 2, threads: 2)
+        try check(batch: 2, inC: 24, c: 144, h: 40, w: 40, stride: 1, threads: 2)
+        try check(batch: 1, inC: 160, c: 960, h: 7, w: 7, stride: 1, threads: 2)
+        // Odd sizes, channel counts not multiples of 8, no bias, other activations, one thread, three threads.
+        try check(batch: 3, inC: 5, c: 13, h: 9, w: 17, stride: 2, actE: .relu, actD: .none, bias: false, threads: 3)
+        try check(batch: 1, inC: 7, c: 20, h: 33, w: 10, stride: 1, actE: .none, actD: .relu, threads: 1)
+        try check(batch: 2, inC: 3, c: 8, h: 2, w: 2, stride: 2, threads: 2)
+    }
+}
