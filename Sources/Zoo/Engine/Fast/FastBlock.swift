@@ -1,6 +1,29 @@
 import Foundation
 import CZooKernels
 
+/// Task scratch buffers kept for reuse: a fresh allocation of a few hundred KB per task is an mmap with a page fault per
+/// 4 KB on first touch, which cost more than the task's arithmetic.
+final class ScratchPool: @unchecked Sendable {
+    static let shared = ScratchPool()
+    private let lock = NSLock()
+    private var free: [(p: UnsafeMutablePointer<Float>, count: Int)] = []
+
+    /// Runs `body` with at least `count` floats (contents undefined), returned to the pool afterwards.
+    func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        lock.lock()
+        var buf: (p: UnsafeMutablePointer<Float>, count: Int)
+        if let i = free.lastIndex(where: { $0.count >= count }) {
+            buf = free.remove(at: i)
+        } else {
+            if let small = free.popLast() { small.p.deallocate() }
+            buf = (.allocate(capacity: count), count)
+        }
+        lock.unlock()
+        defer { lock.lock(); free.append(buf); lock.unlock() }
+        return body(buf.p)
+    }
+}
+
 extension Fast {
     /// `ZOO_FUSE=0` runs an expand 1×1 convolution and the depthwise convolution after it as two layers (A/B switch).
     nonisolated(unsafe) static var fuseExpandDepthwise = ProcessInfo.processInfo.environment["ZOO_FUSE"] != "0"
@@ -74,8 +97,7 @@ extension Fast {
             let er1 = Swift.min(gd.inH, (oy1 - 1) * gd.strideH - gd.padTop + (gd.kH - 1) * gd.dilH + 1)
             if er0 >= er1 { return }  // cannot happen for a valid geometry (every output row reads an input row)
             let rowsE = er1 - er0, planeE = rowsE * w
-            let e = UnsafeMutablePointer<Float>.allocate(capacity: maxGroupC * maxRows * w + stMax.workerFloats)
-            defer { e.deallocate() }
+            ScratchPool.shared.with(maxGroupC * maxRows * w + stMax.workerFloats) { e in
             // Expanded rows er0..<er1 of channels c0..<c1: E[c - c0][row][col].
             _ = zoo_pw_compute(Int32(c), Int32(ge.inC), wes.p, xs.p + img * ge.inC * ge.inPlane + er0 * w, ge.inPlane,
                                0, Int32(planeE), Int32(p0), Int32(p1), bes?.p, clampE, loE, hiE, nil, 0,
@@ -95,6 +117,7 @@ extension Fast {
                     _ = zoo_dw_plane(buf, offs.baseAddress!, Int32(taps), wds.p + ch * taps, bds?.p[ch] ?? 0, clampD, loD, hiD,
                                      gb.outH, gb.outW, gd.strideH * st.rowFloats, ys.p + (img * c + ch) * gd.outPlane + oy0 * gd.outW)
                 }
+            }
             }
         }
     }

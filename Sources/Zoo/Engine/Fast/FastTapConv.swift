@@ -55,8 +55,7 @@ extension Fast {
                 let img = t / bands, oy0 = (t % bands) * bandOut, oy1 = Swift.min(g.outH, oy0 + bandOut)
                 if oy0 >= oy1 { return }
                 let total = g.inC * chanFloats + st.rowFloats
-                let buf = UnsafeMutablePointer<Float>.allocate(capacity: total)
-                defer { buf.deallocate() }
+                ScratchPool.shared.with(total) { buf in
                 buf.update(repeating: 0, count: total)
                 let temp = buf + g.inC * chanFloats
                 let lead = Swift.min(g.padLeft, st.rowFloats)
@@ -86,6 +85,7 @@ extension Fast {
                     _ = zoo_conv_taps_row(Int32(g.outC), Int32(taps), ws.p, buf + (oy - oy0) * g.strideH * st.rowFloats,
                                           offs.value.baseAddress!, Int32(g.outW), 0, panels, bs?.p, clamp, lo, hi,
                                           out + oy * g.outW, g.outPlane)
+                }
                 }
             }
         }
