@@ -16,4 +16,6 @@ int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float 
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out);
 
+#include "ZooTrainKernels.h"
+
 #endif
