@@ -232,3 +232,96 @@ void zoo_avgpool2_backward(const float *dy, float *dx, ptrdiff_t planes, ptrdiff
             }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Channel-vectorized forms (16 output channels per vector; for layers with >= 12 output channels): no dropped
+// columns and no horizontal sums. Pixel (oy, ox) sits at oy*wp + ox of the staged planes; koff[k] = ci*S + ky*wp + kx.
+
+TK_INLINE TK_AVX512 void cvec_fwd_block(const float *in, const ptrdiff_t *koff, int K, const float *wv, const int PB, float *T) {
+    __m512 acc[12];
+    for (int p = 0; p < PB; p++) acc[p] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const __m512 w = _mm512_loadu_ps(wv + 16 * k);
+        const float *r = in + koff[k];
+        for (int p = 0; p < PB; p++) acc[p] = _mm512_fmadd_ps(w, _mm512_set1_ps(r[p]), acc[p]);
+    }
+    for (int p = 0; p < PB; p++) _mm512_storeu_ps(T + 16 * p, acc[p]);
+}
+
+#define CF_CASE(PB) case PB: cvec_fwd_block(in + oy * wp + ox, koff, K, wv, PB, T + 16 * (oy * ow + ox)); break;
+
+static TK_AVX512 void cvec_fwd_avx512(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow,
+                                      ptrdiff_t wp, float *T) {
+    const ptrdiff_t nb = (ow + 11) / 12, pbMax = (ow + nb - 1) / nb;
+    for (ptrdiff_t oy = 0; oy < oh; oy++)
+        for (ptrdiff_t ox = 0; ox < ow;) {
+            const int pb = (int)(ow - ox < pbMax ? ow - ox : pbMax);
+            switch (pb) {
+                CF_CASE(1) CF_CASE(2) CF_CASE(3) CF_CASE(4) CF_CASE(5) CF_CASE(6)
+                CF_CASE(7) CF_CASE(8) CF_CASE(9) CF_CASE(10) CF_CASE(11) CF_CASE(12)
+            }
+            ox += pb;
+        }
+}
+
+void zoo_tc_cvec_fwd(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp,
+                     float *T, int portable) {
+    if (!portable && zoo_kernels_avx512()) { cvec_fwd_avx512(in, koff, K, wv, oh, ow, wp, T); return; }
+    for (ptrdiff_t oy = 0; oy < oh; oy++)
+        for (ptrdiff_t ox = 0; ox < ow; ox++) {
+            float *t = T + 16 * (oy * ow + ox);
+            for (int l = 0; l < 16; l++) t[l] = 0;
+            for (int k = 0; k < K; k++) {
+                const float v = in[koff[k] + oy * wp + ox];
+                for (int l = 0; l < 16; l++) t[l] += wv[16 * k + l] * v;
+            }
+        }
+}
+
+// Weight gradient: 25 taps (koff entries; the caller pads K to a multiple of 25) × PB pixels of a row per block.
+#define CV_TB 25
+
+TK_INLINE TK_AVX512 void cvec_dw_block(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, const float *dyT, ptrdiff_t dyTImg,
+                                       int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, const int PB, float *acc) {
+    __m512 a[CV_TB];
+    for (int k = 0; k < CV_TB; k++) a[k] = _mm512_setzero_ps();
+    for (int img = 0; img < nimg; img++) {
+        const float *xi = x + img * xImg, *di = dyT + img * dyTImg;
+        for (ptrdiff_t oy = 0; oy < oh; oy++)
+            for (ptrdiff_t ox = 0; ox + PB <= ow; ox += PB) {
+                __m512 dv[5];
+                const float *d = di + 16 * (oy * ow + ox), *xr = xi + oy * wp + ox;
+                for (int p = 0; p < PB; p++) dv[p] = _mm512_loadu_ps(d + 16 * p);
+                for (int k = 0; k < CV_TB; k++) {
+                    const float *r = xr + koff[k];
+                    for (int p = 0; p < PB; p++) a[k] = _mm512_fmadd_ps(dv[p], _mm512_set1_ps(r[p]), a[k]);
+                }
+            }
+    }
+    for (int k = 0; k < CV_TB; k++) _mm512_storeu_ps(acc + 16 * k, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * k), a[k]));
+}
+
+#define CD_CASE(PB) case PB: cvec_dw_block(x, xImg, koff + k0, dyT, dyTImg, nimg, oh, ow, wp, PB, acc + 16 * k0); break;
+
+static TK_AVX512 void cvec_dw_avx512(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg,
+                                     int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc) {
+    // pixels per block: the largest of 5..1 dividing the row (every block of a row the same size)
+    int pb = 5;
+    while (ow % pb != 0) pb--;
+    for (int k0 = 0; k0 < K; k0 += CV_TB) {
+        switch (pb) { CD_CASE(1) CD_CASE(2) CD_CASE(3) CD_CASE(4) CD_CASE(5) }
+    }
+}
+
+void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg, int nimg,
+                    ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc, int portable) {
+    if (!portable && zoo_kernels_avx512()) { cvec_dw_avx512(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
+    for (int k = 0; k < K; k++)
+        for (int img = 0; img < nimg; img++)
+            for (ptrdiff_t oy = 0; oy < oh; oy++)
+                for (ptrdiff_t ox = 0; ox < ow; ox++) {
+                    const float v = x[img * xImg + koff[k] + oy * wp + ox];
+                    const float *d = dyT + img * dyTImg + 16 * (oy * ow + ox);
+                    for (int l = 0; l < 16; l++) acc[16 * k + l] += d[l] * v;
+                }
+}

@@ -25,12 +25,14 @@ final class SmallConvTests: XCTestCase {
         (4, 2, 13, 3, 9, [7, 7], Padding2D(3), true),                                     // 49 taps, narrow
         (3, 5, 4, 4, 3, [1, 1], Padding2D(0), false),                                     // 1×1
         (2, 3, 5, 6, 4, [3, 5], Padding2D(top: 3, left: 5, bottom: 3, right: 5), true),   // padding ≥ kernel
+        (3, 2, 28, 28, 16, [5, 5], Padding2D(2), true),                                  // channel vectors, wide rows
+        (2, 3, 9, 7, 13, [3, 3], Padding2D(1), true),                                     // channel vectors, 13 lanes
     ]
 
     func testSmallConvMatchesReference() {
         var rng = SeededRandom(seed: 23)
-        let saved = (SmallConv.enabled, SmallConv.portable)
-        defer { (SmallConv.enabled, SmallConv.portable) = saved }
+        let saved = (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors)
+        defer { (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors) = saved }
         for (ci, t) in cases.enumerated() {
             let (n, c, h, w, o, k, p, bias) = t
             let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: [1, 1], padding: p, dilation: [1, 1], groups: 1, bias: bias)
@@ -45,10 +47,13 @@ final class SmallConvTests: XCTestCase {
                 SharedForward.withOptional(b) { bp in Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, y: rp.baseAddress!) }
             } } }
             let refB = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
-            // direct AVX-512 (where the CPU has it), direct portable C, and the im2col + GEMM path it replaces
-            for (enabled, portable) in [(true, false), (true, true), (false, false)] {
-                SmallConv.enabled = enabled; SmallConv.portable = portable
-                let label = "case \(ci) direct \(enabled) portable \(portable)"
+            // direct AVX-512 (where the CPU has it) and portable C, channel-vectorized (≥ 12 outputs) or flat, and the
+            // im2col + GEMM path they replace
+            for (enabled, portable, cvec) in [(true, false, true), (true, true, true), (true, false, false), (true, true, false), (false, false, false)] {
+                if !cvec && o < 12 && enabled && portable { continue }   // same as the cvec run
+                SmallConv.enabled = enabled; SmallConv.portable = portable; SmallConv.channelVectors = cvec
+                XCTAssertEqual(SmallConvPlan(g).channelVectors, enabled && cvec && o >= 12)
+                let label = "case \(ci) direct \(enabled) portable \(portable) cvec \(cvec)"
                 for threads in [1, 2, 3] {
                     let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
                     XCTAssertLessThan(maxRel(y, ref), 1e-5, "\(label) forward, \(threads) threads")
