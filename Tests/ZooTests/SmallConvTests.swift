@@ -148,4 +148,40 @@ final class SmallConvTests: XCTestCase {
         XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 9), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 3], stride: [2, 2])), threads: 1))
         XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 16), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [2, 2], stride: [2, 2], ceilMode: true)), threads: 1))
     }
+
+    /// LeNet through the training engine: every fast path of this file on (direct convolutions, channel vectors,
+    /// vector sigmoid, fused sigmoid + 2×2 average-pool backward) against all of them off, at the PyTorch fixture's
+    /// parameters (gradients vs PyTorch: TrainingGradientTests.testLeNetGradientsMatchPyTorch); the fusion alone changes
+    /// no bit. Input gradients too (the first convolution's dx path).
+    func testLeNetEngineFastPathsMatchPlainPaths() throws {
+        let f = try TrainFixtures.npz("train/lenet_grads.npz")
+        var sd: [String: Tensor] = [:]
+        for (k, v) in f where k.hasPrefix("param/") { sd[String(k.dropFirst(6))] = Tensor(shape: v.shape, data: v.values) }
+        let model = try Model.load(graph: TrainFixtures.lenet(), stateDict: sd)
+        let x = Tensor(shape: f["input"]!.shape, data: f["input"]!.values)
+        let saved = (SmallConv.enabled, SmallConv.channelVectors, SharedForward.fastSigmoid, trainFuseSigmoidPoolBackward, trainFastAvgPool2Backward)
+        defer { (SmallConv.enabled, SmallConv.channelVectors, SharedForward.fastSigmoid, trainFuseSigmoidPoolBackward, trainFastAvgPool2Backward) = saved }
+        func run(_ fast: Bool, fuse: Bool) throws -> (Float, Gradients) {
+            (SmallConv.enabled, SmallConv.channelVectors, SharedForward.fastSigmoid, trainFastAvgPool2Backward) = (fast, fast, fast, fast)
+            trainFuseSigmoidPoolBackward = fuse
+            var engine = TrainingEngine(model: model)
+            engine.inputRequiresGrad = true
+            var rng = SeededRandom(seed: 0)
+            let tape = try engine.forward(x, training: true, rng: &rng)
+            let (loss, dl) = Loss.crossEntropy(logits: tape.output, labels: f["labels"]!.integers!, labelSmoothing: 0.1)
+            return (loss, try engine.backward(tape, gradOutput: dl))
+        }
+        let (lossPlain, plain) = try run(false, fuse: false)
+        let (lossFast, fast) = try run(true, fuse: true)
+        let (_, unfused) = try run(true, fuse: false)
+        XCTAssertEqual(lossFast, lossPlain, accuracy: 1e-6)
+        XCTAssertEqual(Set(fast.parameters.keys), Set(plain.parameters.keys))
+        XCTAssertEqual(fast.parameters.count, 10)
+        for (k, v) in plain.parameters {
+            XCTAssertLessThanOrEqual(TrainFixtures.relErr(fast.parameters[k]!, v), 1e-5, k)
+            XCTAssertEqual(fast.parameters[k]!, unfused.parameters[k]!, k)
+        }
+        XCTAssertLessThanOrEqual(TrainFixtures.relErr(fast.input!, plain.input!), 1e-5)
+        XCTAssertEqual(fast.input!, unfused.input!)
+    }
 }

@@ -255,22 +255,29 @@ extension SharedForward {
     }
 }
 
+/// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes.
+nonisolated(unsafe) var trainFuseSigmoidPoolBackward = ProcessInfo.processInfo.environment["ZOO_TRAIN_FUSE"] != "0"
+
 /// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop.
 nonisolated(unsafe) var trainFastAvgPool2Backward = ProcessInfo.processInfo.environment["ZOO_TRAIN_POOL2"] != "0"
 
 /// 2×2 stride-2 unpadded average-pool backward (LeNet's) by `zoo_avgpool2_backward`, planes split over the workers;
 /// nil when the pooling is another kind.
-func avgPool2x2Backward(dy: [Float], _ g: PoolGeometry, threads: Int, portable: Bool = false) -> [Float]? {
+/// `sigmoidOutput`: the pooled tensor is a sigmoid's output y; the result is then the gradient at the sigmoid's input,
+/// (dy/4)·(y·(1 − y)), both backward passes in one (`zoo_avgpool2_sigmoid_backward`).
+func avgPool2x2Backward(dy: [Float], _ g: PoolGeometry, threads: Int, portable: Bool = false, sigmoidOutput: [Float]? = nil) -> [Float]? {
     guard trainFastAvgPool2Backward, g.kh == 2, g.kw == 2, g.sh == 2, g.sw == 2, g.pt == 0, g.pl == 0, g.pb == 0, g.pr == 0,
-          g.dh == 1, g.dw == 1, g.oh > 0, g.ow > 0, 2 * g.oh <= g.h, 2 * g.ow <= g.w, dy.count == g.n * g.c * g.oh * g.ow else { return nil }
+          g.dh == 1, g.dw == 1, g.oh > 0, g.ow > 0, 2 * g.oh <= g.h, 2 * g.ow <= g.w, dy.count == g.n * g.c * g.oh * g.ow,
+          sigmoidOutput.map({ $0.count == g.n * g.c * g.h * g.w }) ?? true else { return nil }
     let planes = g.n * g.c, count = planes * g.h * g.w, p: Int32 = portable ? 1 : 0
     return [Float](unsafeUninitializedCapacity: count) { xb, done in
-        dy.withUnsafeBufferPointer { db in
-            let ds = SendConstPtr(db.baseAddress!), xs = SendPtr(xb.baseAddress!)
+        dy.withUnsafeBufferPointer { db in SharedForward.withOptional(sigmoidOutput) { yb in
+            let ds = SendConstPtr(db.baseAddress!), xs = SendPtr(xb.baseAddress!), ys = yb.map(SendConstPtr.init)
             Fast.parallelFor(planes, threads: threads, grain: max(1, 8192 / (g.h * g.w))) { r in
-                zoo_avgpool2_backward(ds.p + r.lowerBound * g.oh * g.ow, xs.p + r.lowerBound * g.h * g.w, r.count, g.oh, g.ow, g.h, g.w, p)
+                zoo_avgpool2_sigmoid_backward(ds.p + r.lowerBound * g.oh * g.ow, ys.map { $0.p + r.lowerBound * g.h * g.w },
+                                              xs.p + r.lowerBound * g.h * g.w, r.count, g.oh, g.ow, g.h, g.w, p)
             }
-        }
+        } }
         done = count
     }
 }
