@@ -28,5 +28,6 @@ int zoo_wino_scratch_floats(int m, int tiles);
 /// AVX-512F only: returns 0 without writing when unsupported.
 int zoo_wino_output_row(int m, const float *M, ptrdiff_t mStride, int tiles, float bias, int clamp, float lo, float hi,
                         float *y, ptrdiff_t yStride, int outW, int rows);
+#include "ZooTrainKernels.h"
 
 #endif

@@ -142,7 +142,9 @@ public struct TrainingEngine {
         case .relu: return (Tensor(shape: s, data: SharedForward.activation(.relu, x.data)), .none)
         case .relu6: return (Tensor(shape: s, data: SharedForward.activation(.clip(0, 6), x.data)), .none)
         case let .clip(lo, hi): return (Tensor(shape: s, data: SharedForward.activation(.clip(lo, hi), x.data)), .none)
-        case .sigmoid: return (Tensor(shape: s, data: SharedForward.activation(.sigmoid, x.data)), .none)
+        case .sigmoid:
+            let y = SharedForward.fastSigmoid ? SharedForward.sigmoid(x.data) : SharedForward.activation(.sigmoid, x.data)
+            return (Tensor(shape: s, data: y), .none)
         case .tanh: return (Tensor(shape: s, data: SharedForward.activation(.tanh, x.data)), .none)
         case let .softmax(axis): return (Tensor(shape: s, data: SharedForward.softmax(x.data, shape: s, axis: axis)), .none)
         case let .maxPool2d(a):
