@@ -186,14 +186,17 @@ void zoo_sigmoid(const float *x, float *y, ptrdiff_t n, int portable) {
 // 2×2 stride-2 unpadded average pooling backward: dx[2oy + a][2ox + b] = dy[oy][ox] / 4; rows and columns left out
 // by odd sizes get 0.
 
-static TK_AVX512 void avgpool2_backward_avx512(const float *dy, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
-                                               ptrdiff_t h, ptrdiff_t w) {
+// With y (the pooled sigmoid's output): dx = (dy / 4) * (y * (1 - y)), the sigmoid's backward fused (same operations
+// in the same order as the two passes).
+static TK_AVX512 void avgpool2_backward_avx512(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh,
+                                               ptrdiff_t ow, ptrdiff_t h, ptrdiff_t w) {
     const __m512i lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i hi = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-    const __m512 q = _mm512_set1_ps(0.25f);
+    const __m512 q = _mm512_set1_ps(0.25f), one = _mm512_set1_ps(1.0f);
     for (ptrdiff_t p = 0; p < planes; p++) {
         const float *d = dy + p * oh * ow;
         float *x = dx + p * h * w;
+        const float *yp = y ? y + p * h * w : 0;
         for (ptrdiff_t oy = 0; oy < oh; oy++) {
             const float *dr = d + oy * ow;
             float *r0 = x + 2 * oy * w, *r1 = r0 + w;
@@ -202,25 +205,36 @@ static TK_AVX512 void avgpool2_backward_avx512(const float *dy, float *dx, ptrdi
                 const ptrdiff_t left = ow - ox;
                 const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
                 const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dr + ox), q);
-                const __m512 a = _mm512_permutexvar_ps(lo, v), b = _mm512_permutexvar_ps(hi, v);
+                __m512 a0 = _mm512_permutexvar_ps(lo, v), b0 = _mm512_permutexvar_ps(hi, v);
+                __m512 a1 = a0, b1 = b0;
                 const ptrdiff_t n2 = 2 * (left >= 16 ? 16 : left);
                 const __mmask16 ma = n2 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n2) - 1);
                 const __mmask16 mb = n2 >= 32 ? (__mmask16)0xFFFF : n2 <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n2 - 16)) - 1);
-                _mm512_mask_storeu_ps(r0 + 2 * ox, ma, a);
-                _mm512_mask_storeu_ps(r0 + 2 * ox + 16, mb, b);
-                _mm512_mask_storeu_ps(r1 + 2 * ox, ma, a);
-                _mm512_mask_storeu_ps(r1 + 2 * ox + 16, mb, b);
+                if (yp) {
+                    const float *y0 = yp + 2 * oy * w + 2 * ox, *y1 = y0 + w;
+                    __m512 t;
+                    t = _mm512_maskz_loadu_ps(ma, y0);      a0 = _mm512_mul_ps(a0, _mm512_mul_ps(t, _mm512_sub_ps(one, t)));
+                    t = _mm512_maskz_loadu_ps(mb, y0 + 16); b0 = _mm512_mul_ps(b0, _mm512_mul_ps(t, _mm512_sub_ps(one, t)));
+                    t = _mm512_maskz_loadu_ps(ma, y1);      a1 = _mm512_mul_ps(a1, _mm512_mul_ps(t, _mm512_sub_ps(one, t)));
+                    t = _mm512_maskz_loadu_ps(mb, y1 + 16); b1 = _mm512_mul_ps(b1, _mm512_mul_ps(t, _mm512_sub_ps(one, t)));
+                }
+                _mm512_mask_storeu_ps(r0 + 2 * ox, ma, a0);
+                _mm512_mask_storeu_ps(r0 + 2 * ox + 16, mb, b0);
+                _mm512_mask_storeu_ps(r1 + 2 * ox, ma, a1);
+                _mm512_mask_storeu_ps(r1 + 2 * ox + 16, mb, b1);
             }
-            for (ptrdiff_t c = 2 * ow; c < w; c++) { r0[c] = 0; r1[c] = 0; }
+            for (ptrdiff_t c = 2 * ow; c < w; c++) {
+                r0[c] = yp ? 0.0f * (yp[2 * oy * w + c] * (1 - yp[2 * oy * w + c])) : 0;
+                r1[c] = yp ? 0.0f * (yp[(2 * oy + 1) * w + c] * (1 - yp[(2 * oy + 1) * w + c])) : 0;
+            }
         }
-        for (ptrdiff_t y = 2 * oh; y < h; y++)
-            for (ptrdiff_t c = 0; c < w; c++) x[y * w + c] = 0;
+        for (ptrdiff_t r = 2 * oh; r < h; r++)
+            for (ptrdiff_t c = 0; c < w; c++) x[r * w + c] = yp ? 0.0f * (yp[r * w + c] * (1 - yp[r * w + c])) : 0;
     }
 }
 
-void zoo_avgpool2_backward(const float *dy, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t h, ptrdiff_t w,
-                           int portable) {
-    if (!portable && zoo_kernels_avx512()) { avgpool2_backward_avx512(dy, dx, planes, oh, ow, h, w); return; }
+static void avgpool2_backward_portable(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
+                                       ptrdiff_t h, ptrdiff_t w) {
     for (ptrdiff_t p = 0; p < planes; p++) {
         float *x = dx + p * h * w;
         for (ptrdiff_t i = 0; i < h * w; i++) x[i] = 0;
@@ -230,5 +244,113 @@ void zoo_avgpool2_backward(const float *dy, float *dx, ptrdiff_t planes, ptrdiff
                 x[2 * oy * w + 2 * ox] = v; x[2 * oy * w + 2 * ox + 1] = v;
                 x[(2 * oy + 1) * w + 2 * ox] = v; x[(2 * oy + 1) * w + 2 * ox + 1] = v;
             }
+        if (y) {
+            const float *yp = y + p * h * w;
+            for (ptrdiff_t i = 0; i < h * w; i++) x[i] = x[i] * (yp[i] * (1 - yp[i]));
+        }
     }
+}
+
+void zoo_avgpool2_sigmoid_backward(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
+                                   ptrdiff_t h, ptrdiff_t w, int portable) {
+    if (!portable && zoo_kernels_avx512()) avgpool2_backward_avx512(dy, y, dx, planes, oh, ow, h, w);
+    else avgpool2_backward_portable(dy, y, dx, planes, oh, ow, h, w);
+}
+
+void zoo_avgpool2_backward(const float *dy, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t h, ptrdiff_t w,
+                           int portable) {
+    zoo_avgpool2_sigmoid_backward(dy, 0, dx, planes, oh, ow, h, w, portable);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Channel-vectorized forms (16 output channels per vector; for layers with >= 12 output channels): no dropped
+// columns and no horizontal sums. Pixel (oy, ox) sits at oy*wp + ox of the staged planes; koff[k] = ci*S + ky*wp + kx.
+
+TK_INLINE TK_AVX512 void cvec_fwd_block(const float *in, const ptrdiff_t *koff, int K, const float *wv, const int PB, float *T) {
+    __m512 acc[12];
+    for (int p = 0; p < PB; p++) acc[p] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const __m512 w = _mm512_loadu_ps(wv + 16 * k);
+        const float *r = in + koff[k];
+        for (int p = 0; p < PB; p++) acc[p] = _mm512_fmadd_ps(w, _mm512_set1_ps(r[p]), acc[p]);
+    }
+    for (int p = 0; p < PB; p++) _mm512_storeu_ps(T + 16 * p, acc[p]);
+}
+
+#define CF_CASE(PB) case PB: cvec_fwd_block(in + oy * wp + ox, koff, K, wv, PB, T + 16 * (oy * ow + ox)); break;
+
+static TK_AVX512 void cvec_fwd_avx512(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow,
+                                      ptrdiff_t wp, float *T) {
+    const ptrdiff_t nb = (ow + 11) / 12, pbMax = (ow + nb - 1) / nb;
+    for (ptrdiff_t oy = 0; oy < oh; oy++)
+        for (ptrdiff_t ox = 0; ox < ow;) {
+            const int pb = (int)(ow - ox < pbMax ? ow - ox : pbMax);
+            switch (pb) {
+                CF_CASE(1) CF_CASE(2) CF_CASE(3) CF_CASE(4) CF_CASE(5) CF_CASE(6)
+                CF_CASE(7) CF_CASE(8) CF_CASE(9) CF_CASE(10) CF_CASE(11) CF_CASE(12)
+            }
+            ox += pb;
+        }
+}
+
+void zoo_tc_cvec_fwd(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp,
+                     float *T, int portable) {
+    if (!portable && zoo_kernels_avx512()) { cvec_fwd_avx512(in, koff, K, wv, oh, ow, wp, T); return; }
+    for (ptrdiff_t oy = 0; oy < oh; oy++)
+        for (ptrdiff_t ox = 0; ox < ow; ox++) {
+            float *t = T + 16 * (oy * ow + ox);
+            for (int l = 0; l < 16; l++) t[l] = 0;
+            for (int k = 0; k < K; k++) {
+                const float v = in[koff[k] + oy * wp + ox];
+                for (int l = 0; l < 16; l++) t[l] += wv[16 * k + l] * v;
+            }
+        }
+}
+
+// Weight gradient: 25 taps (koff entries; the caller pads K to a multiple of 25) × PB pixels of a row per block.
+#define CV_TB 25
+
+TK_INLINE TK_AVX512 void cvec_dw_block(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, const float *dyT, ptrdiff_t dyTImg,
+                                       int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, const int PB, float *acc) {
+    __m512 a[CV_TB];
+    for (int k = 0; k < CV_TB; k++) a[k] = _mm512_setzero_ps();
+    for (int img = 0; img < nimg; img++) {
+        const float *xi = x + img * xImg, *di = dyT + img * dyTImg;
+        for (ptrdiff_t oy = 0; oy < oh; oy++)
+            for (ptrdiff_t ox = 0; ox + PB <= ow; ox += PB) {
+                __m512 dv[5];
+                const float *d = di + 16 * (oy * ow + ox), *xr = xi + oy * wp + ox;
+                for (int p = 0; p < PB; p++) dv[p] = _mm512_loadu_ps(d + 16 * p);
+                for (int k = 0; k < CV_TB; k++) {
+                    const float *r = xr + koff[k];
+                    for (int p = 0; p < PB; p++) a[k] = _mm512_fmadd_ps(dv[p], _mm512_set1_ps(r[p]), a[k]);
+                }
+            }
+    }
+    for (int k = 0; k < CV_TB; k++) _mm512_storeu_ps(acc + 16 * k, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * k), a[k]));
+}
+
+#define CD_CASE(PB) case PB: cvec_dw_block(x, xImg, koff + k0, dyT, dyTImg, nimg, oh, ow, wp, PB, acc + 16 * k0); break;
+
+static TK_AVX512 void cvec_dw_avx512(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg,
+                                     int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc) {
+    // pixels per block: the largest of 5..1 dividing the row (every block of a row the same size)
+    int pb = 5;
+    while (ow % pb != 0) pb--;
+    for (int k0 = 0; k0 < K; k0 += CV_TB) {
+        switch (pb) { CD_CASE(1) CD_CASE(2) CD_CASE(3) CD_CASE(4) CD_CASE(5) }
+    }
+}
+
+void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg, int nimg,
+                    ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc, int portable) {
+    if (!portable && zoo_kernels_avx512()) { cvec_dw_avx512(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
+    for (int k = 0; k < K; k++)
+        for (int img = 0; img < nimg; img++)
+            for (ptrdiff_t oy = 0; oy < oh; oy++)
+                for (ptrdiff_t ox = 0; ox < ow; ox++) {
+                    const float v = x[img * xImg + koff[k] + oy * wp + ox];
+                    const float *d = dyT + img * dyTImg + 16 * (oy * ow + ox);
+                    for (int l = 0; l < 16; l++) acc[16 * k + l] += d[l] * v;
+                }
 }

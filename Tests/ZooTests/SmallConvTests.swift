@@ -25,12 +25,14 @@ final class SmallConvTests: XCTestCase {
         (4, 2, 13, 3, 9, [7, 7], Padding2D(3), true),                                     // 49 taps, narrow
         (3, 5, 4, 4, 3, [1, 1], Padding2D(0), false),                                     // 1×1
         (2, 3, 5, 6, 4, [3, 5], Padding2D(top: 3, left: 5, bottom: 3, right: 5), true),   // padding ≥ kernel
+        (3, 2, 28, 28, 16, [5, 5], Padding2D(2), true),                                  // channel vectors, wide rows
+        (2, 3, 9, 7, 13, [3, 3], Padding2D(1), true),                                     // channel vectors, 13 lanes
     ]
 
     func testSmallConvMatchesReference() {
         var rng = SeededRandom(seed: 23)
-        let saved = (SmallConv.enabled, SmallConv.portable)
-        defer { (SmallConv.enabled, SmallConv.portable) = saved }
+        let saved = (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors)
+        defer { (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors) = saved }
         for (ci, t) in cases.enumerated() {
             let (n, c, h, w, o, k, p, bias) = t
             let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: [1, 1], padding: p, dilation: [1, 1], groups: 1, bias: bias)
@@ -45,10 +47,13 @@ final class SmallConvTests: XCTestCase {
                 SharedForward.withOptional(b) { bp in Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, y: rp.baseAddress!) }
             } } }
             let refB = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
-            // direct AVX-512 (where the CPU has it), direct portable C, and the im2col + GEMM path it replaces
-            for (enabled, portable) in [(true, false), (true, true), (false, false)] {
-                SmallConv.enabled = enabled; SmallConv.portable = portable
-                let label = "case \(ci) direct \(enabled) portable \(portable)"
+            // direct AVX-512 (where the CPU has it) and portable C, channel-vectorized (≥ 12 outputs) or flat, and the
+            // im2col + GEMM path they replace
+            for (enabled, portable, cvec) in [(true, false, true), (true, true, true), (true, false, false), (true, true, false), (false, false, false)] {
+                if !cvec && o < 12 && enabled && portable { continue }   // same as the cvec run
+                SmallConv.enabled = enabled; SmallConv.portable = portable; SmallConv.channelVectors = cvec
+                XCTAssertEqual(SmallConvPlan(g).channelVectors, enabled && cvec && o >= 12)
+                let label = "case \(ci) direct \(enabled) portable \(portable) cvec \(cvec)"
                 for threads in [1, 2, 3] {
                     let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
                     XCTAssertLessThan(maxRel(y, ref), 1e-5, "\(label) forward, \(threads) threads")
@@ -142,5 +147,41 @@ final class SmallConvTests: XCTestCase {
         trainFastAvgPool2Backward = true
         XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 9), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 3], stride: [2, 2])), threads: 1))
         XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 16), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [2, 2], stride: [2, 2], ceilMode: true)), threads: 1))
+    }
+
+    /// LeNet through the training engine: every fast path of this file on (direct convolutions, channel vectors,
+    /// vector sigmoid, fused sigmoid + 2×2 average-pool backward) against all of them off, at the PyTorch fixture's
+    /// parameters (gradients vs PyTorch: TrainingGradientTests.testLeNetGradientsMatchPyTorch); the fusion alone changes
+    /// no bit. Input gradients too (the first convolution's dx path).
+    func testLeNetEngineFastPathsMatchPlainPaths() throws {
+        let f = try TrainFixtures.npz("train/lenet_grads.npz")
+        var sd: [String: Tensor] = [:]
+        for (k, v) in f where k.hasPrefix("param/") { sd[String(k.dropFirst(6))] = Tensor(shape: v.shape, data: v.values) }
+        let model = try Model.load(graph: TrainFixtures.lenet(), stateDict: sd)
+        let x = Tensor(shape: f["input"]!.shape, data: f["input"]!.values)
+        let saved = (SmallConv.enabled, SmallConv.channelVectors, SharedForward.fastSigmoid, trainFuseSigmoidPoolBackward, trainFastAvgPool2Backward)
+        defer { (SmallConv.enabled, SmallConv.channelVectors, SharedForward.fastSigmoid, trainFuseSigmoidPoolBackward, trainFastAvgPool2Backward) = saved }
+        func run(_ fast: Bool, fuse: Bool) throws -> (Float, Gradients) {
+            (SmallConv.enabled, SmallConv.channelVectors, SharedForward.fastSigmoid, trainFastAvgPool2Backward) = (fast, fast, fast, fast)
+            trainFuseSigmoidPoolBackward = fuse
+            var engine = TrainingEngine(model: model)
+            engine.inputRequiresGrad = true
+            var rng = SeededRandom(seed: 0)
+            let tape = try engine.forward(x, training: true, rng: &rng)
+            let (loss, dl) = Loss.crossEntropy(logits: tape.output, labels: f["labels"]!.integers!, labelSmoothing: 0.1)
+            return (loss, try engine.backward(tape, gradOutput: dl))
+        }
+        let (lossPlain, plain) = try run(false, fuse: false)
+        let (lossFast, fast) = try run(true, fuse: true)
+        let (_, unfused) = try run(true, fuse: false)
+        XCTAssertEqual(lossFast, lossPlain, accuracy: 1e-6)
+        XCTAssertEqual(Set(fast.parameters.keys), Set(plain.parameters.keys))
+        XCTAssertEqual(fast.parameters.count, 10)
+        for (k, v) in plain.parameters {
+            XCTAssertLessThanOrEqual(TrainFixtures.relErr(fast.parameters[k]!, v), 1e-5, k)
+            XCTAssertEqual(fast.parameters[k]!, unfused.parameters[k]!, k)
+        }
+        XCTAssertLessThanOrEqual(TrainFixtures.relErr(fast.input!, plain.input!), 1e-5)
+        XCTAssertEqual(fast.input!, unfused.input!)
     }
 }

@@ -26,4 +26,19 @@ void zoo_sigmoid(const float *x, float *y, ptrdiff_t n, int portable);
 void zoo_avgpool2_backward(const float *dy, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t h, ptrdiff_t w,
                            int portable);
 
+/// The same with the backward of the sigmoid whose output `y` (h×w planes) was pooled: dx = (dy/4) · (y · (1 − y)) inside
+/// the windows, 0 · (y · (1 − y)) outside; y == NULL: plain average-pool backward.
+void zoo_avgpool2_sigmoid_backward(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
+                                   ptrdiff_t h, ptrdiff_t w, int portable);
+
+/// Channel-vectorized forward for one block of 16 output channels: T[(oy*ow + ox)*16 + l] =
+/// sum_{k < K} wv[16k + l] * in[koff[k] + oy*wp + ox] (koff[k] = ci*S + ky*wp + kx of the staged planes).
+void zoo_tc_cvec_fwd(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp,
+                     float *T, int portable);
+
+/// Channel-vectorized weight gradient for one block of 16 output channels: acc[16k + l] += sum_img sum_{oy,ox}
+/// dyT[img*dyTImg + (oy*ow + ox)*16 + l] * x[img*xImg + koff[k] + oy*wp + ox]; K a multiple of 25.
+void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg, int nimg,
+                    ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc, int portable);
+
 #endif
