@@ -49,6 +49,8 @@ def timed(fn, warmup, iters):
 
 def stats(ts):
     s = sorted(ts)
+    if not s:
+        return {}
     return {"median_ms": statistics.median(s), "min_ms": s[0], "p90_ms": s[min(len(s) - 1, int(0.9 * len(s)))]}
 
 
@@ -89,13 +91,45 @@ def zoo_bench(model, batch, threads, train=False, freeze=False, size=None, iters
         if proc.returncode != 0:
             return {"error": stderr.strip()[-300:], "other_load": 0.0}
         res = json.loads(stdout)
-        res.pop("times_ms", None)
         child = ru.ru_utime + ru.ru_stime
         res["other_load"] = max(((busy_jiffies() - b0) / CLK - child) / wall, 0.0)
         # VmHWM reported by zoo itself: ru_maxrss after fork + exec carries this (large) Python parent's peak.
         res.setdefault("peak_rss_mb", None)
         return res
-    return with_retries(measure)
+    return measure
+
+
+def interleaved(measures, rounds):
+    """Runs each contender's measure once per round, alternating the order (A B C, C B A, ...) so that slow and fast
+    phases of a shared machine fall on every contender alike; each run is retried when loaded. Returns, per
+    contender, the statistics over all rounds' iterations pooled, the worst other load of the kept runs and the
+    per-round medians."""
+    runs = {k: [] for k in measures}
+    keys = list(measures)
+    for r in range(rounds):
+        for k in (keys if r % 2 == 0 else keys[::-1]):
+            runs[k].append(with_retries(measures[k]))
+    out = {}
+    for k, rs in runs.items():
+        bad = [x for x in rs if "error" in x]
+        if bad:
+            out[k] = bad[0]
+            continue
+        pooled = [t for x in rs for t in x.get("times_ms", [])]
+        res = {kk: v for kk, v in rs[-1].items() if kk not in ("times_ms", "median_ms", "min_ms", "p90_ms")}
+        last = rs[-1].get("median_ms")
+        res.update(stats(pooled))
+        if last and "gflops" in res:   # zoo's own figures are for its last round's median: rescale to the pooled one
+            f = last / res["median_ms"]
+            res["gflops"] *= f
+            for kk in ("peak_share", "images_per_s"):
+                if kk in res:
+                    res[kk] *= f
+        res["other_load"] = max(x["other_load"] for x in rs)
+        res["round_medians_ms"] = [round(x["median_ms"], 3) for x in rs]
+        res["attempts"] = sum(x.get("attempts", 1) for x in rs)
+        out[k] = res
+    return out
 
 
 def torch_model(name, classes=1000):
@@ -126,18 +160,25 @@ def torch_infer(name, batch, threads, iters):
             m(x)
     def measure():
         ts, load = timed(run, 2, iters)
-        return {**stats(ts), "other_load": load}
-    return with_retries(measure)
+        return {**stats(ts), "times_ms": ts, "other_load": load}
+    return measure
 
 
-def ort_infer(name, batch, threads, iters, tmp):
-    import torch, numpy as np, onnxruntime as ort
+def ort_model(name, tmp):
+    """The torchvision model exported to ONNX (once per run) for onnxruntime."""
+    import torch
     path = os.path.join(tmp, f"{name}.onnx")
     if not os.path.exists(path):
         m = torch_model(name).eval()
         x = torch.randn(*input_shape(name, 1))
         torch.onnx.export(m, x, path, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, opset_version=17, dynamo=False)
+    return path
+
+
+def ort_infer(name, batch, threads, iters, tmp):
+    import numpy as np, onnxruntime as ort
+    path = ort_model(name, tmp)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -145,8 +186,8 @@ def ort_infer(name, batch, threads, iters, tmp):
     x = np.random.randn(*input_shape(name, batch)).astype(np.float32)
     def measure():
         ts, load = timed(lambda: sess.run(None, {"input": x}), 2, iters)
-        return {**stats(ts), "other_load": load}
-    return with_retries(measure)
+        return {**stats(ts), "times_ms": ts, "other_load": load}
+    return measure
 
 
 def torch_train_step(name, batch, threads, iters, size=None, freeze=False):
@@ -167,11 +208,12 @@ def torch_train_step(name, batch, threads, iters, size=None, freeze=False):
         opt.step()
     def measure():
         ts, load = timed(step, 2, iters)
-        return {**stats(ts), "other_load": load}
-    return with_retries(measure)
+        return {**stats(ts), "times_ms": ts, "other_load": load}
+    return measure
 
 
 def ort_rss(name, batch, tmp):
+    ort_model(name, tmp)
     code = f"""
 import onnxruntime as ort, numpy as np
 so = ort.SessionOptions(); so.intra_op_num_threads = 2
@@ -192,6 +234,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--train-iters", type=int, default=5)
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds per task (zoo/ort/torch, then reversed); statistics pool all rounds")
     ap.add_argument("--json-out", default=os.path.join(ROOT, "bench", "last-run.json"))
     a = ap.parse_args()
     rows = []
@@ -199,34 +243,36 @@ def main():
     for name in a.models.split(","):
         for b in map(int, a.batches.split(",")):
             iters = a.iters if not (name == "vgg11" and b == 8) else max(3, a.iters // 3)
-            z = zoo_bench(name, b, a.threads, iters=iters)
-            o = ort_infer(name, b, a.threads, iters, tmp)
-            t = torch_infer(name, b, a.threads, iters)
-            rows.append({"task": f"infer {name} b{b}", "zoo": z, "onnxruntime": o, "pytorch": t})
+            res = interleaved({"zoo": zoo_bench(name, b, a.threads, iters=iters),
+                               "onnxruntime": ort_infer(name, b, a.threads, iters, tmp),
+                               "pytorch": torch_infer(name, b, a.threads, iters)}, a.rounds)
+            rows.append({"task": f"infer {name} b{b}", **res})
             print(fmt(rows[-1]), flush=True)
     if not a.no_train:
         for name, b, size, freeze in [("lenet", 256, None, False), ("resnet18", 32, "96x96", False),
                                       ("resnet18", 32, "96x96", True)]:
             zsize = f"3x{size}" if size else None
-            z = zoo_bench(name, b, a.threads, train=True, freeze=freeze, size=zsize, iters=a.train_iters, classes=10)
-            t = torch_train_step(name, b, a.threads, a.train_iters, size=int(size.split("x")[0]) if size else None, freeze=freeze)
-            rows.append({"task": f"train {name} b{b}{' ' + size if size else ''}{' frozen' if freeze else ''}",
-                         "zoo": z, "pytorch": t})
+            res = interleaved({"zoo": zoo_bench(name, b, a.threads, train=True, freeze=freeze, size=zsize,
+                                                iters=a.train_iters, classes=10),
+                               "pytorch": torch_train_step(name, b, a.threads, a.train_iters,
+                                                           size=int(size.split("x")[0]) if size else None,
+                                                           freeze=freeze)}, a.rounds)
+            rows.append({"task": f"train {name} b{b}{' ' + size if size else ''}{' frozen' if freeze else ''}", **res})
             print(fmt(rows[-1]), flush=True)
-    zr = zoo_bench("resnet18", 1, a.threads, iters=3, peak=False)
+    zr = with_retries(zoo_bench("resnet18", 1, a.threads, iters=3, peak=False))
     orr = ort_rss("resnet18", 1, tmp)
     mem = {"zoo_peak_rss_mb": zr.get("peak_rss_mb"), "onnxruntime_peak_rss_mb": orr}
     print(f"peak RSS resnet18 b1: zoo {mem['zoo_peak_rss_mb']} MB, onnxruntime {orr} MB")
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
-           "threads": a.threads, "rows": rows, "memory": mem}
+           "threads": a.threads, "rounds": a.rounds, "rows": rows, "memory": mem}
     with open(a.json_out, "w") as f:
         json.dump(doc, f, indent=1)
     doc["table"] = table(rows, mem)
     with open(a.json_out, "w") as f:
         json.dump(doc, f, indent=1)
     print()
-    print(f"{doc['date']}  commit {commit}  threads {a.threads}")
+    print(f"{doc['date']}  commit {commit}  threads {a.threads}  rounds {a.rounds}")
     print(doc["table"])
     print(f"wrote {a.json_out}")
 

@@ -6,13 +6,17 @@ import XCTest
 final class WinogradBenchTests: XCTestCase {
     func random(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
 
-    /// Runs `body` once with each tile size forced (F(2×2) and F(4×4)) and once with the tile chosen by geometry.
+    /// Runs `body` once with each tile size forced (F(2×2) and F(4×4)) and once with the tile chosen by geometry, each
+    /// with the AVX-512 C tile transforms (when the CPU has them) and with the Swift SIMD4 transforms.
     func eachTile(_ body: (Int) -> Void) {
-        let saved = Fast.winogradTileOverride
-        defer { Fast.winogradTileOverride = saved }
-        for tile in [2, 4, 0] {
-            Fast.winogradTileOverride = tile
-            body(tile)
+        let saved = Fast.winogradTileOverride, savedC = Fast.winogradCTransforms
+        defer { Fast.winogradTileOverride = saved; Fast.winogradCTransforms = savedC }
+        for c in [true, false] {
+            Fast.winogradCTransforms = c
+            for tile in [2, 4, 0] {
+                Fast.winogradTileOverride = tile
+                body(tile)
+            }
         }
     }
 
@@ -52,6 +56,10 @@ final class WinogradBenchTests: XCTestCase {
             // Packed GEMM: inC 300 spans two KC blocks, outC 20 a partial MR panel, 33 tiles a partial NR panel.
             check(batch: 1, inC: 300, outC: 20, h: 11, w: 21, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache())
             check(batch: 2, inC: 17, outC: 40, h: 30, w: 29, pad: 1, bias: false, act: .none, threads: 1, cache: ConvWeightCache())
+            // Rows of more than 16 tiles (several 16-tile blocks in the C transforms, the last one partial), runs split
+            // across packed panels, an activation the C store does not apply itself.
+            check(batch: 1, inC: 16, outC: 16, h: 9, w: 70, pad: 1, bias: true, act: .sigmoid, threads: 2)
+            check(batch: 1, inC: 16, outC: 16, h: 10, w: 131, pad: 0, bias: true, act: .clip(-1, 6), threads: 2, cache: ConvWeightCache())
         }
         // The geometry picks F(4×4) when there are at least 16 of its 4×4 tiles, else F(2×2).
         func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {

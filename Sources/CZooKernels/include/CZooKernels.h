@@ -16,6 +16,20 @@ int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float 
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out);
 
+/// Winograd F(m×m,3×3), m = 4 or 2, input transform of one row of `tiles` tiles of one channel (winograd.c):
+/// rows = α = m+2 zero-padded input rows (rowStride apart, each at least m·tiles + 2 floats); writes
+/// V[i][j][t] = (Bᵀ d_t B)[i][j] to out[(i·α + j)·outStride + t]. scratch: zoo_wino_scratch_floats(m, tiles) floats.
+/// AVX-512F only (and tiles ≤ 512): returns 0 without writing when unsupported.
+int zoo_wino_input_row(int m, const float *rows, ptrdiff_t rowStride, int tiles, float *out, ptrdiff_t outStride, float *scratch);
+int zoo_wino_scratch_floats(int m, int tiles);
+
+/// Winograd output transform of one row of tiles of one output channel: M[(i·α + j)·mStride + t] → the first `rows`
+/// (≤ m) output rows y[r·yStride + c], c < outW, each Aᵀ M_t A + bias, clamped to [lo, hi] (NaN kept) when clamp.
+/// AVX-512F only: returns 0 without writing when unsupported.
+int zoo_wino_output_row(int m, const float *M, ptrdiff_t mStride, int tiles, float bias, int clamp, float lo, float hi,
+                        float *y, ptrdiff_t yStride, int outW, int rows);
+#include "ZooTrainKernels.h"
+
 /// dst[i] = src[2*i] for i < n (reads src[0 ... 2n-2] only). `allow_simd` 0 runs the portable loop (tests, A/B).
 void zoo_gather2(const float *src, float *dst, ptrdiff_t n, int allow_simd);
 /// dst[2*i] += src[i] for i < n (odd elements untouched). `allow_simd` 0 runs the portable loop.

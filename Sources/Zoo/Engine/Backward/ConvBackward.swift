@@ -114,6 +114,10 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     var dx: [Float]? = nil, dw: [Float]? = nil, db: [Float]? = nil
     if needParams && hasBias { db = channelSums(dy, n: g.n, channels: g.o, plane: g.plane, threads: threads) }
     if !needInput && !needParams { return (dx, dw, db) }
+    if SmallConv.applies(g) {
+        let r = smallConvBackward(x: x, weight: weight, dy: dy, geometry: g, needInput: needInput, needParams: needParams, threads: threads)
+        return (r.dx, needParams ? r.dw : nil, db)
+    }
     var dataGeo: Conv2dGeometry? = nil
     if needInput, let geo = convBackwardDataByWinograd(g) {
         dataGeo = geo
@@ -308,6 +312,7 @@ func winogradTiles(_ g: Conv2dGeometry) -> Int { g.batch * ((g.outH + 1) / 2) * 
 /// kernel's formulation), so small images cost one dispatch per layer instead of several per image.
 public func trainConv2dForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry,
                                threads: Int = TrainingThreads.count) -> [Float] {
+    if SmallConv.applies(g) { return smallConvForward(x: x, weight: weight, bias: bias, geometry: g, threads: threads) }
     let workers = max(1, min(threads, g.n))
     let perWorker = (g.n + workers - 1) / workers
     let chunk = max(1, min(perWorker, convBackwardColumnFloats / max(1, g.kSize * g.plane)))

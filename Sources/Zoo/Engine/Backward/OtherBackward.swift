@@ -272,6 +272,7 @@ func avgPoolWindows(_ g: PoolGeometry, _ a: Pool2dAttrs, _ body: (_ o: Int, _ nc
 /// Average-pool backward, planes split over `threads` (the windows of `avgPoolWindows`, computed inline).
 public func trainAvgPoolBackward(dy: [Float], inputShape: [Int], attrs: Pool2dAttrs, threads: Int = TrainingThreads.count) -> [Float] {
     let g = PoolGeometry(inputShape, attrs)
+    if let d = avgPool2x2Backward(dy: dy, g, threads: threads) { return d }
     var dx = [Float](repeating: 0, count: inputShape.reduce(1, *))
     let planes = g.n * g.c
     guard planes > 0, g.oh > 0, g.ow > 0 else { return dx }

@@ -108,10 +108,13 @@ extension Fast {
                         } else if sW == 1 && ox >= xr.lowerBound && ox + len <= xr.upperBound {
                             d.update(from: src + ox, count: len)
                         } else {
-                            for e in 0..<len {
-                                let o = ox + e
-                                d[e] = xr.contains(o) ? src[o * sW] : 0
-                            }
+                            // Zeros left and right of the valid columns, a plain strided copy between them.
+                            let v0 = Swift.min(Swift.max(xr.lowerBound, ox), ox + len)
+                            let v1 = Swift.max(Swift.min(xr.upperBound, ox + len), v0)
+                            if v0 > ox { d.update(repeating: 0, count: v0 - ox) }
+                            var o = v0
+                            while o < v1 { d[o - ox] = src[o * sW]; o += 1 }
+                            if v1 < ox + len { (d + (v1 - ox)).update(repeating: 0, count: ox + len - v1) }
                         }
                         ox += len; j += len
                     }

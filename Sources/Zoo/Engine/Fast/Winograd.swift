@@ -1,6 +1,7 @@
 import Foundation
 import COpenBLAS
 import CGemm
+import CZooKernels
 
 /// Winograd F(m×m, 3×3), m = 2 or 4, for stride-1, undilated, ungrouped 3×3 convolutions (Lavin & Gray's
 /// transforms; F(4×4) with the interpolation points 0, ±1, ±2, ∞): per m×m output tile,
@@ -30,6 +31,9 @@ extension Fast {
     nonisolated(unsafe) public static var winogradPackedGemm = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_GEMM"] != "openblas"
 
     /// On: few-tile products run transposed on the packed GEMM (see `winogradConv2d`); env ZOO_WINOGRAD_SWAP=0 turns it off.
+    /// Tile transforms in AVX-512F C (Sources/CZooKernels/winograd.c) when the CPU has it; `ZOO_WINOGRAD_TRANSFORMS=swift`
+    /// keeps the Swift SIMD4 transforms (the portable path, and the A/B switch).
+    nonisolated(unsafe) public static var winogradCTransforms = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_TRANSFORMS"] != "swift"
     nonisolated(unsafe) public static var winogradSwapSmall = ProcessInfo.processInfo.environment["ZOO_WINOGRAD_SWAP"] != "0"
 
     /// On: the inference `Executor` keeps each node's transformed weights (no hashing per call). Env
@@ -70,9 +74,14 @@ extension Fast {
         let rows = g.batch * tilesH
         let perRow = a * a * (g.inC + g.outC) * tilesW
         let chunkRows = Swift.max(1, Swift.min(rows, winogradChunkFloats / perRow))
-        // + one packed-B panel of padding per product (V in packed panels)
-        return (rows, chunkRows, perRow * chunkRows + a * a * g.inC * gemmNR)
+        // + one packed-B panel of padding per product (V in packed panels), + the skew of V's and M's product strides
+        return (rows, chunkRows, perRow * chunkRows + a * a * g.inC * gemmNR + 2 * a * a * 1024)
     }
+
+    /// A product stride (floats) rounded up to 16 more than a multiple of 1024: the α² products are written and
+    /// read as α² concurrent streams, and strides that are multiples of 4 KB (inC·ntPad = 64·240, 128·96, 256·48 in
+    /// resnet18) put them all in the same L1/L2 sets.
+    @inline(__always) static func winogradSkew(_ s: Int) -> Int { s + (16 - s % 1024 + 1024) % 1024 }
 
     static func winogradScratch(_ g: Conv2dGeometry) -> Int {
         let m = winogradTile(g)
@@ -191,7 +200,8 @@ extension Fast {
         // V: per product c, inC × nt row-major; (packed) inC × ntPad in NR-column panels; (swapped) Vᵀ as packed
         // A: MR-row panels of tiles, blocked by KC input channels.
         let kc = gemmKC
-        let vStride = swapped ? inC * ((ntMax + mrow - 1) / mrow * mrow) : packedU != nil ? inC * ((ntMax + nr - 1) / nr * nr) : inC * ntMax
+        let vStride = winogradSkew(swapped ? inC * ((ntMax + mrow - 1) / mrow * mrow)
+                                           : packedU != nil ? inC * ((ntMax + nr - 1) / nr * nr) : inC * ntMax)
         let vs = SendPtr(scratch), ms = SendPtr(scratch + aa * vStride)
         let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u?.p ?? scratch)
         let bs = b.map(SendConstPtr.init)
@@ -208,10 +218,13 @@ extension Fast {
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
             let ntPad = (nt + nr - 1) / nr * nr
             let mPad = (nt + mrow - 1) / mrow * mrow
+            let useC = winogradCTransforms && zoo_kernels_avx512() != 0 && tilesW <= 512
+            let cScratch = useC ? Int(zoo_wino_scratch_floats(Int32(m), Int32(tilesW))) : 0
             parallelFor(inC * nrows, threads: threads, grain: 2) { range in
-                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW)
+                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW + cScratch)
                 defer { pad.deallocate() }
                 let e = pad + a * wp
+                let cTmp = e + aa * tilesW
                 for item in range {
                     let ic = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
@@ -226,8 +239,8 @@ extension Fast {
                         (dst + lo).update(from: plane + iy * g.inW + (lo - g.padLeft), count: hi - lo)
                         if hi < wp { (dst + hi).update(repeating: 0, count: wp - hi) }
                     }
-                    // Columns: e[k][j][tx] = (d B)[k][j] for each input row k
-                    for k in 0..<a {
+                    // Columns: e[k][j][tx] = (d B)[k][j] for each input row k (the C rows do both stages themselves)
+                    for k in 0..<a where !useC {
                         let p = pad + k * wp
                         let ek = e + k * a * tilesW
                         if m == 4 {
@@ -250,6 +263,10 @@ extension Fast {
                     // that stay inside one panel.
                     @inline(__always) func rowTransform(_ lo: Int, _ hi: Int, _ base: UnsafeMutablePointer<Float>) {
                         // base[(i·α + j)·vStride + tx] receives V[i][j] of tile column tx
+                        if useC {
+                            _ = zoo_wino_input_row(Int32(m), pad + m * lo, wp, Int32(hi - lo), base + lo, vStride, cTmp)
+                            return
+                        }
                         for j in 0..<a {
                             @inline(__always) func er(_ k: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(e + (k * a + j) * tilesW) }
                             @inline(__always) func vr(_ i: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(base + (i * a + j) * vStride) }
@@ -345,33 +362,40 @@ extension Fast {
                 }
             }
             let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
-            // M[c] = U[c] · V[c]
+            // M[c] = U[c] · V[c]; products `cs` floats apart
+            let cs = winogradSkew(outC * nt)
             if let put = packedUT {
                 let mp = mPad / mrow, np = (outC + nr - 1) / nr
                 parallelTasks(aa, threads: threads) { c in
-                    zoo_gemm_compute(Int32(nt), Int32(outC), Int32(inC), vs.p + c * vStride, put[c].p, ms.p + c * outC * nt, Int32(outC),
+                    zoo_gemm_compute(Int32(nt), Int32(outC), Int32(inC), vs.p + c * vStride, put[c].p, ms.p + c * cs, Int32(outC),
                                      nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
                 }
             } else if let pu = packedU {
                 let mp = (outC + gemmMR - 1) / gemmMR, np = ntPad / nr
                 parallelTasks(aa, threads: threads) { c in
-                    zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), pu[c].p, vs.p + c * vStride, ms.p + c * outC * nt, Int32(nt),
+                    zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), pu[c].p, vs.p + c * vStride, ms.p + c * cs, Int32(nt),
                                      nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
                 }
             } else if winogradSplitGemms {
                 // The α² products are independent: one single-threaded GEMM per task.
                 parallelTasks(aa, threads: threads) { c in
                     sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * vStride, ldb: nt,
-                          c: ms.p + c * outC * nt, ldc: nt, threads: 1)
+                          c: ms.p + c * cs, ldc: nt, threads: 1)
                 }
             } else {
                 for c in 0..<aa {
                     sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * vStride, ldb: nt,
-                          c: ms.p + c * outC * nt, ldc: nt, threads: threads)
+                          c: ms.p + c * cs, ldc: nt, threads: threads)
                 }
             }
             let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // Y = Aᵀ M A + bias, activation
+            let useCOut = winogradCTransforms && !swapped && zoo_kernels_avx512() != 0 && tilesW <= 512
+            let (clampOut, cLo, cHi): (Int32, Float, Float) = switch act {
+            case .relu: (1, 0, .infinity)
+            case let .clip(l, h): (1, l, h)
+            case .none, .sigmoid, .tanh: (0, 0, 0)
+            }
             parallelFor(outC * nrows, threads: threads, grain: 2) { range in
                 let s = UnsafeMutablePointer<Float>.allocate(capacity: m * a * tilesW)
                 defer { s.deallocate() }
@@ -379,7 +403,16 @@ extension Fast {
                     let oc = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
                     let base = swapped ? ms.p + rr * tilesW * outC + oc : ms.p + oc * nt + rr * tilesW
-                    let cs = outC * nt
+                    if useCOut {
+                        let rowsOut = Swift.min(m, g.outH - ty * m)
+                        let out = ys.p + (n * outC + oc) * g.outPlane + ty * m * g.outW
+                        _ = zoo_wino_output_row(Int32(m), base, cs, Int32(tilesW), bs?.p[oc] ?? 0, clampOut, cLo, cHi,
+                                                out, g.outW, Int32(g.outW), Int32(rowsOut))
+                        if clampOut == 0 && act != .none {
+                            for i in 0..<rowsOut { applyActivation(act, out + i * g.outW, count: g.outW) }
+                        }
+                        continue
+                    }
                     // Rows: s[i'][j][tx] = Σ_i Aᵀ[i'][i] M[i][j]
                     for j in 0..<a {
                         @inline(__always) func mr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }

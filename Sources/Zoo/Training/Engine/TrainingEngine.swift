@@ -147,7 +147,9 @@ public struct TrainingEngine {
         case .relu: return (Tensor(shape: s, data: SharedForward.activation(.relu, x.data)), .none)
         case .relu6: return (Tensor(shape: s, data: SharedForward.activation(.clip(0, 6), x.data)), .none)
         case let .clip(lo, hi): return (Tensor(shape: s, data: SharedForward.activation(.clip(lo, hi), x.data)), .none)
-        case .sigmoid: return (Tensor(shape: s, data: SharedForward.activation(.sigmoid, x.data)), .none)
+        case .sigmoid:
+            let y = SharedForward.fastSigmoid ? SharedForward.sigmoid(x.data) : SharedForward.activation(.sigmoid, x.data)
+            return (Tensor(shape: s, data: y), .none)
         case .tanh: return (Tensor(shape: s, data: SharedForward.activation(.tanh, x.data)), .none)
         case let .softmax(axis): return (Tensor(shape: s, data: SharedForward.softmax(x.data, shape: s, axis: axis)), .none)
         case let .maxPool2d(a):
@@ -223,6 +225,11 @@ public struct TrainingEngine {
         func wantParam(_ node: Node, _ key: String) -> Bool {
             !frozen.contains(node.name + "." + key)
         }
+        // A sigmoid whose output only a 2×2 average pool reads: the pool's backward also does the sigmoid's (one pass).
+        var readers: [String: Int] = [g.output: 1]
+        for n in g.nodes { for i in n.inputs { readers[i, default: 0] += 1 } }
+        var producer: [String: Int] = [:]
+        for (i, n) in g.nodes.enumerated() { producer[n.output] = i }
         for ni in stride(from: g.nodes.count - 1, through: 0, by: -1) where tape.needsBackward[ni] {
             let node = g.nodes[ni]
             guard let dy = grads.removeValue(forKey: node.output) else { continue }
@@ -275,6 +282,12 @@ public struct TrainingEngine {
                 accumulate(node.inputs[0], trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x!.count, planes: s[0] * s[1]))
             case let .avgPool2d(a):
                 guard needIn[0] else { continue }
+                if trainFuseSigmoidPoolBackward, readers[node.inputs[0]] == 1, let si = producer[node.inputs[0]], tape.needsBackward[si],
+                   case .sigmoid = g.nodes[si].op, let sIn = g.nodes[si].inputs.first, valueNeeds.contains(sIn),
+                   let d = avgPool2x2Backward(dy: dy, PoolGeometry(s, a), threads: SharedForward.threads, sigmoidOutput: x!.data) {
+                    accumulate(sIn, d)   // the sigmoid node then finds no gradient and is skipped
+                    continue
+                }
                 accumulate(node.inputs[0], trainAvgPoolBackward(dy: dy, inputShape: s, attrs: a))
             case let .adaptiveAvgPool2d(o):
                 guard needIn[0] else { continue }

@@ -1,0 +1,44 @@
+#ifndef ZOO_TRAIN_KERNELS_H
+#define ZOO_TRAIN_KERNELS_H
+#include <stddef.h>
+
+// Direct stride-1 convolutions for few channels (training; LeNet-sized layers), "flat padded rows" formulation:
+// an image's channel planes are staged zero-padded with row stride Wp, so output position j = oy*Wp + ox reads
+// input j + ky*Wp + kx, and 16 consecutive positions (crossing rows; the columns ox >= ow are discarded) are one
+// vector. Each function has an AVX-512F body (chosen at run time) and a portable C body; `portable` != 0 forces
+// the portable one (tests).
+
+/// out[b*outStride + j] = sum_ci sum_t wt[(ci*taps + t)*nOut + b] * in[ci*S + j + off[t]] for b < nOut and
+/// j < 16*nvec. `in` may be read at in[ci*S + j + off[t]] only (the caller sizes and zero-fills it).
+void zoo_tc_corr(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
+                 ptrdiff_t nvec, float *out, ptrdiff_t outStride, int portable);
+
+/// dw[(b*cin + ci)*taps + t] += sum_img sum_{j < 16*nvec} dy[img*dyImg + b*S2 + j] * x[img*xImg + ci*S + j + off[t]]
+/// for b < nOut, ci < cin, t < taps.
+void zoo_tc_dw(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, const float *dy, ptrdiff_t dyImg, ptrdiff_t S2, int nOut,
+               int nimg, const ptrdiff_t *off, int taps, ptrdiff_t nvec, float *dw, int portable);
+
+/// y[i] = 1 / (1 + exp(-x[i])) (exp by range reduction and a degree-6 polynomial, 2^n by scalef; NaN stays NaN).
+void zoo_sigmoid(const float *x, float *y, ptrdiff_t n, int portable);
+
+/// 2×2 stride-2 unpadded average pooling backward over `planes` planes (dy oh×ow, dx h×w with 2·oh <= h, 2·ow <= w):
+/// dx[2oy+a][2ox+b] = dy[oy][ox] / 4, 0 in rows/columns the pooling left out.
+void zoo_avgpool2_backward(const float *dy, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t h, ptrdiff_t w,
+                           int portable);
+
+/// The same with the backward of the sigmoid whose output `y` (h×w planes) was pooled: dx = (dy/4) · (y · (1 − y)) inside
+/// the windows, 0 · (y · (1 − y)) outside; y == NULL: plain average-pool backward.
+void zoo_avgpool2_sigmoid_backward(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
+                                   ptrdiff_t h, ptrdiff_t w, int portable);
+
+/// Channel-vectorized forward for one block of 16 output channels: T[(oy*ow + ox)*16 + l] =
+/// sum_{k < K} wv[16k + l] * in[koff[k] + oy*wp + ox] (koff[k] = ci*S + ky*wp + kx of the staged planes).
+void zoo_tc_cvec_fwd(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp,
+                     float *T, int portable);
+
+/// Channel-vectorized weight gradient for one block of 16 output channels: acc[16k + l] += sum_img sum_{oy,ox}
+/// dyT[img*dyTImg + (oy*ow + ox)*16 + l] * x[img*xImg + koff[k] + oy*wp + ox]; K a multiple of 25.
+void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg, int nimg,
+                    ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc, int portable);
+
+#endif
