@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import CZooKernels
 @testable import Zoo
 
 /// The training engine's parallel/SIMD backward kernels against their plain single-threaded references.
@@ -25,6 +26,10 @@ final class TrainingKernelTests: XCTestCase {
             (2, 17, 6, 5, 16, [3, 3], [1, 1], Padding2D(top: 0, left: 2, bottom: 2, right: 0), [1, 1], 1, true),
             // many images, small plane (several chunks per worker)
             (37, 8, 4, 4, 8, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, true),
+            // stride 2, rows wider than 16 outputs (SIMD gather/scatter blocks and tails): stem 7×7/2, 3×3/2, 1×1/2
+            (2, 3, 40, 45, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, false),
+            (3, 5, 9, 70, 6, [3, 3], [2, 2], Padding2D(1), [1, 1], 1, true),
+            (2, 4, 6, 67, 5, [1, 1], [2, 2], Padding2D(0), [1, 1], 1, false),
         ]
         for (ci, t) in cases.enumerated() {
             let (n, c, h, w, o, k, s, p, d, grp, bias) = t
@@ -32,9 +37,14 @@ final class TrainingKernelTests: XCTestCase {
             let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
             let x = randoms(n * c * h * w, &rng), wt = randoms(o * (c / grp) * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
             let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
-            let savedMin = trainWinogradMinTiles
-            defer { trainWinogradMinTiles = savedMin }
-            // 0: dx of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im.
+            let savedMin = trainWinogradMinTiles, savedOn = TrainFast.on, savedWhole = convBackwardWholeMax
+            let savedAny = convBackwardWholeAnyKernel
+            convBackwardWholeAnyKernel = true
+            defer { trainWinogradMinTiles = savedMin; TrainFast.on = savedOn; convBackwardWholeMax = savedWhole; convBackwardWholeAnyKernel = savedAny }
+            // 0: dx of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im. TrainFast off: batch split and
+            // portable stride-2 rows; on: whole-batch GEMMs (wholeMax large) or batch split (0) with SIMD stride-2 rows.
+            for (fast, wholeMax) in [(false, 0), (true, 1 << 30), (true, 0)] {
+            TrainFast.on = fast; convBackwardWholeMax = wholeMax
             for (threads, minTiles) in [(1, 0), (2, 0), (3, 0), (2, 1 << 30)] {
                 trainWinogradMinTiles = minTiles
                 let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
@@ -48,6 +58,66 @@ final class TrainingKernelTests: XCTestCase {
                 XCTAssertNil(onlyX.dw)
                 XCTAssertLessThan(maxRel(onlyX.dx, ref.dx), 1e-5, "case \(ci) dx only")
             }
+            }
+        }
+    }
+
+    /// Stride-2 row gather/scatter: the AVX-512 kernels equal the portable loops bit for bit (lengths around the
+    /// 16-lane blocks), odd elements of the scatter target stay untouched, nothing past the row is written.
+    func testStride2RowKernelsMatchPortable() {
+        var rng = SeededRandom(seed: 21)
+        for n in [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 50] {
+            let src = randoms(2 * n + 3, &rng)
+            var a = [Float](repeating: 9, count: n + 2), b = a
+            src.withUnsafeBufferPointer { sp in
+                a.withUnsafeMutableBufferPointer { zoo_gather2(sp.baseAddress!, $0.baseAddress!, n, 1) }
+                b.withUnsafeMutableBufferPointer { zoo_gather2(sp.baseAddress!, $0.baseAddress!, n, 0) }
+            }
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "gather n=\(n)")
+            XCTAssertEqual(Array(a[..<n]), (0..<n).map { src[2 * $0] })
+            XCTAssertEqual(Array(a[n...]), [9, 9])
+            let s2 = randoms(n + 1, &rng), base = randoms(2 * n + 4, &rng)
+            var c = base, d = base
+            s2.withUnsafeBufferPointer { sp in
+                c.withUnsafeMutableBufferPointer { zoo_scatter_add2(sp.baseAddress!, $0.baseAddress!, n, 1) }
+                d.withUnsafeMutableBufferPointer { zoo_scatter_add2(sp.baseAddress!, $0.baseAddress!, n, 0) }
+            }
+            XCTAssertEqual(c.map(\.bitPattern), d.map(\.bitPattern), "scatter n=\(n)")
+            for i in 0..<base.count {
+                let expect = i % 2 == 0 && i / 2 < n ? base[i] + s2[i / 2] : base[i]
+                XCTAssertEqual(c[i].bitPattern, expect.bitPattern, "scatter n=\(n) element \(i)")
+            }
+        }
+    }
+
+    /// Max-pool backward by comparing with the output equals the arg-max scatter (ties, NaN, padding, ceil mode,
+    /// dilation, planes over 1–3 workers), bit for bit.
+    func testMaxPoolBackwardByValueMatchesArgmax() {
+        var rng = SeededRandom(seed: 23)
+        let savedThreads = TrainingThreads.count
+        defer { TrainingThreads.count = savedThreads }
+        for (shp, at) in [([2, 3, 9, 8], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))),
+                          ([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 2], stride: [2, 3], padding: Padding2D(top: 1, left: 0, bottom: 1, right: 1), ceilMode: true)),
+                          ([2, 2, 6, 6], Pool2dAttrs(kernel: [2, 2], dilation: [2, 1])),
+                          ([3, 4, 20, 37], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))),
+                          ([2, 3, 5, 5], Pool2dAttrs(kernel: [5, 5])),
+                          ([2, 2, 6, 40], Pool2dAttrs(kernel: [3, 3], stride: [1, 1], padding: Padding2D(1))),
+                          ([1, 2, 9, 75], Pool2dAttrs(kernel: [2, 3], stride: [2, 2], padding: Padding2D(top: 0, left: 1, bottom: 0, right: 1), dilation: [2, 1]))] {
+            let g = Pool2dGeometry(pool: at, input: shp)
+            var x = randoms(shp.reduce(1, *), &rng).map { ($0 * 4).rounded() / 4 }   // many ties
+            x[5] = .nan; x[17] = x[16]; x[x.count - 1] = .nan; x[x.count - 2] = .nan
+            let savedOn = TrainFast.on
+            defer { TrainFast.on = savedOn }
+            for (threads, fast) in [(1, false), (1, true), (2, true), (3, false)] {
+                TrainingThreads.count = threads
+                TrainFast.on = fast   // AVX-512 interior rows or the portable loop
+                let (y, am) = SharedForward.maxPool2dWithArgmax(g, x)
+                XCTAssertEqual(y.map(\.bitPattern), SharedForward.maxPool2d(g, x).map(\.bitPattern))
+                let dy = randoms(y.count, &rng)
+                let ref = trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x.count)
+                let got = trainMaxPoolBackwardByValue(x: x, y: y, dy: dy, geometry: g, threads: threads)
+                XCTAssertEqual(got.map(\.bitPattern), ref.map(\.bitPattern), "\(shp) \(threads) threads")
+            }
         }
     }
 
@@ -59,6 +129,7 @@ final class TrainingKernelTests: XCTestCase {
             (3, 6, 11, 10, 4, [5, 3], [2, 1], Padding2D(top: 2, left: 0, bottom: 1, right: 1), [1, 2], 2, false),
             (4, 3, 19, 17, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, false),           // ResNet stem
             (3, 16, 5, 6, 16, [3, 3], [1, 1], Padding2D(1), [1, 1], 1, true),            // Winograd-eligible, few tiles
+            (2, 3, 21, 70, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, true),            // stem, rows > 16 outputs
         ]
         for (ci, t) in cases.enumerated() {
             let (n, c, h, w, o, k, st, p, d, grp, bias) = t
@@ -73,9 +144,14 @@ final class TrainingKernelTests: XCTestCase {
                     Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, y: rp.baseAddress!)
                 }
             } } }
-            for threads in [1, 2, 3] {
-                let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
-                XCTAssertLessThan(maxRel(y, ref), 1e-5, "case \(ci), \(threads) threads")
+            let savedOn = TrainFast.on
+            defer { TrainFast.on = savedOn }
+            for fast in [false, true] {
+                TrainFast.on = fast
+                for threads in [1, 2, 3] {
+                    let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
+                    XCTAssertLessThan(maxRel(y, ref), 1e-5, "case \(ci), \(threads) threads, fast \(fast)")
+                }
             }
         }
         // LeNet's 2×2 average pooling fast path equals the inference kernel (odd sizes leave a row/column out).

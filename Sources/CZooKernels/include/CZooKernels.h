@@ -48,4 +48,14 @@ int zoo_wino_output_row(int m, const float *M, ptrdiff_t mStride, int tiles, flo
                         float *y, ptrdiff_t yStride, int outW, int rows);
 #include "ZooTrainKernels.h"
 
+/// dst[i] = src[2*i] for i < n (reads src[0 ... 2n-2] only). `allow_simd` 0 runs the portable loop (tests, A/B).
+void zoo_gather2(const float *src, float *dst, ptrdiff_t n, int allow_simd);
+/// dst[2*i] += src[i] for i < n (odd elements untouched). `allow_simd` 0 runs the portable loop.
+void zoo_scatter_add2(const float *src, float *dst, ptrdiff_t n, int allow_simd);
+/// Max-pool backward over n outputs of one row whose windows lie inside the input: output j's window starts at
+/// in + j*sw (kh rows rs apart, kw columns dw apart); g[j] is added to dx at the first window element equal to y[j]
+/// (NaN: the first NaN), in output order. AVX-512 for sw 1 or 2 when allow_simd, else the portable loop.
+void zoo_maxpool_back_row(const float *in, float *dx, const float *y, const float *g, ptrdiff_t n, int sw, int kh, int kw,
+                          ptrdiff_t rs, int dw, int allow_simd);
+
 #endif

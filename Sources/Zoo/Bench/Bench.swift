@@ -142,10 +142,30 @@ public enum Bench {
             executor = ex
             body = { _ = try ex.forward(x) }
         }
-        for _ in 0..<c.warmup { try body() }
-        var times: [Double] = []
+        // ZOO_BENCH_AB=1 with --train: steps alternate TrainFast.on false/true (A = old kernels, B = new), A/B figures to stderr.
+        let ab = c.train && ProcessInfo.processInfo.environment["ZOO_BENCH_AB"] != nil
+        var abTimes: [Double] = []
+        if ab {
+            var ta: [Double] = [], tb: [Double] = []
+            for i in 0..<(2 * (c.warmup + c.iterations)) {
+                TrainFast.on = i % 2 == 1
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try body()
+                let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+                if i >= 2 * c.warmup { if i % 2 == 0 { ta.append(ms) } else { tb.append(ms) } }
+            }
+            let sa = stats(ta), sb = stats(tb)
+            let line = String(format: "A/B (old/new) median %.1f / %.1f ms, min %.1f / %.1f ms\n", sa.median, sb.median, sa.min, sb.min)
+                + "A: " + ta.map { String(format: "%.0f", $0) }.joined(separator: " ") + "\nB: "
+                + tb.map { String(format: "%.0f", $0) }.joined(separator: " ") + "\n"
+            FileHandle.standardError.write(line.data(using: .utf8)!)
+            TrainFast.on = true
+            abTimes = tb
+        }
+        for _ in 0..<(ab ? 0 : c.warmup) { try body() }
+        var times: [Double] = abTimes
         var perLayer: [[(node: String, op: String, ms: Double)]] = []
-        for _ in 0..<c.iterations {
+        for _ in 0..<(ab ? 0 : c.iterations) {
             let t0 = DispatchTime.now().uptimeNanoseconds
             try body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
@@ -153,12 +173,15 @@ public enum Bench {
         }
         if c.train && TrainingEngine.profiling {
             let total = Double(c.iterations + c.warmup)
-            for (k, v) in TrainingEngine.profile.sorted(by: { $0.value > $1.value }).prefix(40) {
+            let all = ProcessInfo.processInfo.environment["ZOO_TRAIN_PROFILE"] == "all"
+            for (k, v) in TrainingEngine.profile.sorted(by: { $0.value > $1.value }).prefix(all ? Int.max : 40) {
                 FileHandle.standardError.write((String(format: "%8.2f ms  ", v / total) + k + "\n").data(using: .utf8)!)
             }
-            let f = TrainingEngine.profile.filter { $0.key.hasPrefix("F") }.values.reduce(0, +) / total
-            let b = TrainingEngine.profile.filter { $0.key.hasPrefix("B") }.values.reduce(0, +) / total
-            FileHandle.standardError.write(String(format: "forward %.2f ms, backward %.2f ms per step\n", f, b).data(using: .utf8)!)
+            for v in ab ? ["old ", "new "] : [""] {
+                let f = TrainingEngine.profile.filter { $0.key.hasPrefix(v + "F") }.values.reduce(0, +) / total
+                let b = TrainingEngine.profile.filter { $0.key.hasPrefix(v + "B") }.values.reduce(0, +) / total
+                FileHandle.standardError.write((v + String(format: "forward %.2f ms, backward %.2f ms per step\n", f, b)).data(using: .utf8)!)
+            }
         }
         var layers: [BenchResult.LayerTime]? = nil
         if let first = perLayer.first {

@@ -1,4 +1,5 @@
 import COpenBLAS
+import CZooKernels
 import Foundation
 
 /// Geometry of a 2-D convolution (NCHW input, OIHW weight).
@@ -28,8 +29,10 @@ public struct ConvGeometry: Sendable {
 
 /// Columns for group `g`, samples n0..<n0+nb: col[(ci*kh + ky)*kw + kx][(b*oh + y)*ow + x]. Rows
 /// rowRange only (all by default); interior runs are copied, not tested per element.
+/// Stride-2 rows go through `zoo_gather2` (AVX-512 when `TrainFast` "strided" is on).
 func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ col: UnsafeMutablePointer<Float>,
-            rows rowRange: Range<Int>? = nil) {
+            rows rowRange: Range<Int>? = nil, simd: Bool = TrainFast.enabled("strided")) {
+    let simdFlag: Int32 = simd ? 1 : 0
     let cols = nb * g.plane
     let kk = g.kh * g.kw
     for r in rowRange ?? 0..<(g.kSize) {
@@ -48,6 +51,8 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, n
                 let s = src + iy * g.w + offX
                 if g.sw == 1 {
                     (dst + xr.lowerBound).update(from: s + xr.lowerBound, count: xr.count)
+                } else if g.sw == 2 {
+                    zoo_gather2(s + 2 * xr.lowerBound, dst + xr.lowerBound, xr.count, simdFlag)
                 } else {
                     for xx in xr { dst[xx] = s[xx * g.sw] }
                 }
@@ -57,12 +62,15 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, n
     }
 }
 
-/// Adds columns back into dx (the adjoint of im2col).
-func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>) {
+/// Adds columns back into dx (the adjoint of im2col); rows `rowRange` only (all by default). Stride-2 rows go through
+/// `zoo_scatter_add2` (AVX-512 when `TrainFast` "strided" is on).
+func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int, nb: Int, _ dx: UnsafeMutablePointer<Float>,
+            rows rowRange: Range<Int>? = nil, simd: Bool = TrainFast.enabled("strided")) {
+    let simdFlag: Int32 = simd ? 1 : 0
     let cols = nb * g.plane
     let kk = g.kh * g.kw
     for b in 0..<nb {
-        for r in 0..<g.kSize {
+        for r in rowRange ?? 0..<g.kSize {
             let ci = r / kk, ky = (r % kk) / g.kw, kx = r % g.kw
             let chan = group * g.cg + ci
             let row = col + r * cols
@@ -77,6 +85,8 @@ func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, group: Int, n0: Int,
                 let d = dst + iy * g.w + offX
                 if g.sw == 1 {
                     for xx in xr { d[xx] += src[xx] }
+                } else if g.sw == 2 {
+                    zoo_scatter_add2(src + xr.lowerBound, d + 2 * xr.lowerBound, xr.count, simdFlag)
                 } else {
                     for xx in xr { d[xx * g.sw] += src[xx] }
                 }
@@ -126,6 +136,11 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     }
     let colsForInput = needInput && dataGeo == nil
     if !needParams && !colsForInput { return (dx, dw, db) }
+    if convBackwardWholeBatch(g) {
+        let r = trainConv2dBackwardWholeBatch(x: x, weight: weight, dy: dy, geometry: g, needInput: colsForInput, needParams: needParams,
+                                              threads: threads)
+        return (colsForInput ? r.dx : dx, r.dw, db)
+    }
     let wCount = weight.count
     let workers = max(1, min(threads, g.n))
     let perWorker = (g.n + workers - 1) / workers
@@ -196,6 +211,73 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     return (dx, dw, db)
 }
 
+/// Most column floats (kSize × images × plane) for which convolution backward im2col's the whole batch at once
+/// (`trainConv2dBackwardWholeBatch`); ZOO_TRAIN_WHOLE_MAX overrides.
+nonisolated(unsafe) var convBackwardWholeMax: Int = {
+    if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_WHOLE_MAX"], let n = Int(s) { return n }
+    return 3 << 20
+}()
+
+/// 1×1 convolutions with small planes (resnet18's stride-2 downsample layers): whole-batch GEMMs split over the
+/// workers by columns, instead of the batch split whose per-worker dweight parts must be zeroed and summed.
+/// (Measured for 3×3 layers too, layer3/layer4 at 96²: slower there, 3–18% per layer, so 1×1 only;
+/// ZOO_TRAIN_WHOLE_3X3=1 takes them too, for A/B.)
+func convBackwardWholeBatch(_ g: ConvGeometry) -> Bool {
+    TrainFast.enabled("wholebwd") && g.groups == 1 && g.n > 1 && g.kSize * g.n * g.plane <= convBackwardWholeMax
+        && ((g.kh == 1 && g.kw == 1) || convBackwardWholeAnyKernel)
+}
+nonisolated(unsafe) var convBackwardWholeAnyKernel = ProcessInfo.processInfo.environment["ZOO_TRAIN_WHOLE_3X3"] == "1"
+
+/// Backward convolution (one group) over the whole batch: im2col of all images (rows over the workers), dweight =
+/// dy · colᵀ and columns = Wᵀ · dy as GEMMs split by `Fast.sgemm`, then col2im with input channels over the workers.
+func trainConv2dBackwardWholeBatch(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, needInput: Bool,
+                                   needParams: Bool, threads: Int) -> (dx: [Float]?, dw: [Float]?) {
+    precondition(g.groups == 1)
+    let cols = g.n * g.plane
+    let col = UnsafeMutablePointer<Float>.allocate(capacity: max(1, g.kSize * cols))
+    let dyg = UnsafeMutablePointer<Float>.allocate(capacity: max(1, g.o * cols))
+    defer { col.deallocate(); dyg.deallocate() }
+    let cs = SendPtr(col), gs = SendPtr(dyg)
+    dy.withUnsafeBufferPointer { dyb in
+        let src = SendConstPtr(dyb.baseAddress!)
+        Fast.parallelFor(g.o, threads: threads, grain: max(1, 32768 / max(1, cols))) { r in
+            for oc in r { for s in 0..<g.n {
+                (gs.p + oc * cols + s * g.plane).update(from: src.p + (s * g.o + oc) * g.plane, count: g.plane)
+            } }
+        }
+    }
+    var dw: [Float]? = nil, dx: [Float]? = nil
+    if needParams {
+        x.withUnsafeBufferPointer { xb in
+            let xs = SendConstPtr(xb.baseAddress!)
+            Fast.parallelFor(g.kSize, threads: threads, grain: max(1, 32768 / max(1, cols))) { r in
+                im2col(xs.p, g, group: 0, n0: 0, nb: g.n, cs.p, rows: r)
+            }
+        }
+        dw = [Float](unsafeUninitializedCapacity: weight.count) { b, k in
+            Fast.sgemm(false, true, m: g.o, n: g.kSize, k: cols, a: gs.p, lda: cols, b: cs.p, ldb: cols, c: b.baseAddress!, ldc: g.kSize,
+                       threads: threads)
+            k = weight.count
+        }
+    }
+    if needInput {
+        weight.withUnsafeBufferPointer { wb in
+            Fast.sgemm(true, false, m: g.kSize, n: cols, k: g.o, a: wb.baseAddress!, lda: g.kSize, b: gs.p, ldb: cols, c: cs.p, ldc: cols,
+                       threads: threads)
+        }
+        let kk = g.kh * g.kw, inPlane = g.h * g.w
+        dx = [Float](unsafeUninitializedCapacity: x.count) { b, k in
+            let ds = SendPtr(b.baseAddress!)
+            Fast.parallelFor(g.c, threads: threads, grain: max(1, 16384 / max(1, g.n * inPlane))) { r in
+                for s in 0..<g.n { (ds.p + (s * g.c + r.lowerBound) * inPlane).update(repeating: 0, count: r.count * inPlane) }
+                col2im(UnsafePointer(cs.p), g, group: 0, n0: 0, nb: g.n, ds.p, rows: (r.lowerBound * kk)..<(r.upperBound * kk))
+            }
+            k = x.count
+        }
+    }
+    return (dx, dw)
+}
+
 /// Does the training forward run this convolution by `trainConv2dForward` (batch split over the workers) rather
 /// than the inference kernel? Everything but Winograd, depthwise and pointwise convolutions, whose inference kernels
 /// already split their own work well.
@@ -205,6 +287,7 @@ func trainConvForwardBatched(_ g: ConvGeometry, threads: Int, changingWeights: B
     let geo = Conv2dGeometry(batch: g.n, inC: g.c, inH: g.h, inW: g.w, outC: g.o, outH: g.oh, outW: g.ow, kH: g.kh, kW: g.kw,
                              strideH: g.sh, strideW: g.sw, padTop: g.pt, padLeft: g.pl, dilH: g.dh, dilW: g.dw, groups: g.groups)
     guard g.n >= 2, !Fast.isDepthwise(geo), !Fast.isPointwise(geo) else { return false }
+    if !changingWeights && TrainFast.enabled("frozen") && Fast.winogradApplies(geo) && winogradTiles(geo) < frozenWinogradMinTiles { return true }
     return !Fast.winogradApplies(geo) || (changingWeights && winogradTiles(geo) < trainWinogradMinTiles)
 }
 
@@ -213,6 +296,13 @@ func trainConvForwardBatched(_ g: ConvGeometry, threads: Int, changingWeights: B
 nonisolated(unsafe) var trainWinogradMinTiles: Int = {
     if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_WINO_MIN_TILES"], let n = Int(s) { return n }
     return 512
+}()
+
+/// Frozen (cached-weight) convolutions with fewer 2×2 tiles than this run by im2col + GEMM too: at 3×3 planes
+/// Winograd tiles are mostly padding (ZOO_TRAIN_FROZEN_WINO_MIN_TILES overrides, for A/B).
+nonisolated(unsafe) var frozenWinogradMinTiles: Int = {
+    if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_FROZEN_WINO_MIN_TILES"], let n = Int(s) { return n }
+    return 200
 }()
 
 func winogradTiles(_ g: Conv2dGeometry) -> Int { g.batch * ((g.outH + 1) / 2) * ((g.outW + 1) / 2) }

@@ -1,3 +1,4 @@
+import CZooKernels
 import Foundation
 
 // MARK: BatchNorm
@@ -193,6 +194,65 @@ public func trainMaxPoolBackward(dy: [Float], argmax: [Int32], inputCount: Int, 
         }
     } } }
     return dx
+}
+
+/// Max-pool backward without a stored arg-max: each output's gradient goes to the first window element (row-major)
+/// equal to the forward output `y` (if `y` is NaN, the first NaN) — the element `maxPool2dWithArgmax` records — so the
+/// forward can run the inference kernel. Planes split over the workers; windows inside the input skip the bounds tests.
+public func trainMaxPoolBackwardByValue(x: [Float], y: [Float], dy: [Float], geometry g: Pool2dGeometry,
+                                        threads: Int = TrainingThreads.count) -> [Float] {
+    let inPlane = g.inH * g.inW, outPlane = g.outH * g.outW
+    let xTaps = (0..<g.outW).map { tapRange(base: $0 * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW) }
+    // Output columns oxA..<oxB have their whole window inside the row.
+    let inside = xTaps.indices.filter { xTaps[$0] == 0..<g.kW }
+    let oxA = inside.first ?? 0, oxB = inside.isEmpty ? 0 : inside.last! + 1
+    let kH = g.kH, kW = g.kW, inW = g.inW, rowStep = g.dilH * g.inW, dilW = g.dilW
+    let simd: Int32 = TrainFast.enabled("pool") ? 1 : 0
+    return [Float](unsafeUninitializedCapacity: x.count) { db, done in
+        x.withUnsafeBufferPointer { xb in y.withUnsafeBufferPointer { yb in dy.withUnsafeBufferPointer { dyb in
+            guard x.count > 0, let x0 = xb.baseAddress else { return }
+            let xs = SendConstPtr(x0), ds = SendPtr(db.baseAddress!)
+            let ys = yb.baseAddress.map(SendConstPtr.init), gs = dyb.baseAddress.map(SendConstPtr.init)
+            Fast.parallelFor(g.planes, threads: threads, grain: max(1, 8192 / max(1, inPlane))) { r in
+                for p in r {
+                    let plane = xs.p + p * inPlane, dx = ds.p + p * inPlane
+                    dx.update(repeating: 0, count: inPlane)
+                    guard let ys, let gs else { continue }
+                    let yo = ys.p + p * outPlane, go = gs.p + p * outPlane
+                    for oy in 0..<g.outH {
+                        let by = oy * g.strideH - g.padTop
+                        let yTaps = tapRange(base: by, kernel: g.kH, dil: g.dilH, lo: 0, hi: g.inH)
+                        let fullRows = yTaps.count == kH
+                        for ox in 0..<g.outW {
+                            let o = oy * g.outW + ox
+                            let target = yo[o], nan = target != target
+                            let bx = ox * g.strideW - g.padLeft
+                            if fullRows && ox == oxA && oxB > oxA {
+                                // Whole windows inside the input: one C call for the run (AVX-512 for stride 1 or 2).
+                                let w0 = by * inW + bx
+                                zoo_maxpool_back_row(plane + w0, dx + w0, yo + o, go + o, oxB - oxA, Int32(g.strideW), Int32(kH), Int32(kW),
+                                                     rowStep, Int32(dilW), simd)
+                                continue
+                            }
+                            if fullRows && ox > oxA && ox < oxB { continue }
+                            let xr = xTaps[ox]
+                            var idx = -1
+                            for ky in yTaps.reversed() {
+                                let row = (by + ky * g.dilH) * inW + bx
+                                for kx in xr.reversed() {
+                                    let i = row + kx * dilW
+                                    let v = plane[i]
+                                    idx = (v == target || (nan && v != v)) ? i : idx
+                                }
+                            }
+                            if idx >= 0 { dx[idx] += go[o] }
+                        }
+                    }
+                }
+            }
+        } } }
+        done = x.count
+    }
 }
 
 /// Average pooling with PyTorch's divisor rules (count_include_pad counts padding inside the padded extent).

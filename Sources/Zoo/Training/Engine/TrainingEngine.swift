@@ -5,6 +5,8 @@ enum NodeCache {
     case none
     case batchNorm(xhat: [Float], invStd: [Float], batchStats: Bool)
     case maxPool(argmax: [Int32])
+    /// Max pooling by the inference kernel; backward finds each maximum again by comparing with the output.
+    case maxPoolByValue(Pool2dGeometry)
     case lrn(scale: [Float])
     case dropout(mask: [Float])
 }
@@ -26,9 +28,12 @@ public struct TrainingEngine {
     /// ZOO_TRAIN_CONV=fast (A/B only): every training convolution through the inference kernel `Fast.conv2d`.
     nonisolated(unsafe) static var batchedConvForward = ProcessInfo.processInfo.environment["ZOO_TRAIN_CONV"] != "fast"
     nonisolated(unsafe) public static var profile: [String: Double] = [:]
+    /// With ZOO_BENCH_AB the profile keys start with "old "/"new " (TrainFast off/on).
+    static let abProfile = ProcessInfo.processInfo.environment["ZOO_BENCH_AB"] != nil
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
     static func record(_ phase: String, _ node: Node, since t0: UInt64) {
-        profile[phase + " " + node.op.typeName + " " + node.name, default: 0] += Double(now() - t0) / 1e6
+        let variant = abProfile ? (TrainFast.on ? "new " : "old ") : ""
+        profile[variant + phase + " " + node.op.typeName + " " + node.name, default: 0] += Double(now() - t0) / 1e6
     }
 
     public var model: Model
@@ -150,6 +155,9 @@ public struct TrainingEngine {
         case let .maxPool2d(a):
             let geo = Pool2dGeometry(pool: a, input: s)
             if !wantCache { return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: SharedForward.maxPool2d(geo, x.data)), .none) }
+            if TrainFast.enabled("pool") {
+                return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: SharedForward.maxPool2d(geo, x.data)), .maxPoolByValue(geo))
+            }
             let (y, am) = SharedForward.maxPool2dWithArgmax(geo, x.data)
             return (Tensor(shape: [s[0], s[1], geo.outH, geo.outW], data: y), .maxPool(argmax: am))
         case let .avgPool2d(a):
@@ -264,7 +272,13 @@ public struct TrainingEngine {
                 guard needIn[0] else { continue }
                 accumulate(node.inputs[0], trainSoftmaxBackward(y: tape.values[node.output]!.data, dy: dy, shape: s, axis: axis))
             case .maxPool2d, .globalMaxPool:
-                guard needIn[0], case let .maxPool(am) = tape.caches[ni] else { continue }
+                guard needIn[0] else { continue }
+                if case let .maxPoolByValue(geo) = tape.caches[ni] {
+                    accumulate(node.inputs[0], trainMaxPoolBackwardByValue(x: x!.data, y: tape.values[node.output]!.data, dy: dy, geometry: geo,
+                                                                           threads: SharedForward.threads))
+                    continue
+                }
+                guard case let .maxPool(am) = tape.caches[ni] else { continue }
                 accumulate(node.inputs[0], trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x!.count, planes: s[0] * s[1]))
             case let .avgPool2d(a):
                 guard needIn[0] else { continue }
