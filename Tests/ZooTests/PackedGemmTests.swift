@@ -63,7 +63,20 @@ final class PackedGemmTests: XCTestCase {
             (3, 12, 9, [10, 6], ([1, 1], [1, 1], .zero, [1, 1])),
             (1, 5, 50, [13, 13], ([1, 1], [2, 2], .zero, [1, 1])),
             (2, 4, 8, [5, 60], ([3, 5], [1, 3], Padding2D(1, 2), [1, 1])),
+            (1, 3, 10, [17, 29], ([3, 3], [2, 3], Padding2D(top: 1, left: 2, bottom: 0, right: 1), [2, 2])),
+            (1, 2, 9, [11, 70], ([7, 7], [2, 2], Padding2D(3), [1, 1])),
+            // ≥ 8 panels of 48 columns, so that blocks of one panel take the blocked path at 2 threads
+            (1, 3, 16, [40, 50], ([7, 7], [2, 2], Padding2D(3), [1, 1])),
+            (2, 4, 8, [30, 30], ([5, 5], [1, 1], Padding2D(2), [1, 1])),
         ]
+        let savedStaged = Fast.im2colStaged, savedBlocked = Fast.convBlocked, savedBlock = Fast.convBlockFloats
+        defer { Fast.im2colStaged = savedStaged; Fast.convBlocked = savedBlocked; Fast.convBlockFloats = savedBlock }
+        // Strided convolutions: the staged (deinterleaved rows) im2col and the per-element gather; whole-image im2col
+        // then GEMM, and blocks of one or two panels (im2col + GEMM per block).
+        for (staged, blockFloats) in [(true, 0), (false, 0), (true, 1), (false, 1), (true, 20_000)] {
+        Fast.im2colStaged = staged
+        Fast.convBlocked = blockFloats > 0
+        Fast.convBlockFloats = blockFloats
         try forEachLevel { level in
             for cs in cases {
                 let a = Conv2dAttrs(inChannels: cs.inC, outChannels: cs.outC, kernel: cs.attrs.kernel, stride: cs.attrs.stride,
@@ -83,8 +96,9 @@ final class PackedGemmTests: XCTestCase {
                     Fast.packedConv2d(g, x: x, w: pm, b: b, act: .relu, y: $0.baseAddress!, scratch: scratch, threads: 2)
                 }
                 let worst = zip(ref, out).reduce(Float(0)) { max($0, abs(max($1.0, 0) - $1.1)) }
-                XCTAssertLessThan(worst, 1e-5, "level \(level) \(g)")
+                XCTAssertLessThan(worst, 1e-5, "level \(level) staged \(staged) block \(blockFloats) \(g)")
             }
+        }
         }
     }
 }

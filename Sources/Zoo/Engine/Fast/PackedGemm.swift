@@ -39,12 +39,7 @@ extension Fast {
                            bias: UnsafePointer<Float>?, act: Activation, threads: Int) {
         let mr = gemmMR, nr = gemmNR
         let mp = (a.m + mr - 1) / mr, np = (n + nr - 1) / nr
-        let (kind, lo, hi): (Int32, Float, Float) = switch act {
-        case .none: (0, 0, 0)
-        case .relu: (1, 0, .infinity)
-        case let .clip(l, h): (1, l, h)
-        case .sigmoid, .tanh: (0, 0, 0)
-        }
+        let (kind, lo, hi) = gemmEpilogue(act)
         let m = Int32(a.m), nn = Int32(n), k = Int32(a.k)
         let pas = SendConstPtr(a.p), pbs = SendConstPtr(pb), cs = SendPtr(c)
         let bs = bias.map(SendConstPtr.init)
@@ -67,6 +62,16 @@ extension Fast {
         }
     }
 
+    /// The GEMM store's activation: kind 1 clamps to [lo, hi]; sigmoid and tanh are applied afterwards by the caller.
+    static func gemmEpilogue(_ act: Activation) -> (kind: Int32, lo: Float, hi: Float) {
+        switch act {
+        case .none: (0, 0, 0)
+        case .relu: (1, 0, .infinity)
+        case let .clip(l, h): (1, l, h)
+        case .sigmoid, .tanh: (0, 0, 0)
+        }
+    }
+
     /// Packs a row-major k × n matrix B into panels (over the workers).
     static func packB(k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, pb: UnsafeMutablePointer<Float>, threads: Int) {
         let np = (n + gemmNR - 1) / gemmNR
@@ -84,8 +89,12 @@ extension Fast {
         let nr = gemmNR
         let n = g.outPlane
         let np = (n + nr - 1) / nr
-        let xs = SendConstPtr(x), ps = SendPtr(pb)
         let outW = g.outW, sW = g.strideW
+        if sW > 1 && im2colStaged {
+            im2colPackedStrided(g, x: x, pb: pb, threads: threads)
+            return
+        }
+        let xs = SendConstPtr(x), ps = SendPtr(pb)
         parallelFor(k, threads: threads, grain: 8) { range in
             for r in range {
                 let icg = r / kk, ky = (r % kk) / g.kW, kx = r % g.kW
@@ -125,10 +134,160 @@ extension Fast {
         }
     }
 
+    /// Strided convolutions gather im2col rows from a copy of each input row deinterleaved by the horizontal stride
+    /// (run q holds padded columns q, q + s, q + 2s, …, zeros outside the input), so every row segment of the column
+    /// matrix is one contiguous copy. `ZOO_IM2COL_STAGED=0` keeps the per-element gather (A/B).
+    nonisolated(unsafe) static var im2colStaged = ProcessInfo.processInfo.environment["ZOO_IM2COL_STAGED"] != "0"
+
+    static func im2colPackedStrided(_ g: Conv2dGeometry, x: UnsafePointer<Float>, pb: UnsafeMutablePointer<Float>, threads: Int) {
+        let kk = g.kH * g.kW
+        let k = g.inCPerGroup * kk
+        let nr = gemmNR
+        let n = g.outPlane
+        let np = (n + nr - 1) / nr
+        let outW = g.outW, sW = g.strideW
+        // Run length: output columns plus the widest kernel offset in run units.
+        let runLen = stagedRunLength(g)
+        let rowFloats = sW * runLen
+        let staged = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, g.inCPerGroup * g.inH * rowFloats))
+        defer { staged.deallocate() }
+        stageRows(g, x: x, staged: staged, threads: threads)
+        let ss = SendPtr(staged), ps = SendPtr(pb)
+        parallelFor(k, threads: threads, grain: 8) { range in
+            for r in range {
+                let icg = r / kk, ky = (r % kk) / g.kW, kx = r % g.kW
+                let off = kx * g.dilW, q = off % sW, u0 = off / sW
+                let base = ps.p + r * nr
+                for oy in 0..<g.outH {
+                    let iy = oy * g.strideH - g.padTop + ky * g.dilH
+                    let rowValid = iy >= 0 && iy < g.inH
+                    let src = ss.p + (icg * g.inH + iy) * rowFloats + q * runLen + u0
+                    var ox = 0
+                    var j = oy * outW
+                    while ox < outW {
+                        let p = j / nr, within = j - p * nr
+                        let len = Swift.min(outW - ox, nr - within)
+                        let d = base + p * k * nr + within
+                        if rowValid { d.update(from: src + ox, count: len) } else { d.update(repeating: 0, count: len) }
+                        ox += len; j += len
+                    }
+                }
+                let tail = n - (np - 1) * nr
+                if tail < nr { (base + (np - 1) * k * nr + tail).update(repeating: 0, count: nr - tail) }
+            }
+        }
+    }
+
+    /// Length of one deinterleaved run of a staged input row: output columns plus the widest kernel offset in runs.
+    static func stagedRunLength(_ g: Conv2dGeometry) -> Int { g.outW + ((g.kW - 1) * g.dilW) / g.strideW + 1 }
+
+    /// staged[(ic·inH + iy)·s·runLen + q·runLen + u] = x[ic][iy][u·s + q − padLeft], zero outside the row (s = strideW).
+    static func stageRows(_ g: Conv2dGeometry, x: UnsafePointer<Float>, staged: UnsafeMutablePointer<Float>, threads: Int) {
+        let sW = g.strideW, runLen = stagedRunLength(g), rowFloats = sW * runLen
+        let xs = SendConstPtr(x), ss = SendPtr(staged)
+        parallelFor(g.inCPerGroup * g.inH, threads: threads, grain: 16) { range in
+            for item in range {
+                let src = xs.p + item * g.inW
+                let dst = ss.p + item * rowFloats
+                for q in 0..<sW {
+                    let d = dst + q * runLen
+                    for u in 0..<runLen {
+                        let ix = u * sW + q - g.padLeft
+                        d[u] = ix >= 0 && ix < g.inW ? src[ix] : 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// im2col of packed-B panels [p0, p1) only (columns [p0·NR, min(p1·NR, n))) into their places in `pb`, on the
+    /// calling thread; strided convolutions read rows staged by `stageRows`.
+    static func im2colPanels(_ g: Conv2dGeometry, x: UnsafePointer<Float>, staged: UnsafePointer<Float>?, pb: UnsafeMutablePointer<Float>,
+                             p0: Int, p1: Int) {
+        let kk = g.kH * g.kW
+        let k = g.inCPerGroup * kk
+        let nr = gemmNR, n = g.outPlane, np = (n + nr - 1) / nr
+        let outW = g.outW, sW = g.strideW
+        let runLen = stagedRunLength(g), rowFloats = sW * runLen
+        let j0 = p0 * nr, j1 = Swift.min(p1 * nr, n)
+        for r in 0..<k {
+            let icg = r / kk, ky = (r % kk) / g.kW, kx = r % g.kW
+            let base = pb + r * nr
+            let offX = kx * g.dilW - g.padLeft
+            let xr = validRange(outLen: outW, inLen: g.inW, stride: sW, offset: offX)
+            let q = (kx * g.dilW) % sW, u0 = (kx * g.dilW) / sW
+            var j = j0
+            while j < j1 {
+                let oy = j / outW, ox = j - oy * outW
+                let p = j / nr, within = j - p * nr
+                let len = Swift.min(outW - ox, nr - within, j1 - j)
+                let d = base + p * k * nr + within
+                let iy = oy * g.strideH - g.padTop + ky * g.dilH
+                if iy < 0 || iy >= g.inH {
+                    d.update(repeating: 0, count: len)
+                } else if let st = staged {
+                    d.update(from: st + (icg * g.inH + iy) * rowFloats + q * runLen + u0 + ox, count: len)
+                } else {
+                    let src = x + icg * g.inPlane + iy * g.inW + offX
+                    let v0 = Swift.min(Swift.max(xr.lowerBound, ox), ox + len)
+                    let v1 = Swift.max(Swift.min(xr.upperBound, ox + len), v0)
+                    if v0 > ox { d.update(repeating: 0, count: v0 - ox) }
+                    if sW == 1 {
+                        if v1 > v0 { (d + (v0 - ox)).update(from: src + v0, count: v1 - v0) }
+                    } else {
+                        var o = v0
+                        while o < v1 { d[o - ox] = src[o * sW]; o += 1 }
+                    }
+                    if v1 < ox + len { (d + (v1 - ox)).update(repeating: 0, count: ox + len - v1) }
+                }
+                j += len
+            }
+            let tail = n - (np - 1) * nr
+            if p1 == np && tail < nr { (base + (np - 1) * k * nr + tail).update(repeating: 0, count: nr - tail) }
+        }
+    }
+
+    /// Convolutions (not 1×1) run as blocks of packed-B panels small enough for L2 (~256 KB): each worker writes a
+    /// block's im2col panels and multiplies them at once, so the column matrix is never written out whole and is read
+    /// back from L2. Used when there are at least 4 blocks per worker; `ZOO_CONV_BLOCKED=0` turns it off (A/B).
+    nonisolated(unsafe) static var convBlocked = ProcessInfo.processInfo.environment["ZOO_CONV_BLOCKED"] != "0"
+    /// Floats of packed B per block (tests make it tiny so that small convolutions take the blocked path).
+    nonisolated(unsafe) static var convBlockFloats = 1 << 16
+
     /// Convolution through the packed GEMM (one group, any kernel/stride/padding/dilation), bias and activation in the
     /// GEMM's epilogue. `scratch` must hold `packedBFloats(k: inC·kH·kW, n: outPlane)` floats.
     static func packedConv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: PackedMatrix, b: UnsafePointer<Float>?, act: Activation,
                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
+        let k = g.inCPerGroup * g.kH * g.kW, nr = gemmNR, np = (g.outPlane + nr - 1) / nr
+        let blockPanels = Swift.max(1, convBlockFloats / Swift.max(1, k * nr))
+        let blocks = (np + blockPanels - 1) / blockPanels
+        if convBlocked && !isPointwise(g) && blocks >= 4 * threads {
+            let sW = g.strideW
+            let staged: UnsafeMutablePointer<Float>? = sW > 1 && im2colStaged
+                ? .allocate(capacity: Swift.max(1, g.inCPerGroup * g.inH * sW * stagedRunLength(g))) : nil
+            defer { staged?.deallocate() }
+            let mp = (w.m + gemmMR - 1) / gemmMR
+            let (kind, lo, hi) = gemmEpilogue(act)
+            let ws = SendConstPtr(w.p), ps = SendPtr(scratch), bs = b.map(SendConstPtr.init)
+            let sts = staged.map(SendPtr.init)
+            for n in 0..<g.batch {
+                let xn = SendConstPtr(x + n * g.inC * g.inPlane)
+                let ys = SendPtr(y + n * g.outC * g.outPlane)
+                if let st = staged { stageRows(g, x: xn.p, staged: st, threads: threads) }
+                parallelFor(blocks, threads: threads) { range in
+                    for blk in range {
+                        let p0 = blk * blockPanels, p1 = Swift.min(np, p0 + blockPanels)
+                        im2colPanels(g, x: xn.p, staged: sts.map { UnsafePointer($0.p) }, pb: ps.p, p0: p0, p1: p1)
+                        zoo_gemm_compute(Int32(w.m), Int32(g.outPlane), Int32(k), ws.p, ps.p, ys.p, Int32(g.outPlane), bs?.p,
+                                         kind, lo, hi, 0, Int32(mp), Int32(p0), Int32(p1))
+                    }
+                }
+            }
+            if act == .sigmoid || act == .tanh {
+                biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: nil, act: act, y: y, threads: threads)
+            }
+            return
+        }
         for n in 0..<g.batch {
             let xn = x + n * g.inC * g.inPlane
             if isPointwise(g) {
