@@ -354,3 +354,93 @@ void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K
                     for (int l = 0; l < 16; l++) acc[16 * k + l] += d[l] * v;
                 }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Data movement around the small-convolution kernels.
+
+static TK_AVX512 void copy_rows_avx512(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow,
+                                       ptrdiff_t dstPlane, ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias) {
+    for (ptrdiff_t p = 0; p < planes; p++) {
+        const __m512 b = _mm512_set1_ps(bias ? bias[p] : 0.0f);
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const float *s = src + p * srcPlane + r * srcRow;
+            float *d = dst + p * dstPlane + r * dstRow;
+            for (ptrdiff_t c = 0; c < cols; c += 16) {
+                const ptrdiff_t left = cols - c;
+                const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, s + c);
+                if (bias) v = _mm512_add_ps(v, b);
+                _mm512_mask_storeu_ps(d + c, m, v);
+            }
+        }
+    }
+}
+
+void zoo_copy_rows(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow, ptrdiff_t dstPlane,
+                   ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int portable) {
+    if (!portable && zoo_kernels_avx512()) { copy_rows_avx512(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
+    for (ptrdiff_t p = 0; p < planes; p++)
+        for (ptrdiff_t r = 0; r < rows; r++)
+            for (ptrdiff_t c = 0; c < cols; c++) {
+                const float v = src[p * srcPlane + r * srcRow + c];
+                dst[p * dstPlane + r * dstRow + c] = bias ? v + bias[p] : v;
+            }
+}
+
+static TK_AVX512 void to_lanes_avx512(const float *src, ptrdiff_t srcPlane, int lanes, ptrdiff_t n, float *T) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32((int)srcPlane));
+    const __mmask16 m = lanes >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << lanes) - 1);
+    for (ptrdiff_t i = 0; i < n; i++)
+        _mm512_storeu_ps(T + 16 * i, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, src + i, 4));
+}
+
+void zoo_to_lanes(const float *src, ptrdiff_t srcPlane, int lanes, ptrdiff_t n, float *T, int portable) {
+    if (!portable && zoo_kernels_avx512() && (ptrdiff_t)lanes * srcPlane < (1L << 31)) { to_lanes_avx512(src, srcPlane, lanes, n, T); return; }
+    for (ptrdiff_t i = 0; i < n; i++)
+        for (int l = 0; l < 16; l++) T[16 * i + l] = l < lanes ? src[l * srcPlane + i] : 0;
+}
+
+static TK_AVX512 void from_lanes_avx512(const float *T, int lanes, ptrdiff_t n, const float *bias, float *dst, ptrdiff_t dstPlane) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(16));
+    for (int l = 0; l < lanes; l++) {
+        const __m512 b = _mm512_set1_ps(bias ? bias[l] : 0.0f);
+        float *d = dst + l * dstPlane;
+        for (ptrdiff_t i = 0; i < n; i += 16) {
+            const ptrdiff_t left = n - i;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, T + 16 * i + l, 4);
+            if (bias) v = _mm512_add_ps(v, b);
+            _mm512_mask_storeu_ps(d + i, m, v);
+        }
+    }
+}
+
+void zoo_from_lanes(const float *T, int lanes, ptrdiff_t n, const float *bias, float *dst, ptrdiff_t dstPlane, int portable) {
+    if (!portable && zoo_kernels_avx512() && 16 * n < (1L << 31)) { from_lanes_avx512(T, lanes, n, bias, dst, dstPlane); return; }
+    for (int l = 0; l < lanes; l++)
+        for (ptrdiff_t i = 0; i < n; i++) dst[l * dstPlane + i] = bias ? T[16 * i + l] + bias[l] : T[16 * i + l];
+}
+
+static TK_AVX512 float sum_avx512(const float *x, ptrdiff_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    ptrdiff_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(x + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_loadu_ps(x + i + 48));
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, x + i));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+float zoo_sum(const float *x, ptrdiff_t n, int portable) {
+    if (!portable && zoo_kernels_avx512()) return sum_avx512(x, n);
+    float s = 0;
+    for (ptrdiff_t i = 0; i < n; i++) s += x[i];
+    return s;
+}

@@ -41,4 +41,17 @@ void zoo_tc_cvec_fwd(const float *in, const ptrdiff_t *koff, int K, const float 
 void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg, int nimg,
                     ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc, int portable);
 
+/// dst[p*dstPlane + r*dstRow + c] = src[p*srcPlane + r*srcRow + c] (+ bias[p] when bias != NULL), c < cols, r < rows.
+void zoo_copy_rows(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow, ptrdiff_t dstPlane,
+                   ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int portable);
+
+/// T[16i + l] = src[l*srcPlane + i] for l < lanes, 0 for lanes <= l < 16; i < n.
+void zoo_to_lanes(const float *src, ptrdiff_t srcPlane, int lanes, ptrdiff_t n, float *T, int portable);
+
+/// dst[l*dstPlane + i] = T[16i + l] (+ bias[l] when bias != NULL), l < lanes, i < n.
+void zoo_from_lanes(const float *T, int lanes, ptrdiff_t n, const float *bias, float *dst, ptrdiff_t dstPlane, int portable);
+
+/// Sum of x[0..<n] (AVX-512F: 64 partial sums).
+float zoo_sum(const float *x, ptrdiff_t n, int portable);
+
 #endif

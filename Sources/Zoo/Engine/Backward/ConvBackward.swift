@@ -112,12 +112,14 @@ func convBackwardDataByWinograd(_ g: ConvGeometry) -> Conv2dGeometry? {
 public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool,
                                 needInput: Bool, needParams: Bool, threads: Int = TrainingThreads.count) -> (dx: [Float]?, dw: [Float]?, db: [Float]?) {
     var dx: [Float]? = nil, dw: [Float]? = nil, db: [Float]? = nil
-    if needParams && hasBias { db = channelSums(dy, n: g.n, channels: g.o, plane: g.plane, threads: threads) }
-    if !needInput && !needParams { return (dx, dw, db) }
     if SmallConv.applies(g) {
+        if needParams && hasBias { db = smallConvBiasGradient(dy, g, threads: threads) }
         let r = smallConvBackward(x: x, weight: weight, dy: dy, geometry: g, needInput: needInput, needParams: needParams, threads: threads)
         return (r.dx, needParams ? r.dw : nil, db)
     }
+    if needParams && hasBias { db = channelSums(dy, n: g.n, channels: g.o, plane: g.plane, threads: threads) }
+    if !needInput && !needParams { return (dx, dw, db) }
+
     var dataGeo: Conv2dGeometry? = nil
     if needInput, let geo = convBackwardDataByWinograd(g) {
         dataGeo = geo

@@ -73,22 +73,16 @@ struct SmallConvPlan {
         return v
     }
 
-    /// Zero-padded planes of image `img` (channels × xPlane floats).
-    func stageX(_ x: UnsafePointer<Float>, image img: Int, into buf: UnsafeMutablePointer<Float>) {
-        buf.update(repeating: 0, count: g.c * xPlane)
-        for ci in 0..<g.c {
-            let src = x + (img * g.c + ci) * g.h * g.w, dst = buf + ci * xPlane + g.pt * wp + g.pl
-            for y in 0..<g.h { (dst + y * wp).update(from: src + y * g.w, count: g.w) }
-        }
+    /// Zero-padded planes of image `img` (channels × xPlane floats). Writes the interior only: `buf` is zero-filled
+    /// once (padding, dropped columns and tails are never written).
+    func stageX(_ x: UnsafePointer<Float>, image img: Int, into buf: UnsafeMutablePointer<Float>, portable: Int32) {
+        zoo_copy_rows(x + img * g.c * g.h * g.w, g.w, g.h * g.w, buf + g.pt * wp + g.pl, wp, xPlane, g.c, g.h, g.w, nil, portable)
     }
 
-    /// dy planes of image `img` (outChannels × dyPlane floats; data at offset `front`, row stride wp).
-    func stageDy(_ dy: UnsafePointer<Float>, image img: Int, into buf: UnsafeMutablePointer<Float>) {
-        buf.update(repeating: 0, count: g.o * dyPlane)
-        for oc in 0..<g.o {
-            let src = dy + (img * g.o + oc) * g.plane, dst = buf + oc * dyPlane + front
-            for y in 0..<g.oh { (dst + y * wp).update(from: src + y * g.ow, count: g.ow) }
-        }
+    /// dy planes of image `img` (outChannels × dyPlane floats; data at offset `front`, row stride wp); interior only,
+    /// as `stageX`.
+    func stageDy(_ dy: UnsafePointer<Float>, image img: Int, into buf: UnsafeMutablePointer<Float>, portable: Int32) {
+        zoo_copy_rows(dy + img * g.o * g.plane, g.ow, g.plane, buf + front, wp, dyPlane, g.o, g.oh, g.ow, nil, portable)
     }
 }
 
@@ -106,43 +100,37 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
     let workers = max(1, min(threads, g.n))
     let outFloats = cvec ? g.plane * 16 : g.o * plan.nvecF * 16, perWorker = g.c * plan.xPlane + outFloats
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: workers * perWorker)
+    scratch.initialize(repeating: 0, count: workers * perWorker)
     defer { scratch.deallocate() }
     let sp = SendPtr(scratch), portable: Int32 = SmallConv.portable ? 1 : 0
     let count = g.n * g.o * g.plane
     return [Float](unsafeUninitializedCapacity: count) { yb, done in
         x.withUnsafeBufferPointer { xb in wt.withUnsafeBufferPointer { wb in koff.withUnsafeBufferPointer { ob in
+        SharedForward.withOptional(bias) { biasp in
             let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), yp = SendPtr(yb.baseAddress!)
-            let offs = UnsafeSendableBox(ob.baseAddress!), bp = bias.map { UnsafeSendableBox($0) }
+            let bp = biasp.map(SendConstPtr.init)
+            let offs = UnsafeSendableBox(ob.baseAddress!)
             Fast.parallelFor(workers, threads: workers) { range in
                 for t in range {
                     let xs = sp.p + t * perWorker, out = xs + g.c * plan.xPlane
                     for img in (t * g.n / workers)..<((t + 1) * g.n / workers) {
-                        plan.stageX(xp.p, image: img, into: xs)
+                        plan.stageX(xp.p, image: img, into: xs, portable: portable)
                         if cvec {
                             for blk in 0..<plan.outBlocks {
                                 zoo_tc_cvec_fwd(xs, offs.value, Int32(kk), wp.p + blk * kk * 16, g.oh, g.ow, plan.wp, out, portable)
-                                for l in 0..<min(16, g.o - 16 * blk) {
-                                    let oc = 16 * blk + l, bv = bp?.value[oc] ?? 0
-                                    let dst = yp.p + (img * g.o + oc) * g.plane
-                                    for i in 0..<g.plane { dst[i] = out[16 * i + l] + bv }
-                                }
+                                zoo_from_lanes(out, Int32(min(16, g.o - 16 * blk)), g.plane, bp.map { $0.p + 16 * blk },
+                                               yp.p + (img * g.o + 16 * blk) * g.plane, g.plane, portable)
                             }
                             continue
                         }
                         zoo_tc_corr(xs, plan.xPlane, Int32(g.c), offs.value, Int32(taps), wp.p, Int32(g.o), plan.nvecF, out,
                                     plan.nvecF * 16, portable)
-                        for oc in 0..<g.o {
-                            let bv = bp?.value[oc] ?? 0
-                            let src = out + oc * plan.nvecF * 16, dst = yp.p + (img * g.o + oc) * g.plane
-                            for oy in 0..<g.oh {
-                                let s = src + oy * plan.wp, d = dst + oy * g.ow
-                                for ox in 0..<g.ow { d[ox] = s[ox] + bv }
-                            }
-                        }
+                        zoo_copy_rows(out, plan.wp, plan.nvecF * 16, yp.p + img * g.o * g.plane, g.ow, g.plane, g.o, g.oh, g.ow,
+                                      bp?.p, portable)
                     }
                 }
             }
-        } } }
+        } } } }
         done = count
     }
 }
@@ -165,6 +153,7 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
     let outFloats = needInput ? g.c * plan.nvecX * 16 : 0, dyTFloats = cvec ? nb * g.plane * 16 : 0
     let perWorker = xsFloats + dysFloats + outFloats + dyTFloats
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: workers * perWorker)
+    scratch.initialize(repeating: 0, count: workers * perWorker)
     defer { scratch.deallocate() }
     // weight-gradient parts per worker: [o][ci][t] (flat) or [block][k][16] (channel vectors)
     let partFloats = needParams ? (cvec ? plan.outBlocks * plan.kPadded * 16 : wCount) : 0
@@ -186,20 +175,15 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
                 while n0 < hi {
                     let cnt = min(nb, hi - n0)
                     for i in 0..<cnt {
-                        if stageDys { plan.stageDy(dyp.p, image: n0 + i, into: dys + i * g.o * plan.dyPlane) }
-                        if pp != nil { plan.stageX(xp.p, image: n0 + i, into: xs + i * g.c * plan.xPlane) }
+                        if stageDys { plan.stageDy(dyp.p, image: n0 + i, into: dys + i * g.o * plan.dyPlane, portable: portable) }
+                        if pp != nil { plan.stageX(xp.p, image: n0 + i, into: xs + i * g.c * plan.xPlane, portable: portable) }
                     }
                     if let pp, cvec {
                         for blk in 0..<plan.outBlocks {
                             // dyT[i][pixel][l] = dy[n0 + i][16·blk + l][pixel] (0 past the last channel)
-                            let lanes = min(16, g.o - 16 * blk)
                             for i in 0..<cnt {
-                                let d = dyT + i * g.plane * 16
-                                if lanes < 16 { d.update(repeating: 0, count: g.plane * 16) }
-                                for l in 0..<lanes {
-                                    let src = dyp.p + ((n0 + i) * g.o + 16 * blk + l) * g.plane
-                                    for px in 0..<g.plane { d[16 * px + l] = src[px] }
-                                }
+                                zoo_to_lanes(dyp.p + ((n0 + i) * g.o + 16 * blk) * g.plane, g.plane, Int32(min(16, g.o - 16 * blk)), g.plane,
+                                             dyT + i * g.plane * 16, portable)
                             }
                             zoo_tc_cvec_dw(xs, g.c * plan.xPlane, offF.value, Int32(plan.kPadded), dyT, g.plane * 16, Int32(cnt),
                                            g.oh, g.ow, plan.wp, pp.p + t * partFloats + blk * plan.kPadded * 16, portable)
@@ -212,11 +196,8 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
                         for i in 0..<cnt {
                             zoo_tc_corr(dys + i * g.o * plan.dyPlane + plan.front, plan.dyPlane, Int32(g.o), offX.value, Int32(taps),
                                         wxp.p, Int32(g.c), plan.nvecX, out, plan.nvecX * 16, portable)
-                            for ci in 0..<g.c {
-                                let src = out + ci * plan.nvecX * 16 + g.pt * plan.wp + g.pl
-                                let dst = dxp.p + ((n0 + i) * g.c + ci) * g.h * g.w
-                                for y in 0..<g.h { (dst + y * g.w).update(from: src + y * plan.wp, count: g.w) }
-                            }
+                            zoo_copy_rows(out + g.pt * plan.wp + g.pl, plan.wp, plan.nvecX * 16, dxp.p + (n0 + i) * g.c * g.h * g.w, g.w,
+                                          g.h * g.w, g.c, g.h, g.w, nil, portable)
                         }
                     }
                     n0 += cnt
@@ -237,6 +218,24 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
         dw = s
     }
     return (needInput ? dxs : nil, dw)
+}
+
+/// Bias gradient of a small convolution: per channel, the sum over images of each plane's `zoo_sum`; channels split
+/// over the workers.
+func smallConvBiasGradient(_ dy: [Float], _ g: ConvGeometry, threads: Int) -> [Float] {
+    let portable: Int32 = SmallConv.portable ? 1 : 0
+    var out = [Float](repeating: 0, count: g.o)
+    dy.withUnsafeBufferPointer { db in out.withUnsafeMutableBufferPointer { ob in
+        let d = SendConstPtr(db.baseAddress!), o = SendPtr(ob.baseAddress!)
+        Fast.parallelFor(g.o, threads: threads, grain: max(1, 16384 / max(1, g.n * g.plane))) { r in
+            for ch in r {
+                var acc: Float = 0
+                for s in 0..<g.n { acc += zoo_sum(d.p + (s * g.o + ch) * g.plane, g.plane, portable) }
+                o.p[ch] = acc
+            }
+        }
+    } }
+    return out
 }
 
 extension SharedForward {
