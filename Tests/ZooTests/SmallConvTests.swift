@@ -143,6 +143,15 @@ final class SmallConvTests: XCTestCase {
             XCTAssertNil(avgPool2x2Backward(dy: dy, g, threads: 1))
             XCTAssertEqual(trainAvgPoolBackward(dy: dy, inputShape: shape, attrs: attrs, threads: 2), ref)
         }
+        // forward: the C kernel (AVX-512 and portable) equals the inference kernel bit for bit
+        for shape in [[3, 6, 28, 28], [2, 3, 7, 37], [1, 2, 5, 34], [2, 1, 2, 2], [1, 1, 3, 3], [2, 16, 10, 10]] {
+            let geo = Pool2dGeometry(pool: Pool2dAttrs(kernel: [2, 2]), input: shape)
+            let x = randoms(shape.reduce(1, *), &rng)
+            var ref = [Float](repeating: 0, count: geo.planes * geo.outH * geo.outW)
+            x.withUnsafeBufferPointer { xp in ref.withUnsafeMutableBufferPointer { Fast.avgPool2d(geo, x: xp.baseAddress!, y: $0.baseAddress!, threads: 1) } }
+            XCTAssertEqual(SharedForward.avgPool2x2C(geo, x), ref, "\(shape)")
+            XCTAssertEqual(SharedForward.avgPool2x2C(geo, x, portable: true), ref, "\(shape) portable")
+        }
         // other poolings are not taken by the fast path
         trainFastAvgPool2Backward = true
         XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 9), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 3], stride: [2, 2])), threads: 1))

@@ -239,6 +239,19 @@ func smallConvBiasGradient(_ dy: [Float], _ g: ConvGeometry, threads: Int) -> [F
 }
 
 extension SharedForward {
+    /// 2×2 stride-2 unpadded average pooling by `zoo_avgpool2`, planes split over the workers.
+    static func avgPool2x2C(_ g: Pool2dGeometry, _ x: [Float], portable: Bool = false) -> [Float] {
+        let outPlane = g.outH * g.outW, p: Int32 = portable ? 1 : 0
+        return x.withUnsafeBufferPointer { xb in
+            output(g.planes * outPlane) { yp in
+                let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yp)
+                Fast.parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
+                    zoo_avgpool2(xs.p + r.lowerBound * g.inH * g.inW, ys.p + r.lowerBound * outPlane, r.count, g.inH, g.inW, g.outH, g.outW, p)
+                }
+            }
+        }
+    }
+
     /// ZOO_TRAIN_SIGMOID=0 (A/B only): sigmoid through `Fast.activation` (scalar expf) instead of `zoo_sigmoid`.
     nonisolated(unsafe) static var fastSigmoid = ProcessInfo.processInfo.environment["ZOO_TRAIN_SIGMOID"] != "0"
 
@@ -257,7 +270,8 @@ extension SharedForward {
 /// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes.
 nonisolated(unsafe) var trainFuseSigmoidPoolBackward = ProcessInfo.processInfo.environment["ZOO_TRAIN_FUSE"] != "0"
 
-/// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop.
+/// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop, forward by Swift SIMD
+/// (`SharedForward.avgPool2x2`) instead of `zoo_avgpool2`.
 nonisolated(unsafe) var trainFastAvgPool2Backward = ProcessInfo.processInfo.environment["ZOO_TRAIN_POOL2"] != "0"
 
 /// 2×2 stride-2 unpadded average-pool backward (LeNet's) by `zoo_avgpool2_backward`, planes split over the workers;
