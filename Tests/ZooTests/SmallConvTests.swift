@@ -159,9 +159,9 @@ final class SmallConvTests: XCTestCase {
     }
 
     /// LeNet through the training engine: every fast path of this file on (direct convolutions, channel vectors,
-    /// vector sigmoid, fused sigmoid + 2×2 average-pool backward) against all of them off, at the PyTorch fixture's
-    /// parameters (gradients vs PyTorch: TrainingGradientTests.testLeNetGradientsMatchPyTorch); the fusion alone changes
-    /// no bit. Input gradients too (the first convolution's dx path).
+    /// vector sigmoid, fused sigmoid + 2×2 average-pool backward, fused convolution + sigmoid forward) against all of
+    /// them off, at the PyTorch fixture's parameters (gradients vs PyTorch: TrainingGradientTests.testLeNetGradientsMatchPyTorch);
+    /// the fusions alone change no bit. Input gradients too (the first convolution's dx path).
     func testLeNetEngineFastPathsMatchPlainPaths() throws {
         let f = try TrainFixtures.npz("train/lenet_grads.npz")
         var sd: [String: Tensor] = [:]
@@ -182,7 +182,8 @@ final class SmallConvTests: XCTestCase {
         }
         let (lossPlain, plain) = try run(false, fuse: false)
         let (lossFast, fast) = try run(true, fuse: true)
-        let (_, unfused) = try run(true, fuse: false)
+        let (lossUnfused, unfused) = try run(true, fuse: false)
+        XCTAssertEqual(lossFast, lossUnfused)
         XCTAssertEqual(lossFast, lossPlain, accuracy: 1e-6)
         XCTAssertEqual(Set(fast.parameters.keys), Set(plain.parameters.keys))
         XCTAssertEqual(fast.parameters.count, 10)

@@ -88,6 +88,15 @@ struct SmallConvPlan {
 
 /// Forward of a `SmallConv.applies` convolution.
 func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry, threads: Int) -> [Float] {
+    var none: [Float] = []
+    return smallConvForward(x: x, weight: weight, bias: bias, geometry: g, threads: threads, sigmoid: &none, withSigmoid: false)
+}
+
+/// Forward of a `SmallConv.applies` convolution; with `withSigmoid`, `sigmoid` receives `zoo_sigmoid` of the output
+/// too, computed per image while it is in cache (the training engine's conv → sigmoid pairs; same values as
+/// `SharedForward.sigmoid` of the returned output).
+func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry, threads: Int, sigmoid: inout [Float],
+                      withSigmoid: Bool = true) -> [Float] {
     let plan = SmallConvPlan(g)
     let taps = plan.taps, cvec = plan.channelVectors, kk = g.c * taps
     // flat: wt[(ci·taps + t)·O + o] = w[o][ci][t]; channel vectors: plan.channelWeights
@@ -104,9 +113,11 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
     defer { scratch.deallocate() }
     let sp = SendPtr(scratch), portable: Int32 = SmallConv.portable ? 1 : 0
     let count = g.n * g.o * g.plane
+    sigmoid = withSigmoid ? [Float](unsafeUninitializedCapacity: count) { _, n in n = count } : []
     return [Float](unsafeUninitializedCapacity: count) { yb, done in
         x.withUnsafeBufferPointer { xb in wt.withUnsafeBufferPointer { wb in koff.withUnsafeBufferPointer { ob in
-        SharedForward.withOptional(bias) { biasp in
+        SharedForward.withOptional(bias) { biasp in sigmoid.withUnsafeMutableBufferPointer { sgb in
+            let sg = withSigmoid ? sgb.baseAddress.map(SendPtr.init) : nil
             let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), yp = SendPtr(yb.baseAddress!)
             let bp = biasp.map(SendConstPtr.init)
             let offs = UnsafeSendableBox(ob.baseAddress!)
@@ -121,16 +132,17 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
                                 zoo_from_lanes(out, Int32(min(16, g.o - 16 * blk)), g.plane, bp.map { $0.p + 16 * blk },
                                                yp.p + (img * g.o + 16 * blk) * g.plane, g.plane, portable)
                             }
-                            continue
+                        } else {
+                            zoo_tc_corr(xs, plan.xPlane, Int32(g.c), offs.value, Int32(taps), wp.p, Int32(g.o), plan.nvecF, out,
+                                        plan.nvecF * 16, portable)
+                            zoo_copy_rows(out, plan.wp, plan.nvecF * 16, yp.p + img * g.o * g.plane, g.ow, g.plane, g.o, g.oh, g.ow,
+                                          bp?.p, portable)
                         }
-                        zoo_tc_corr(xs, plan.xPlane, Int32(g.c), offs.value, Int32(taps), wp.p, Int32(g.o), plan.nvecF, out,
-                                    plan.nvecF * 16, portable)
-                        zoo_copy_rows(out, plan.wp, plan.nvecF * 16, yp.p + img * g.o * g.plane, g.ow, g.plane, g.o, g.oh, g.ow,
-                                      bp?.p, portable)
+                        if let sg { zoo_sigmoid(yp.p + img * g.o * g.plane, sg.p + img * g.o * g.plane, g.o * g.plane, 0) }
                     }
                 }
             }
-        } } } }
+        } } } } }
         done = count
     }
 }
@@ -267,7 +279,8 @@ extension SharedForward {
     }
 }
 
-/// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes.
+/// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes, and a small direct
+/// convolution followed by a sigmoid two forward passes.
 nonisolated(unsafe) var trainFuseSigmoidPoolBackward = ProcessInfo.processInfo.environment["ZOO_TRAIN_FUSE"] != "0"
 
 /// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop, forward by Swift SIMD
