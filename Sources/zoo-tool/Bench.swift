@@ -71,10 +71,11 @@ struct Bench: ParsableCommand {
                     let total = layers.reduce(0) { $0 + $1.medianMs }
                     var byOp: [String: Double] = [:]
                     for l in layers { byOp[l.op, default: 0] += l.medianMs }
-                    say(String(format: "per layer (sum of medians %.2f ms); by op: ", total)
+                    say(String(format: "per layer (sum of medians %.2f ms, of mins %.2f ms); by op: ", total,
+                               layers.reduce(0) { $0 + ($1.minMs ?? 0) })
                         + byOp.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f", $0.key, $0.value) }.joined(separator: ", "))
                     for l in layers.sorted(by: { $0.medianMs > $1.medianMs }).prefix(15) {
-                        say(String(format: "  %8.3f ms  %-14@ %@", l.medianMs, l.op, l.node))
+                        say(String(format: "  %8.3f ms (min %.3f)  %-14@ %@", l.medianMs, l.minMs ?? 0, l.op, l.node))
                     }
                 }
             }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import CZooKernels
 @testable import Zoo
 
 /// The staged SIMD depthwise kernel (AVX-512F C rows when the CPU has them, Swift SIMD rows; and the direct kernel it replaced) against the plain reference convolution,
@@ -70,13 +71,16 @@ final class FastPointwiseTests: XCTestCase {
             Reference.activation(act, count: want.count, x: pre, y: &want)
             let saved = Fast.pointwiseMode
             defer { Fast.pointwiseMode = saved }
-            for mode in ["", "gather", "legacy"] {
+            let packed = PointwisePacked(m: outC, k: inC, w: wp.baseAddress!)
+            for mode in ["", "blas", "gather", "legacy"] {
                 Fast.pointwiseMode = mode
                 XCTAssertEqual(Fast.pointwiseApplies(g), mode != "legacy", line: line)
+                let inPlace = mode == "" && zoo_kernels_avx512() != 0 && act != .sigmoid && act != .tanh
+                XCTAssertEqual(Fast.pointwiseInPlaceApplies(g, act: act), inPlace, line: line)
                 var got = [Float](repeating: .nan, count: want.count)
                 var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
                 Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got,
-                            scratch: &scratch, threads: threads)
+                            scratch: &scratch, threads: threads, pointwisePacked: packed)
                 let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
                 XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()), "mode '\(mode)' N\(batch) \(inC)→\(outC) \(h)×\(w)",
                                          line: line)
@@ -95,6 +99,102 @@ final class FastPointwiseTests: XCTestCase {
         check(batch: 2, inC: 5, outC: 3, h: 1, w: 3, bias: true, act: .clip(-1, 1), threads: 2)
         // 7×7 at batch 1: output channels split over the workers (two blocks of 48 and 33 rows).
         check(batch: 1, inC: 20, outC: 81, h: 7, w: 7, bias: true, act: .clip(0, 6), threads: 2)
+        // In-place AVX-512 tiles: plane widths around the 16/48-column tiles, k = 1 and large k, row tails.
+        check(batch: 1, inC: 1, outC: 8, h: 4, w: 4, bias: true, act: .relu, threads: 2)
+        check(batch: 1, inC: 160, outC: 960, h: 7, w: 7, bias: true, act: .clip(0, 6), threads: 2)
+        check(batch: 2, inC: 96, outC: 23, h: 14, w: 14, bias: true, act: .none, threads: 2)
+        check(batch: 1, inC: 16, outC: 96, h: 40, w: 40, bias: true, act: .clip(0, 6), threads: 2)
+        check(batch: 1, inC: 7, outC: 5, h: 1, w: 47, bias: false, act: .clip(0, 6), threads: 3)
+        check(batch: 3, inC: 9, outC: 17, h: 1, w: 97, bias: true, act: .relu, threads: 1)
+    }
+
+    /// The C tiles directly: every column/row range split, a residual, NaN through the clamp; against a triple loop.
+    func testInPlaceTilesMatchLoops() throws {
+        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        var rng = SeededRandom(seed: 77)
+        for (m, k, n) in [(8, 3, 48), (13, 17, 50), (24, 64, 97), (3, 300, 16), (40, 5, 113)] {
+            let w = (0..<m * k).map { _ in rng.nextFloat() * 2 - 1 }
+            var x = (0..<k * n).map { _ in rng.nextFloat() * 2 - 1 }
+            x[k * n / 2] = .nan
+            let bias = (0..<m).map { _ in rng.nextFloat() }, res = (0..<m * n).map { _ in rng.nextFloat() * 2 - 1 }
+            let packed = PointwisePacked(m: m, k: k, w: w)
+            for (useRes, clamp) in [(false, Int32(0)), (true, Int32(1)), (true, Int32(0))] {
+                var want = [Float](repeating: 0, count: m * n)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Float = 0
+                        for kk in 0..<k { s += w[i * k + kk] * x[kk * n + j] }
+                        var v = s + bias[i]
+                        if clamp != 0 { v = v.isNaN ? v : Swift.min(Swift.max(v, -0.5), 0.5) }
+                        want[i * n + j] = useRes ? v + res[i * n + j] : v
+                    }
+                }
+                // Several (column, panel) ranges cover the output exactly once; sentinel elsewhere is overwritten.
+                var got = [Float](repeating: 99, count: m * n)
+                let panels = (m + 7) / 8
+                let cuts = [0, Swift.min(n, 48), n]
+                for c in 0..<2 where cuts[c] < cuts[c + 1] {
+                    for p in 0..<panels {
+                        res.withUnsafeBufferPointer { rp in
+                            XCTAssertEqual(zoo_pw_compute(Int32(m), Int32(k), packed.p, x, n, Int32(cuts[c]), Int32(cuts[c + 1]), Int32(p), Int32(p + 1),
+                                                          bias, clamp, -0.5, 0.5, useRes ? rp.baseAddress : nil, n, &got, n), 1)
+                        }
+                    }
+                }
+                for i in 0..<m * n {
+                    let ok = (got[i].isNaN && want[i].isNaN) || abs(got[i] - want[i]) <= 1e-5 * Swift.max(1, Float(k).squareRoot())
+                    if !ok { XCTFail("m\(m) k\(k) n\(n) res \(useRes) clamp \(clamp) at \(i): \(got[i]) vs \(want[i])"); break }
+                }
+            }
+        }
+    }
+}
+
+/// `Fast.tapConv` (few-tap convolutions as implicit GEMM rows over staged bands) against the plain reference, and the
+/// packed-GEMM path it replaces with the same weights.
+final class FastTapConvTests: XCTestCase {
+    func check(batch: Int, inC: Int, outC: Int, h: Int, w: Int, k: Int, stride: Int, pad: (Int, Int, Int, Int), dil: Int = 1,
+               act: Activation, threads: Int, line: UInt = #line) throws {
+        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        let (pt, pl, pb, pr) = pad
+        let oh = (h + pt + pb - dil * (k - 1) - 1) / stride + 1, ow = (w + pl + pr - dil * (k - 1) - 1) / stride + 1
+        let g = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: outC, outH: oh, outW: ow, kH: k, kW: k,
+                               strideH: stride, strideW: stride, padTop: pt, padLeft: pl, dilH: dil, dilW: dil, groups: 1)
+        XCTAssertTrue(Fast.tapConvApplies(g, act: act), line: line)
+        var rng = SeededRandom(seed: UInt64(inC * 31 + h * 7 + w))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(batch * inC * h * w), wt = random(outC * inC * k * k), b = random(outC)
+        var want = [Float](repeating: 0, count: batch * outC * oh * ow)
+        try x.withUnsafeBufferPointer { xp in try wt.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+            Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, y: &want)
+            let pre = want
+            Reference.activation(act, count: want.count, x: pre, y: &want)
+            let packed = PointwisePacked(m: outC, k: inC * k * k, w: wp.baseAddress!)
+            let saved = Fast.tapConvOn
+            defer { Fast.tapConvOn = saved }
+            for on in [true, false] {
+                Fast.tapConvOn = on
+                var got = [Float](repeating: .nan, count: want.count)
+                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
+                let pm = PackedMatrix(m: outC, k: inC * k * k, a: wp.baseAddress!, lda: inC * k * k)
+                Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, act: act, y: &got, scratch: &scratch,
+                            threads: threads, packed: pm, pointwisePacked: packed)
+                let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC * k * k).squareRoot()),
+                                         "tapConv \(on) N\(batch) \(inC)→\(outC) \(h)×\(w) k\(k) s\(stride)", line: line)
+            }
+        } } }
+    }
+
+    func testTapConvMatchesReference() throws {
+        // mobilenet_v2's stem geometry (3×3/2, pad 1, 3→32, ReLU6), one band and several.
+        try check(batch: 1, inC: 3, outC: 32, h: 64, w: 64, k: 3, stride: 2, pad: (1, 1, 1, 1), act: .clip(0, 6), threads: 2)
+        try check(batch: 2, inC: 3, outC: 32, h: 224, w: 224, k: 3, stride: 2, pad: (1, 1, 1, 1), act: .clip(0, 6), threads: 2)
+        try check(batch: 1, inC: 3, outC: 13, h: 33, w: 29, k: 3, stride: 2, pad: (0, 1, 2, 0), act: .none, threads: 1)
+        // LeNet-like 5×5 stride 1, odd channel counts, dilation, ReLU.
+        try check(batch: 3, inC: 1, outC: 6, h: 28, w: 28, k: 5, stride: 1, pad: (2, 2, 2, 2), act: .relu, threads: 2)
+        try check(batch: 1, inC: 2, outC: 9, h: 21, w: 70, k: 3, stride: 1, pad: (1, 1, 1, 1), dil: 2, act: .relu, threads: 3)
+        try check(batch: 1, inC: 3, outC: 8, h: 5, w: 5, k: 3, stride: 2, pad: (0, 0, 0, 0), act: .clip(-1, 1), threads: 2)
     }
 }
 
@@ -130,5 +230,53 @@ final class FastMaxPoolTests: XCTestCase {
         check(planes: 2, h: 9, w: 35, k: [3, 2], s: [2, 1], pad: Padding2D(top: 1, left: 0, bottom: 1, right: 0))
         check(planes: 2, h: 10, w: 19, k: [3, 3], s: [2, 2], pad: Padding2D(1), dil: [2, 2], ceil: true)
         check(planes: 2, h: 8, w: 7, k: [3, 3], s: [2, 2], pad: Padding2D(top: 0, left: 1, bottom: 1, right: 0))
+    }
+}
+
+/// `Fast.expandDepthwise` (expand 1×1 + depthwise in cache-sized bands and channel groups) against the two layers
+/// run apart (in-place 1×1 tiles, staged depthwise: the same numbers) and against the plain reference convolutions.
+final class FastExpandDepthwiseTests: XCTestCase {
+    func check(batch: Int, inC: Int, c: Int, h: Int, w: Int, stride: Int, actE: Activation = .clip(0, 6), actD: Activation = .clip(0, 6),
+               bias: Bool = true, threads: Int, line: UInt = #line) throws {
+        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        let ge = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: c, outH: h, outW: w, kH: 1, kW: 1,
+                                strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
+        let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1
+        let gd = Conv2dGeometry(batch: batch, inC: c, inH: h, inW: w, outC: c, outH: oh, outW: ow, kH: 3, kW: 3,
+                                strideH: stride, strideW: stride, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: c)
+        XCTAssertTrue(Fast.expandDepthwiseApplies(ge, actE: actE, gd, actD: actD), line: line)
+        var rng = SeededRandom(seed: UInt64(inC * 13 + c * 7 + h))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(batch * inC * h * w), we = random(c * inC), be = random(c), wd = random(c * 9), bd = random(c)
+        let pe = PointwisePacked(m: c, k: inC, w: we)
+        var mid = [Float](repeating: 0, count: batch * c * h * w)
+        var want = [Float](repeating: 0, count: batch * c * oh * ow)
+        Reference.conv2d(ge, x: x, w: we, b: bias ? be : nil, y: &mid)
+        var t = mid
+        Reference.activation(actE, count: mid.count, x: t, y: &mid)
+        Reference.conv2d(gd, x: mid, w: wd, b: bias ? bd : nil, y: &want)
+        t = want
+        Reference.activation(actD, count: want.count, x: t, y: &want)
+        // The two fast layers apart.
+        var midFast = [Float](repeating: .nan, count: mid.count), apart = [Float](repeating: .nan, count: want.count)
+        Fast.pointwiseInPlace(ge, x: x, w: pe, b: bias ? be : nil, act: actE, y: &midFast, threads: threads)
+        Fast.depthwiseStaged(gd, x: midFast, w: wd, b: bias ? bd : nil, act: actD, y: &apart, threads: threads)
+        var got = [Float](repeating: .nan, count: want.count)
+        Fast.expandDepthwise(ge, x: x, we: pe, be: bias ? be : nil, actE: actE, gd, wd: wd, bd: bias ? bd : nil, actD: actD, y: &got,
+                             threads: threads)
+        XCTAssertEqual(got, apart, "fused vs apart N\(batch) \(inC)→\(c) \(h)×\(w) s\(stride)", line: line)
+        let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()) * 4, "fused vs reference", line: line)
+    }
+
+    func testExpandDepthwiseMatchesLayersApart() throws {
+        // mobilenet_v2-like shapes: stride 2 and 1 with several bands, 7² (channel groups only).
+        try check(batch: 1, inC: 16, c: 96, h: 60, w: 60, stride: 2, threads: 2)
+        try check(batch: 2, inC: 24, c: 144, h: 40, w: 40, stride: 1, threads: 2)
+        try check(batch: 1, inC: 160, c: 960, h: 7, w: 7, stride: 1, threads: 2)
+        // Odd sizes, channel counts not multiples of 8, no bias, other activations, one thread, three threads.
+        try check(batch: 3, inC: 5, c: 13, h: 9, w: 17, stride: 2, actE: .relu, actD: .none, bias: false, threads: 3)
+        try check(batch: 1, inC: 7, c: 20, h: 33, w: 10, stride: 1, actE: .none, actD: .relu, threads: 1)
+        try check(batch: 2, inC: 3, c: 8, h: 2, w: 2, stride: 2, threads: 2)
     }
 }

@@ -43,8 +43,11 @@ final class TrainingKernelTests: XCTestCase {
             defer { trainWinogradMinTiles = savedMin; TrainFast.on = savedOn; convBackwardWholeMax = savedWhole; convBackwardWholeAnyKernel = savedAny }
             // 0: dx of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im. TrainFast off: batch split and
             // portable stride-2 rows; on: whole-batch GEMMs (wholeMax large) or batch split (0) with SIMD stride-2 rows.
-            for (fast, wholeMax) in [(false, 0), (true, 1 << 30), (true, 0)] {
-            TrainFast.on = fast; convBackwardWholeMax = wholeMax
+            let savedDirect = convDirectMinPlane
+            defer { convDirectMinPlane = savedDirect }
+            // direct plane 1: one GEMM per image for every case (batch split only, wholeMax 0).
+            for (fast, wholeMax, directPlane) in [(false, 0, 1024), (true, 1 << 30, 1024), (true, 0, 1024), (true, 0, 1)] {
+            TrainFast.on = fast; convBackwardWholeMax = wholeMax; convDirectMinPlane = directPlane
             for (threads, minTiles) in [(1, 0), (2, 0), (3, 0), (2, 1 << 30)] {
                 trainWinogradMinTiles = minTiles
                 let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
@@ -144,10 +147,10 @@ final class TrainingKernelTests: XCTestCase {
                     Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, y: rp.baseAddress!)
                 }
             } } }
-            let savedOn = TrainFast.on
-            defer { TrainFast.on = savedOn }
-            for fast in [false, true] {
-                TrainFast.on = fast
+            let savedOn = TrainFast.on, savedDirect = convDirectMinPlane
+            defer { TrainFast.on = savedOn; convDirectMinPlane = savedDirect }
+            for (fast, directPlane) in [(false, 1024), (true, 1024), (true, 1)] {
+                TrainFast.on = fast; convDirectMinPlane = directPlane
                 for threads in [1, 2, 3] {
                     let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
                     XCTAssertLessThan(maxRel(y, ref), 1e-5, "case \(ci), \(threads) threads, fast \(fast)")

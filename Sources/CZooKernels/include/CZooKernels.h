@@ -16,6 +16,24 @@ int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float 
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out);
 
+/// 1×1 convolution weights packed for zoo_pw_compute: 8-row panels, panel p holding k × 8 floats (row i of the panel
+/// at kk*8 + i; zero rows past m).
+size_t zoo_pw_packed_floats(int m, int k);
+void zoo_pw_pack(int m, int k, const float *w, float *pa);
+
+/// y[i*ldy + j] = act(sum_kk A[i][kk] * x[kk*ldx + j] + bias[i]) (+ res[i*ldr + j] when res is not NULL) for rows of
+/// 8-row panels [p0, p1) (rows ≥ m skipped) and columns [n0, n1); A packed by zoo_pw_pack, act = clamp to [lo, hi]
+/// (NaN kept) when clamp != 0; bias may be NULL. X is read in place (no packing). AVX-512F only: returns 0 without
+/// writing when unsupported.
+int zoo_pw_compute(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int n0, int n1, int p0, int p1,
+                   const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy);
+
+/// One output row of a convolution over staged input planes (implicit GEMM): y[i*ldy + j] = act(sum_t A[i][t] *
+/// base[offs[t] + j] + bias[i]) for j in [0, n) and rows of 8-row panels [p0, p1); A (m × k taps) packed by zoo_pw_pack.
+/// AVX-512F only: returns 0 without writing when unsupported.
+int zoo_conv_taps_row(int m, int k, const float *pa, const float *base, const ptrdiff_t *offs, int n, int p0, int p1,
+                      const float *bias, int clamp, float lo, float hi, float *y, ptrdiff_t ldy);
+
 /// Winograd F(m×m,3×3), m = 4 or 2, input transform of one row of `tiles` tiles of one channel (winograd.c):
 /// rows = α = m+2 zero-padded input rows (rowStride apart, each at least m·tiles + 2 floats); writes
 /// V[i][j][t] = (Bᵀ d_t B)[i][j] to out[(i·α + j)·outStride + t]. scratch: zoo_wino_scratch_floats(m, tiles) floats.

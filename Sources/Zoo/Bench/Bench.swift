@@ -51,7 +51,9 @@ public struct BenchResult: Codable, Sendable {
         public var node: String
         public var op: String
         public var medianMs: Double
-        enum CodingKeys: String, CodingKey { case node, op, medianMs = "median_ms" }
+        /// Fastest run of the layer (on a loaded machine the least disturbed one).
+        public var minMs: Double? = nil
+        enum CodingKeys: String, CodingKey { case node, op, medianMs = "median_ms", minMs = "min_ms" }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -184,7 +186,8 @@ public enum Bench {
         var layers: [BenchResult.LayerTime]? = nil
         if let first = perLayer.first {
             layers = first.indices.map { i in
-                BenchResult.LayerTime(node: first[i].node, op: first[i].op, medianMs: stats(perLayer.map { $0[i].ms }).median)
+                let st = stats(perLayer.map { $0[i].ms })
+                return BenchResult.LayerTime(node: first[i].node, op: first[i].op, medianMs: st.median, minMs: st.min)
             }
         }
         let s = stats(times)

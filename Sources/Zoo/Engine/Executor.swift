@@ -37,11 +37,16 @@ public final class Executor {
     private var folded: [Int: (w: [Float], b: [Float])] = [:]
     /// Fast path: node index of a conv/linear → fused chain (indices of absorbed BN/activation nodes, activation).
     private var fusion: [Int: (absorbed: [Int], act: Activation)] = [:]
+    /// Fast path: an expand 1×1 convolution's node index → the depthwise convolution that alone reads its fused chain
+    /// (run together by `Fast.expandDepthwise` when the geometry allows).
+    private var expandPairs: [Int: Int] = [:]
     private var programs: [ProgramKey: Program] = [:]
     /// Fast path: per conv node, its transformed (Winograd) weights; valid because `params` and `folded` never change.
     private var weightCaches: [Int: ConvWeightCache] = [:]
     /// Fast path: conv weights packed for zoo's GEMM, by node index × 2 + 1 when BN is folded in (made on first use).
     private var packedWeights: [Int: PackedMatrix] = [:]
+    /// Fast path: conv weights packed for `Fast.pointwiseInPlace` / `Fast.tapConv`, keyed like `packedWeights`.
+    private var pointwiseWeights: [Int: PointwisePacked] = [:]
     private var pool: [Int: [Buffer]] = [:]
     private var scratch = Buffer(count: 0)
     /// Floats held by live values during the last run, and their peak (the memory plan's effect; scratch excluded).
@@ -115,6 +120,13 @@ public final class Executor {
             }
             if !absorbed.isEmpty { fusion[i] = (absorbed, act) }
         }
+        for (i, f) in fusion {
+            guard case let .conv2d(a) = g.nodes[i].op, a.kernel == [1, 1], a.groups == 1,
+                  let j = soleConsumer(of: g.nodes[f.absorbed.last!].output),
+                  case let .conv2d(d) = g.nodes[j].op, d.groups > 1, d.groups == d.inChannels, d.outChannels == d.inChannels,
+                  g.nodes[j].inputs.count == 1 else { continue }
+            expandPairs[i] = j
+        }
     }
 
     private func foldBatchNorm(conv i: Int, outChannels: Int, perChannel: Int, hasBias: Bool, bnNode: Node, eps: Float) {
@@ -146,6 +158,10 @@ public final class Executor {
         var folded: Bool
         /// Slots whose last reader is this step.
         var release: [Int]
+        /// A depthwise convolution run together with this (expand 1×1) one, its activation and whether BN is folded in.
+        var pair: Int? = nil
+        var pairAct: Activation = .none
+        var pairFolded = false
     }
 
     private struct Program {
@@ -183,9 +199,23 @@ public final class Executor {
                 outShape = infos[last].outputShape
                 act = f.act
             }
+            var pair: (node: Int, act: Activation, folded: Bool)? = nil
+            if !keepAll, kernels == .fast, let j = expandPairs[i], case let .conv2d(ea) = node.op, case let .conv2d(da) = g.nodes[j].op {
+                let fj = fusion[j] ?? (absorbed: [], act: .none)
+                if Fast.expandDepthwiseApplies(Conv2dGeometry(conv: ea, input: infos[i].inputShapes[0]), actE: act,
+                                               Conv2dGeometry(conv: da, input: infos[j].inputShapes[0]), actD: fj.act) {
+                    absorbedNodes.insert(j)
+                    absorbedNodes.formUnion(fj.absorbed)
+                    let last = fj.absorbed.last ?? j
+                    outName = g.nodes[last].output
+                    outShape = infos[last].outputShape
+                    pair = (j, fj.act, folded[j] != nil)
+                }
+            }
             let ins = node.inputs.map { slot($0) }
             steps.append(Step(node: i, inputs: ins, inShapes: infos[i].inputShapes, output: slot(outName),
-                              outShape: outShape, act: act, folded: isFolded, release: []))
+                              outShape: outShape, act: act, folded: isFolded, release: [],
+                              pair: pair?.node, pairAct: pair?.act ?? .none, pairFolded: pair?.folded ?? false))
             if kernels == .fast {
                 switch node.op {
                 case let .conv2d(a): scratchNeed = Swift.max(scratchNeed, Fast.conv2dScratch(Conv2dGeometry(conv: a, input: infos[i].inputShapes[0])))
@@ -285,7 +315,9 @@ public final class Executor {
         switch node.op {
         case let .conv2d(a):
             let geo = Conv2dGeometry(conv: a, input: s0)
-            if fast {
+            if fast, let j = step.pair, case let .conv2d(da) = model.graph.nodes[j].op {
+                runExpandDepthwise(step, geo: geo, attrs: a, pair: j, pairAttrs: da, x: x, y: y.p)
+            } else if fast {
                 let cache = weightCache(step.node)
                 let wantPacked = Fast.packedConvApplies(geo)
                 let key = step.node * 2 + (step.folded ? 1 : 0)
@@ -297,15 +329,23 @@ public final class Executor {
                     packedWeights[key] = pm
                     return pm
                 }
+                let wantPointwise = Fast.pointwiseInPlaceApplies(geo, act: step.act) || Fast.tapConvApplies(geo, act: step.act)
+                func pointwise(_ w: UnsafePointer<Float>) -> PointwisePacked? {
+                    guard wantPointwise else { return nil }
+                    if let pw = pointwiseWeights[key] { return pw }
+                    let pw = PointwisePacked(m: geo.outC, k: geo.inCPerGroup * geo.kH * geo.kW, w: w)
+                    pointwiseWeights[key] = pw
+                    return pw
+                }
                 if step.folded, let f = folded[step.node] {
                     f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
                         Fast.conv2d(geo, x: x, w: w.baseAddress!, b: b.baseAddress!, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    packed: packed(w.baseAddress!), weightCache: cache)
+                                    packed: packed(w.baseAddress!), weightCache: cache, pointwisePacked: pointwise(w.baseAddress!))
                     } }
                 } else {
                     withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
                         Fast.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    packed: packed(p[0]), weightCache: cache)
+                                    packed: packed(p[0]), weightCache: cache, pointwisePacked: pointwise(p[0]))
                     }
                 }
             } else {
@@ -405,6 +445,39 @@ public final class Executor {
             break
         }
         return Value(shape: step.outShape, buf: y)
+    }
+
+    /// A step that runs an expand 1×1 convolution and the depthwise convolution after it together.
+    private func runExpandDepthwise(_ step: Step, geo: Conv2dGeometry, attrs a: Conv2dAttrs, pair j: Int, pairAttrs da: Conv2dAttrs,
+                                    x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        let g = model.graph
+        let gd = Conv2dGeometry(conv: da, input: [geo.batch, geo.outC, geo.outH, geo.outW])
+        let key = step.node * 2 + (step.folded ? 1 : 0)
+        func expandWeights(_ w: UnsafePointer<Float>) -> PointwisePacked {
+            if let pw = pointwiseWeights[key] { return pw }
+            let pw = PointwisePacked(m: geo.outC, k: geo.inC, w: w)
+            pointwiseWeights[key] = pw
+            return pw
+        }
+        func withExpand(_ body: (PointwisePacked, UnsafePointer<Float>?) -> Void) {
+            if step.folded, let f = folded[step.node] {
+                f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in body(expandWeights(w.baseAddress!), b.baseAddress!) } }
+            } else {
+                withParams(g.nodes[step.node], a.bias ? ["weight", "bias"] : ["weight"]) { p in body(expandWeights(p[0]), a.bias ? p[1] : nil) }
+            }
+        }
+        func withDepthwise(_ body: (UnsafePointer<Float>, UnsafePointer<Float>?) -> Void) {
+            if step.pairFolded, let f = folded[j] {
+                f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in body(w.baseAddress!, b.baseAddress!) } }
+            } else {
+                withParams(g.nodes[j], da.bias ? ["weight", "bias"] : ["weight"]) { p in body(p[0], da.bias ? p[1] : nil) }
+            }
+        }
+        withExpand { we, be in
+            withDepthwise { wd, bd in
+                Fast.expandDepthwise(geo, x: x, we: we, be: be, actE: step.act, gd, wd: wd, bd: bd, actD: step.pairAct, y: y, threads: threads)
+            }
+        }
     }
 
     /// The node's transformed-weight cache (none when `Fast.executorWeightCaches` is off: content-hashed shared cache).

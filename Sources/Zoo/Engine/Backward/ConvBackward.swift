@@ -156,6 +156,7 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     let sp = SendPtr(scratch)
     // One worker (a batch of 1): its GEMMs are split over the pool instead.
     let gemmThreads = workers == 1 ? threads : 1
+    let direct = convDirectPerImage(g)
     x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in dy.withUnsafeBufferPointer { dyb in
     partial.withUnsafeMutableBufferPointer { pb in dxs.withUnsafeMutableBufferPointer { dxb in
         let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), dyp = SendConstPtr(dyb.baseAddress!)
@@ -170,6 +171,23 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
                     let nb = min(chunk, hi - n0)
                     let cols = nb * g.plane
                     for grp in 0..<g.groups {
+                        if direct && nb > 1 {
+                            // Large planes: one GEMM per image straight from dy (no regrouped copy of dy).
+                            if let pp { im2col(xp.p, g, group: grp, n0: n0, nb: nb, col) }
+                            for s in 0..<nb {
+                                let dys = dyp.p + ((n0 + s) * g.o + grp * g.og) * g.plane
+                                if let pp {
+                                    Fast.sgemm(false, true, m: g.og, n: g.kSize, k: g.plane, a: dys, lda: g.plane, b: col + s * g.plane, ldb: cols,
+                                               beta: 1, c: pp.p + t * wCount + grp * g.og * g.kSize, ldc: g.kSize, threads: gemmThreads)
+                                }
+                                if colsForInput {
+                                    Fast.sgemm(true, false, m: g.kSize, n: g.plane, k: g.og, a: wp.p + grp * g.og * g.kSize, lda: g.kSize, b: dys,
+                                               ldb: g.plane, c: col + s * g.plane, ldc: cols, threads: gemmThreads)
+                                }
+                            }
+                            if colsForInput, let dxp { col2im(col, g, group: grp, n0: n0, nb: nb, dxp.p) }
+                            continue
+                        }
                         let dg: UnsafePointer<Float>
                         if nb == 1 {
                             dg = dyp.p + (n0 * g.o + grp * g.og) * g.plane
@@ -212,6 +230,15 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     if colsForInput { dx = dxs }
     return (dx, dw, db)
 }
+
+/// Planes of at least this many outputs (ZOO_TRAIN_DIRECT_PLANE overrides) run one GEMM per image in the batch-split
+/// training convolutions, reading dy and writing y in place, instead of regrouping a chunk of images through a copy.
+nonisolated(unsafe) var convDirectMinPlane: Int = {
+    if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_DIRECT_PLANE"], let n = Int(s) { return n }
+    return 1024
+}()
+
+func convDirectPerImage(_ g: ConvGeometry) -> Bool { TrainFast.enabled("direct") && g.plane >= convDirectMinPlane }
 
 /// Most column floats (kSize × images × plane) for which convolution backward im2col's the whole batch at once
 /// (`trainConv2dBackwardWholeBatch`); ZOO_TRAIN_WHOLE_MAX overrides.
@@ -323,6 +350,7 @@ public func trainConv2dForward(x: [Float], weight: [Float], bias: [Float]?, geom
     defer { scratch.deallocate() }
     let sp = SendPtr(scratch)
     let gemmThreads = workers == 1 ? threads : 1
+    let direct = convDirectPerImage(g)
     let count = g.n * g.o * g.plane
     return [Float](unsafeUninitializedCapacity: count) { yb, done in
         x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in
@@ -339,14 +367,17 @@ public func trainConv2dForward(x: [Float], weight: [Float], bias: [Float]?, geom
                         for grp in 0..<g.groups {
                             im2col(xp.p, g, group: grp, n0: n0, nb: nb, col)
                             let wg = wp.p + grp * g.og * g.kSize
-                            if nb == 1 {
-                                let yg = yp.p + (n0 * g.o + grp * g.og) * g.plane
-                                Fast.sgemm(false, false, m: g.og, n: cols, k: g.kSize, a: wg, lda: g.kSize, b: col, ldb: cols,
-                                           c: yg, ldc: g.plane, threads: gemmThreads)
-                                if let b = bp?.value {
-                                    for oc in 0..<g.og {
-                                        let bv = b[grp * g.og + oc], row = yg + oc * g.plane
-                                        for i in 0..<g.plane { row[i] += bv }
+                            if nb == 1 || direct {
+                                // One GEMM per image straight into y (large planes: no copy out of a chunk buffer).
+                                for s in 0..<nb {
+                                    let yg = yp.p + ((n0 + s) * g.o + grp * g.og) * g.plane
+                                    Fast.sgemm(false, false, m: g.og, n: g.plane, k: g.kSize, a: wg, lda: g.kSize, b: col + s * g.plane, ldb: cols,
+                                               c: yg, ldc: g.plane, threads: gemmThreads)
+                                    if let b = bp?.value {
+                                        for oc in 0..<g.og {
+                                            let bv = b[grp * g.og + oc], row = yg + oc * g.plane
+                                            for i in 0..<g.plane { row[i] += bv }
+                                        }
                                     }
                                 }
                             } else {

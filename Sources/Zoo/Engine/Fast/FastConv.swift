@@ -59,7 +59,15 @@ extension Fast {
     /// Convolution with a fused bias + activation epilogue. `scratch` must hold `conv2dScratch(g)` floats.
     public static func conv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                               act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int,
-                              packed: PackedMatrix? = nil, weightCache: ConvWeightCache? = nil) {
+                              packed: PackedMatrix? = nil, weightCache: ConvWeightCache? = nil,
+                              /// Weights packed for `pointwiseInPlace` / `tapConv` ([outC, inC·kH·kW]); used when they apply.
+                              pointwisePacked: PointwisePacked? = nil) {
+        if let pointwisePacked, pointwisePacked.k == g.inCPerGroup * g.kH * g.kW {
+            if pointwiseInPlaceApplies(g, act: act) {
+                pointwiseInPlace(g, x: x, w: pointwisePacked, b: b, act: act, y: y, threads: threads); return
+            }
+            if tapConvApplies(g, act: act) { tapConv(g, x: x, w: pointwisePacked, b: b, act: act, y: y, threads: threads); return }
+        }
         if isDepthwise(g) {
             if !depthwiseDirect && depthwiseStagedApplies(g) {
                 depthwiseStaged(g, x: x, w: w, b: b, act: act, y: y, threads: threads)

@@ -1,5 +1,18 @@
 import Foundation
 import COpenBLAS
+import CZooKernels
+
+/// 1×1 convolution weights (outC × inC) packed once for `Fast.pointwiseInPlace` (8-row panels, CZooKernels).
+public final class PointwisePacked: @unchecked Sendable {
+    public let m: Int, k: Int
+    let p: UnsafeMutablePointer<Float>
+    init(m: Int, k: Int, w: UnsafePointer<Float>) {
+        self.m = m; self.k = k
+        p = .allocate(capacity: zoo_pw_packed_floats(Int32(m), Int32(k)))
+        zoo_pw_pack(Int32(m), Int32(k), w, p)
+    }
+    deinit { p.deallocate() }
+}
 
 extension Fast {
     /// A/B switch for 1×1 convolutions: `ZOO_PW=legacy` takes conv2d's general path (gather/scatter copies for small
@@ -9,6 +22,54 @@ extension Fast {
     nonisolated(unsafe) static var pointwiseMode = ProcessInfo.processInfo.environment["ZOO_PW"] ?? ""
 
     static func pointwiseApplies(_ g: Conv2dGeometry) -> Bool { isPointwise(g) && g.groups == 1 && pointwiseMode != "legacy" }
+
+    /// Whether a 1×1 convolution runs on `pointwiseInPlace` (default on AVX-512F CPUs, for no activation, ReLU or clip).
+    /// `ZOO_PW=blas` keeps the OpenBLAS direct path below (A/B); `legacy` and `gather` as before.
+    static func pointwiseInPlaceApplies(_ g: Conv2dGeometry, act: Activation) -> Bool {
+        guard pointwiseMode == "", pointwiseApplies(g), zoo_kernels_avx512() != 0 else { return false }
+        switch act {
+        case .none, .relu, .clip: return true
+        case .sigmoid, .tanh: return false
+        }
+    }
+
+    /// How `pointwiseInPlace` splits one image: column parts (planes of ≥ 256) or 8-row panel parts (small planes),
+    /// so that the whole call has about 4 tasks per worker when there is work enough (≥ ~100k multiply-adds each).
+    static func pointwiseParts(_ g: Conv2dGeometry, threads: Int) -> (cols: Int, rows: Int) {
+        if threads <= 1 { return (1, 1) }
+        let n = g.outPlane, panels = (g.outC + 7) / 8, tiles = (n + 47) / 48
+        let want = Swift.max(1, Swift.min(4 * threads, g.batch * g.outC * g.inC * n / 100_000))
+        let per = (want + g.batch - 1) / g.batch
+        if per <= 1 { return (1, 1) }
+        return n >= 256 ? (Swift.min(tiles, per), 1) : (1, Swift.min(panels, per))
+    }
+
+    /// 1×1 stride-1 ungrouped convolution on CZooKernels' AVX-512F tiles (8 output channels × 48 pixels), reading the
+    /// input planes in place (no packing, no im2col), weights packed once (`PointwisePacked`); bias, ReLU/clip and an
+    /// optional residual `res` (same shape as y, added after the activation) in the tile's store. Tasks are
+    /// (image, column part, row part) over the pool. Falls back to `pointwise` when the CPU lacks AVX-512F.
+    static func pointwiseInPlace(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: PointwisePacked, b: UnsafePointer<Float>?,
+                                 act: Activation, res: UnsafePointer<Float>? = nil, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let m = g.outC, k = g.inC, n = g.outPlane
+        let (clamp, lo, hi): (Int32, Float, Float) = switch act {
+        case .relu: (1, 0, .infinity)
+        case let .clip(l, h): (1, l, h)
+        default: (0, 0, 0)
+        }
+        let (cp, rp) = pointwiseParts(g, threads: threads)
+        let tiles = (n + 47) / 48, panels = (m + 7) / 8
+        let xs = SendConstPtr(x), ys = SendPtr(y), ws = SendConstPtr(w.p)
+        let bs = b.map(SendConstPtr.init), rs = res.map(SendConstPtr.init)
+        parallelTasks(g.batch * cp * rp, threads: threads) { t in
+            let img = t / (cp * rp), c = (t / rp) % cp, r = t % rp
+            let n0 = Swift.min(n, tiles * c / cp * 48), n1 = Swift.min(n, tiles * (c + 1) / cp * 48)
+            let p0 = panels * r / rp, p1 = panels * (r + 1) / rp
+            if n0 >= n1 || p0 >= p1 { return }
+            let off = img * m * n
+            _ = zoo_pw_compute(Int32(m), Int32(k), ws.p, xs.p + img * k * n, n, Int32(n0), Int32(n1), Int32(p0), Int32(p1),
+                               bs?.p, clamp, lo, hi, rs.map { $0.p + off }, n, ys.p + off, n)
+        }
+    }
 
     /// Small planes of a batch are gathered side by side into one GEMM (as `convTile` plans, same scratch).
     static func pointwiseGathers(_ g: Conv2dGeometry) -> Bool { pointwiseMode == "gather" && convTile(g).images > 1 }

@@ -1,0 +1,124 @@
+import Foundation
+import CZooKernels
+
+/// Task scratch buffers kept for reuse: a fresh allocation of a few hundred KB per task is an mmap with a page fault per
+/// 4 KB on first touch, which cost more than the task's arithmetic.
+final class ScratchPool: @unchecked Sendable {
+    static let shared = ScratchPool()
+    private let lock = NSLock()
+    private var free: [(p: UnsafeMutablePointer<Float>, count: Int)] = []
+
+    /// Runs `body` with at least `count` floats (contents undefined), returned to the pool afterwards.
+    func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        lock.lock()
+        var buf: (p: UnsafeMutablePointer<Float>, count: Int)
+        if let i = free.lastIndex(where: { $0.count >= count }) {
+            buf = free.remove(at: i)
+        } else {
+            if let small = free.popLast() { small.p.deallocate() }
+            buf = (.allocate(capacity: count), count)
+        }
+        lock.unlock()
+        defer { lock.lock(); free.append(buf); lock.unlock() }
+        return body(buf.p)
+    }
+}
+
+extension Fast {
+    /// `ZOO_FUSE=0` runs an expand 1×1 convolution and the depthwise convolution after it as two layers (A/B switch).
+    nonisolated(unsafe) static var fuseExpandDepthwise = ProcessInfo.processInfo.environment["ZOO_FUSE"] != "0"
+
+    /// Whether `expandDepthwise` takes the pair: `ge` a 1×1 convolution `pointwiseInPlace` takes, `gd` a depthwise
+    /// convolution (one output channel per group) `depthwiseStaged` takes over ge's output, activations none/ReLU/clip.
+    static func expandDepthwiseApplies(_ ge: Conv2dGeometry, actE: Activation, _ gd: Conv2dGeometry, actD: Activation) -> Bool {
+        guard fuseExpandDepthwise, pointwiseInPlaceApplies(ge, act: actE), isDepthwise(gd), depthwiseStagedApplies(gd),
+              gd.groups == gd.inC, gd.outC == gd.inC, gd.inC == ge.outC, gd.batch == ge.batch, gd.inH == ge.outH, gd.inW == ge.outW,
+              zoo_kernels_avx512() != 0 else { return false }
+        switch actD {
+        case .none, .relu, .clip: return true
+        case .sigmoid, .tanh: return false
+        }
+    }
+
+    /// Expanded-tensor floats one task may hold (≈ 512 KB, half of a core's L2).
+    static let expandBandFloats = 1 << 17
+
+    /// How `expandDepthwise` splits the work: output rows per band (the band's expanded rows of all channels fit
+    /// `expandBandFloats`) and channel groups (multiples of 8), so that there are about 4 tasks per worker.
+    static func expandDepthwisePlan(_ ge: Conv2dGeometry, _ gd: Conv2dGeometry, threads: Int) -> (bandOut: Int, groups: Int) {
+        let c = gd.inC, w = gd.inW
+        var bandOut = gd.outH
+        while bandOut > 1 && c * Swift.min(gd.inH, (bandOut - 1) * gd.strideH + (gd.kH - 1) * gd.dilH + 1) * w > expandBandFloats {
+            bandOut -= 1
+        }
+        let bands = (gd.outH + bandOut - 1) / bandOut
+        bandOut = (gd.outH + bands - 1) / bands
+        let panels = (c + 7) / 8
+        let groups = threads <= 1 ? 1 : Swift.max(1, Swift.min(panels, (4 * threads + gd.batch * bands - 1) / (gd.batch * bands)))
+        return (bandOut, groups)
+    }
+
+    /// An inverted-residual block's expand 1×1 convolution (+ bias + activation) and the depthwise convolution after it
+    /// (+ bias + activation), without writing the expanded tensor: each task (image, band of depthwise output rows,
+    /// group of channels) computes the band's expanded rows of its channels into a buffer that stays in cache
+    /// (`zoo_pw_compute`, the same tiles as `pointwiseInPlace`), then each channel's depthwise rows from it (the staging
+    /// and rows of `depthwiseStaged`). Rows shared by two bands are computed twice. Numerics are those of the two
+    /// layers run apart (same kernels, same summation order).
+    static func expandDepthwise(_ ge: Conv2dGeometry, x: UnsafePointer<Float>, we: PointwisePacked, be: UnsafePointer<Float>?,
+                                actE: Activation, _ gd: Conv2dGeometry, wd: UnsafePointer<Float>, bd: UnsafePointer<Float>?,
+                                actD: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+        func clampOf(_ a: Activation) -> (Int32, Float, Float) {
+            switch a {
+            case .relu: (1, 0, .infinity)
+            case let .clip(l, h): (1, l, h)
+            default: (0, -.infinity, .infinity)
+            }
+        }
+        let (clampE, loE, hiE) = clampOf(actE), (clampD, loD, hiD) = clampOf(actD)
+        let (bandOut, groups) = expandDepthwisePlan(ge, gd, threads: threads)
+        let bands = (gd.outH + bandOut - 1) / bandOut
+        let c = gd.inC, w = gd.inW, panels = (c + 7) / 8
+        let taps = gd.kH * gd.kW
+        let maxRows = Swift.min(gd.inH, (bandOut - 1) * gd.strideH + (gd.kH - 1) * gd.dilH + 1)
+        let maxGroupC = ((panels + groups - 1) / groups) * 8
+        let xs = SendConstPtr(x), ys = SendPtr(y), wes = SendConstPtr(we.p), wds = SendConstPtr(wd)
+        let bes = be.map(SendConstPtr.init), bds = bd.map(SendConstPtr.init)
+        // The staging layout depends only on the band's output rows and padding; sized for the largest band.
+        var gFull = gd
+        gFull.outH = bandOut
+        let stMax = DepthwiseStage(StageWindow(gFull))
+        parallelTasks(gd.batch * bands * groups, threads: threads) { t in
+            let img = t / (bands * groups), band = (t / groups) % bands, grp = t % groups
+            let oy0 = band * bandOut, oy1 = Swift.min(gd.outH, oy0 + bandOut)
+            let p0 = panels * grp / groups, p1 = panels * (grp + 1) / groups
+            if oy0 >= oy1 || p0 >= p1 { return }
+            let c0 = p0 * 8, c1 = Swift.min(c, p1 * 8)
+            let er0 = Swift.max(0, oy0 * gd.strideH - gd.padTop)
+            let er1 = Swift.min(gd.inH, (oy1 - 1) * gd.strideH - gd.padTop + (gd.kH - 1) * gd.dilH + 1)
+            if er0 >= er1 { return }  // cannot happen for a valid geometry (every output row reads an input row)
+            let rowsE = er1 - er0, planeE = rowsE * w
+            ScratchPool.shared.with(maxGroupC * maxRows * w + stMax.workerFloats) { e in
+            // Expanded rows er0..<er1 of channels c0..<c1: E[c - c0][row][col].
+            _ = zoo_pw_compute(Int32(c), Int32(ge.inC), wes.p, xs.p + img * ge.inC * ge.inPlane + er0 * w, ge.inPlane,
+                               0, Int32(planeE), Int32(p0), Int32(p1), bes?.p, clampE, loE, hiE, nil, 0,
+                               e - c0 * planeE, planeE)
+            // The band as a convolution of its own: input rows er0..<er1, output rows oy0..<oy1.
+            var gb = gd
+            gb.batch = 1; gb.inH = rowsE; gb.outH = oy1 - oy0
+            gb.padTop = gd.padTop + er0 - oy0 * gd.strideH
+            let sw = StageWindow(gb)
+            let st = DepthwiseStage(sw)
+            let buf = e + maxGroupC * maxRows * w
+            prepareStage(st, buf: buf, fill: 0)
+            let offsets = sw.tapOffsets(st)
+            offsets.withUnsafeBufferPointer { offs in
+                for ch in c0..<c1 {
+                    stagePlane(sw, st, x: e + (ch - c0) * planeE, buf: buf)
+                    _ = zoo_dw_plane(buf, offs.baseAddress!, Int32(taps), wds.p + ch * taps, bds?.p[ch] ?? 0, clampD, loD, hiD,
+                                     gb.outH, gb.outW, gd.strideH * st.rowFloats, ys.p + (img * c + ch) * gd.outPlane + oy0 * gd.outW)
+                }
+            }
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import CZooKernels
+
+extension Fast {
+    /// `ZOO_TAPCONV=0` sends the few-tap convolutions back to the packed GEMM / im2col path (A/B switch).
+    nonisolated(unsafe) static var tapConvOn = ProcessInfo.processInfo.environment["ZOO_TAPCONV"] != "0"
+
+    /// Convolutions `tapConv` takes: one group, not 1×1, at most 32 taps (inC·kH·kW, e.g. mobilenet_v2's 3×3/2
+    /// stem with 3 input channels), horizontal stride 1 or 2, no activation or ReLU/clip, on AVX-512F CPUs.
+    static func tapConvApplies(_ g: Conv2dGeometry, act: Activation) -> Bool {
+        guard tapConvOn, g.groups == 1, !isPointwise(g), g.inC * g.kH * g.kW <= 32, g.strideW == 1 || g.strideW == 2,
+              g.outH > 0, g.outW > 0, zoo_kernels_avx512() != 0 else { return false }
+        switch act {
+        case .none, .relu, .clip: return true
+        case .sigmoid, .tanh: return false
+        }
+    }
+
+    /// Direct convolution for few input taps as an implicit GEMM per output row: a band of output rows of one image
+    /// has its input rows copied into a zero-padded, stride-deinterleaved buffer (the depthwise staging layout, one
+    /// block per input channel), so each tap (c, ky, kx) of a row is a contiguous run; CZooKernels' 8×48 AVX-512F
+    /// tiles then compute Y[outC, row] = W[outC, taps] · B[taps, row] with bias and ReLU/clip in the store.
+    /// Tasks are (image, band of output rows) over the pool. `w` packed from [outC, inC·kH·kW] (`PointwisePacked`).
+    static func tapConv(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: PointwisePacked, b: UnsafePointer<Float>?,
+                        act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let sw = StageWindow(g)
+        let st = DepthwiseStage(sw)
+        let s = g.strideW, taps = g.inC * g.kH * g.kW
+        let (clamp, lo, hi): (Int32, Float, Float) = switch act {
+        case .relu: (1, 0, .infinity)
+        case let .clip(l, h): (1, l, h)
+        default: (0, 0, 0)
+        }
+        let work = g.batch * g.outC * taps * g.outPlane
+        let want = threads <= 1 ? 1 : Swift.max(1, Swift.min(4 * threads, work / 100_000))
+        let bands = Swift.min(g.outH, Swift.max(1, (want + g.batch - 1) / g.batch))
+        let bandOut = (g.outH + bands - 1) / bands
+        let bandRows = (bandOut - 1) * g.strideH + (g.kH - 1) * g.dilH + 1
+        let chanFloats = bandRows * st.rowFloats
+        var offsets = [Int](repeating: 0, count: taps)
+        for c in 0..<g.inC {
+            for ky in 0..<g.kH {
+                for kx in 0..<g.kW {
+                    let col = kx * g.dilW
+                    offsets[(c * g.kH + ky) * g.kW + kx] = c * chanFloats + ky * g.dilH * st.rowFloats + (col % s) * st.runFloats + col / s
+                }
+            }
+        }
+        let xs = SendConstPtr(x), ys = SendPtr(y), ws = SendConstPtr(w.p)
+        let bs = b.map(SendConstPtr.init)
+        let panels = Int32((g.outC + 7) / 8)
+        offsets.withUnsafeBufferPointer { offp in
+            let offs = UnsafeSendableBox(offp)
+            parallelTasks(g.batch * bands, threads: threads) { t in
+                let img = t / bands, oy0 = (t % bands) * bandOut, oy1 = Swift.min(g.outH, oy0 + bandOut)
+                if oy0 >= oy1 { return }
+                let total = g.inC * chanFloats + st.rowFloats
+                ScratchPool.shared.with(total) { buf in
+                buf.update(repeating: 0, count: total)
+                let temp = buf + g.inC * chanFloats
+                let lead = Swift.min(g.padLeft, st.rowFloats)
+                let count = Swift.max(0, Swift.min(g.inW, st.rowFloats - lead))
+                let pr0 = oy0 * g.strideH
+                let pr1 = (oy1 - 1) * g.strideH + (g.kH - 1) * g.dilH + 1
+                for c in 0..<g.inC {
+                    let plane = xs.p + (img * g.inC + c) * g.inPlane
+                    for r in pr0..<pr1 {
+                        let iy = r - g.padTop
+                        if iy < 0 || iy >= g.inH || count == 0 { continue }
+                        let dst = buf + c * chanFloats + (r - pr0) * st.rowFloats
+                        let src = plane + iy * g.inW
+                        if s == 1 { copyFloats(dst + lead, src, count); continue }
+                        copyFloats(temp + lead, src, count)
+                        var j = 0
+                        while j < st.runFloats {
+                            let v = UnsafeRawPointer(temp + 2 * j).loadUnaligned(as: SIMD32<Float>.self)
+                            UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
+                            UnsafeMutableRawPointer(dst + st.runFloats + j).storeBytes(of: v.oddHalf, as: SIMD16<Float>.self)
+                            j += 16
+                        }
+                    }
+                }
+                let out = ys.p + img * g.outC * g.outPlane
+                for oy in oy0..<oy1 {
+                    _ = zoo_conv_taps_row(Int32(g.outC), Int32(taps), ws.p, buf + (oy - oy0) * g.strideH * st.rowFloats,
+                                          offs.value.baseAddress!, Int32(g.outW), 0, panels, bs?.p, clamp, lo, hi,
+                                          out + oy * g.outW, g.outPlane)
+                }
+                }
+            }
+        }
+    }
+}
