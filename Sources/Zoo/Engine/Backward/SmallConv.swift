@@ -88,6 +88,15 @@ struct SmallConvPlan {
 
 /// Forward of a `SmallConv.applies` convolution.
 func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry, threads: Int) -> [Float] {
+    var none: [Float] = []
+    return smallConvForward(x: x, weight: weight, bias: bias, geometry: g, threads: threads, sigmoid: &none, withSigmoid: false)
+}
+
+/// Forward of a `SmallConv.applies` convolution; with `withSigmoid`, `sigmoid` receives `zoo_sigmoid` of the output
+/// too, computed per image while it is in cache (the training engine's conv → sigmoid pairs; same values as
+/// `SharedForward.sigmoid` of the returned output).
+func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry, threads: Int, sigmoid: inout [Float],
+                      withSigmoid: Bool = true) -> [Float] {
     let plan = SmallConvPlan(g)
     let taps = plan.taps, cvec = plan.channelVectors, kk = g.c * taps
     // flat: wt[(ci·taps + t)·O + o] = w[o][ci][t]; channel vectors: plan.channelWeights
@@ -104,9 +113,11 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
     defer { scratch.deallocate() }
     let sp = SendPtr(scratch), portable: Int32 = SmallConv.portable ? 1 : 0
     let count = g.n * g.o * g.plane
+    sigmoid = withSigmoid ? [Float](unsafeUninitializedCapacity: count) { _, n in n = count } : []
     return [Float](unsafeUninitializedCapacity: count) { yb, done in
         x.withUnsafeBufferPointer { xb in wt.withUnsafeBufferPointer { wb in koff.withUnsafeBufferPointer { ob in
-        SharedForward.withOptional(bias) { biasp in
+        SharedForward.withOptional(bias) { biasp in sigmoid.withUnsafeMutableBufferPointer { sgb in
+            let sg = withSigmoid ? sgb.baseAddress.map(SendPtr.init) : nil
             let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), yp = SendPtr(yb.baseAddress!)
             let bp = biasp.map(SendConstPtr.init)
             let offs = UnsafeSendableBox(ob.baseAddress!)
@@ -121,16 +132,17 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
                                 zoo_from_lanes(out, Int32(min(16, g.o - 16 * blk)), g.plane, bp.map { $0.p + 16 * blk },
                                                yp.p + (img * g.o + 16 * blk) * g.plane, g.plane, portable)
                             }
-                            continue
+                        } else {
+                            zoo_tc_corr(xs, plan.xPlane, Int32(g.c), offs.value, Int32(taps), wp.p, Int32(g.o), plan.nvecF, out,
+                                        plan.nvecF * 16, portable)
+                            zoo_copy_rows(out, plan.wp, plan.nvecF * 16, yp.p + img * g.o * g.plane, g.ow, g.plane, g.o, g.oh, g.ow,
+                                          bp?.p, portable)
                         }
-                        zoo_tc_corr(xs, plan.xPlane, Int32(g.c), offs.value, Int32(taps), wp.p, Int32(g.o), plan.nvecF, out,
-                                    plan.nvecF * 16, portable)
-                        zoo_copy_rows(out, plan.wp, plan.nvecF * 16, yp.p + img * g.o * g.plane, g.ow, g.plane, g.o, g.oh, g.ow,
-                                      bp?.p, portable)
+                        if let sg { zoo_sigmoid(yp.p + img * g.o * g.plane, sg.p + img * g.o * g.plane, g.o * g.plane, 0) }
                     }
                 }
             }
-        } } } }
+        } } } } }
         done = count
     }
 }
@@ -239,6 +251,19 @@ func smallConvBiasGradient(_ dy: [Float], _ g: ConvGeometry, threads: Int) -> [F
 }
 
 extension SharedForward {
+    /// 2×2 stride-2 unpadded average pooling by `zoo_avgpool2`, planes split over the workers.
+    static func avgPool2x2C(_ g: Pool2dGeometry, _ x: [Float], portable: Bool = false) -> [Float] {
+        let outPlane = g.outH * g.outW, p: Int32 = portable ? 1 : 0
+        return x.withUnsafeBufferPointer { xb in
+            output(g.planes * outPlane) { yp in
+                let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yp)
+                Fast.parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
+                    zoo_avgpool2(xs.p + r.lowerBound * g.inH * g.inW, ys.p + r.lowerBound * outPlane, r.count, g.inH, g.inW, g.outH, g.outW, p)
+                }
+            }
+        }
+    }
+
     /// ZOO_TRAIN_SIGMOID=0 (A/B only): sigmoid through `Fast.activation` (scalar expf) instead of `zoo_sigmoid`.
     nonisolated(unsafe) static var fastSigmoid = ProcessInfo.processInfo.environment["ZOO_TRAIN_SIGMOID"] != "0"
 
@@ -254,10 +279,12 @@ extension SharedForward {
     }
 }
 
-/// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes.
+/// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes, and a small direct
+/// convolution followed by a sigmoid two forward passes.
 nonisolated(unsafe) var trainFuseSigmoidPoolBackward = ProcessInfo.processInfo.environment["ZOO_TRAIN_FUSE"] != "0"
 
-/// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop.
+/// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop, forward by Swift SIMD
+/// (`SharedForward.avgPool2x2`) instead of `zoo_avgpool2`.
 nonisolated(unsafe) var trainFastAvgPool2Backward = ProcessInfo.processInfo.environment["ZOO_TRAIN_POOL2"] != "0"
 
 /// 2×2 stride-2 unpadded average-pool backward (LeNet's) by `zoo_avgpool2_backward`, planes split over the workers;
