@@ -54,7 +54,9 @@ final class SmallConvTests: XCTestCase {
                 SmallConv.enabled = enabled; SmallConv.portable = portable; SmallConv.channelVectors = cvec
                 XCTAssertEqual(SmallConvPlan(g).channelVectors, enabled && cvec && o >= 12)
                 let label = "case \(ci) direct \(enabled) portable \(portable) cvec \(cvec)"
-                for threads in [1, 2, 3] {
+                for (threads, perThread) in [(1, 2), (2, 2), (3, 2), (2, 1), (2, 5)] {
+                    SmallConv.tasksPerThread = perThread
+                    defer { SmallConv.tasksPerThread = 2 }
                     let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
                     XCTAssertLessThan(maxRel(y, ref), 1e-5, "\(label) forward, \(threads) threads")
                     let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)

@@ -10,7 +10,7 @@ import Foundation
 /// rows (columns ox ≥ ow are computed and dropped). The input gradient is the same correlation of the output
 /// gradient (staged with the same row stride, zeros in the dropped columns and before the first row) at offsets
 /// −(ky·wp + kx), evaluated over the padded input grid; the weight gradient sums dy[j] · x[j + ky·wp + kx] over j.
-/// The batch is split over the workers; weight-gradient parts are summed at the end.
+/// The batch is split into parts taken by the workers (`SmallConv.tasks`); weight-gradient parts are summed at the end.
 /// The plain references are `Reference.conv2d` and `referenceConv2dBackward` (TrainingKernelTests).
 enum SmallConv {
     /// ZOO_TRAIN_DIRECT=0 (A/B only): these convolutions take the im2col + GEMM path.
@@ -24,6 +24,16 @@ enum SmallConv {
         enabled && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.c <= 16 && g.o <= 32
             && g.kh * g.kw <= 64 && g.oh > 0 && g.ow > 0 && g.n > 0 && g.pt >= 0 && g.pl >= 0
     }
+
+    /// ZOO_TRAIN_TASKS: batch parts per worker thread (default 2), taken dynamically by the pool's workers, so a worker
+    /// the OS delays holds back less of the step than with one static half per worker (1 = that static split).
+    nonisolated(unsafe) static var tasksPerThread: Int = {
+        if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_TASKS"], let n = Int(s), n > 0 { return n }
+        return 2
+    }()
+
+    /// Batch parts (each with its own scratch and weight-gradient part).
+    static func tasks(images: Int, threads: Int) -> Int { max(1, min(images, threads <= 1 ? 1 : threads * tasksPerThread)) }
 
     /// Images per weight-gradient call (their staged planes stay in L2; one horizontal sum per block and call).
     static let dwImages = 8
@@ -106,7 +116,7 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
         for o in 0..<g.o { for ci in 0..<g.c { for t in 0..<taps { wt[(ci * taps + t) * g.o + o] = weight[(o * g.c + ci) * taps + t] } } }
     }
     let koff = cvec ? plan.channelOffsets() : plan.offF
-    let workers = max(1, min(threads, g.n))
+    let workers = SmallConv.tasks(images: g.n, threads: threads)
     let outFloats = cvec ? g.plane * 16 : g.o * plan.nvecF * 16, perWorker = g.c * plan.xPlane + outFloats
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: workers * perWorker)
     scratch.initialize(repeating: 0, count: workers * perWorker)
@@ -121,8 +131,8 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
             let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), yp = SendPtr(yb.baseAddress!)
             let bp = biasp.map(SendConstPtr.init)
             let offs = UnsafeSendableBox(ob.baseAddress!)
-            Fast.parallelFor(workers, threads: workers) { range in
-                for t in range {
+            Fast.parallelTasks(workers, threads: threads) { t in
+                do {
                     let xs = sp.p + t * perWorker, out = xs + g.c * plan.xPlane
                     for img in (t * g.n / workers)..<((t + 1) * g.n / workers) {
                         plan.stageX(xp.p, image: img, into: xs, portable: portable)
@@ -158,7 +168,7 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
     var wtX = [Float](repeating: 0, count: needInput ? wCount : 0)
     if needInput { for o in 0..<g.o { for ci in 0..<g.c { for t in 0..<taps { wtX[(o * taps + t) * g.c + ci] = weight[(o * g.c + ci) * taps + t] } } } }
     let koff = cvec ? plan.channelOffsets() : plan.offF
-    let workers = max(1, min(threads, g.n))
+    let workers = SmallConv.tasks(images: g.n, threads: threads)
     let nb = SmallConv.dwImages
     let stageDys = needInput || (needParams && !cvec)
     let xsFloats = needParams ? nb * g.c * plan.xPlane : 0, dysFloats = stageDys ? nb * g.o * plan.dyPlane : 0
@@ -179,8 +189,8 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
         let wxp = needInput ? wb.baseAddress.map(SendConstPtr.init) : nil
         let pp = needParams ? pb.baseAddress.map(SendPtr.init) : nil, dxp = needInput ? dxb.baseAddress.map(SendPtr.init) : nil
         let offF = UnsafeSendableBox(ofb.baseAddress!), offX = UnsafeSendableBox(oxb.baseAddress!)
-        Fast.parallelFor(workers, threads: workers) { range in
-            for t in range {
+        Fast.parallelTasks(workers, threads: threads) { t in
+            do {
                 let xs = sp.p + t * perWorker, dys = xs + xsFloats, out = dys + dysFloats, dyT = out + outFloats
                 let lo = t * g.n / workers, hi = (t + 1) * g.n / workers
                 var n0 = lo
