@@ -444,3 +444,39 @@ float zoo_sum(const float *x, ptrdiff_t n, int portable) {
     for (ptrdiff_t i = 0; i < n; i++) s += x[i];
     return s;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2×2 stride-2 unpadded average pooling forward: y = (((x00 + x01) + x10) + x11) / 4 (the inference kernel's order).
+
+static TK_AVX512 void avgpool2_avx512(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdiff_t w, ptrdiff_t oh, ptrdiff_t ow) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512 q = _mm512_set1_ps(0.25f);
+    for (ptrdiff_t p = 0; p < planes; p++)
+        for (ptrdiff_t oy = 0; oy < oh; oy++) {
+            const float *r0 = x + (p * h + 2 * oy) * w, *r1 = r0 + w;
+            float *d = y + (p * oh + oy) * ow;
+            for (ptrdiff_t ox = 0; ox < ow; ox += 16) {
+                const ptrdiff_t left = ow - ox, n2 = 2 * (left >= 16 ? 16 : left);
+                const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                const __mmask16 ma = n2 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n2) - 1);
+                const __mmask16 mb = n2 >= 32 ? (__mmask16)0xFFFF : n2 <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n2 - 16)) - 1);
+                const __m512 a0 = _mm512_maskz_loadu_ps(ma, r0 + 2 * ox), a1 = _mm512_maskz_loadu_ps(mb, r0 + 2 * ox + 16);
+                const __m512 b0 = _mm512_maskz_loadu_ps(ma, r1 + 2 * ox), b1 = _mm512_maskz_loadu_ps(mb, r1 + 2 * ox + 16);
+                __m512 s = _mm512_add_ps(_mm512_permutex2var_ps(a0, ev, a1), _mm512_permutex2var_ps(a0, od, a1));
+                s = _mm512_add_ps(s, _mm512_permutex2var_ps(b0, ev, b1));
+                s = _mm512_add_ps(s, _mm512_permutex2var_ps(b0, od, b1));
+                _mm512_mask_storeu_ps(d + ox, m, _mm512_mul_ps(s, q));
+            }
+        }
+}
+
+void zoo_avgpool2(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdiff_t w, ptrdiff_t oh, ptrdiff_t ow, int portable) {
+    if (!portable && zoo_kernels_avx512()) { avgpool2_avx512(x, y, planes, h, w, oh, ow); return; }
+    for (ptrdiff_t p = 0; p < planes; p++)
+        for (ptrdiff_t oy = 0; oy < oh; oy++)
+            for (ptrdiff_t ox = 0; ox < ow; ox++) {
+                const float *r0 = x + (p * h + 2 * oy) * w + 2 * ox, *r1 = r0 + w;
+                y[(p * oh + oy) * ow + ox] = (((r0[0] + r0[1]) + r1[0]) + r1[1]) / 4;
+            }
+}

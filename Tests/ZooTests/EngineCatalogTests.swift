@@ -38,6 +38,24 @@ final class EngineCatalogTests: XCTestCase {
     func testLeNet() throws { try check("lenet", size: nil, batch: 3) }
     func testResNet18() throws { try check("resnet18", size: [40, 36], batch: 2) }
     func testMobileNetV2() throws { try check("mobilenet_v2", size: [32], batch: 2) }
+    /// Batch 4 at 48²: every inverted-residual block runs as one fused step (expand, depthwise, project, residual Add).
+    func testMobileNetV2FusedBlocks() throws {
+        try check("mobilenet_v2", size: [48], batch: 4)
+        guard Fast.expandDepthwiseApplies(Conv2dGeometry(batch: 1, inC: 8, inH: 8, inW: 8, outC: 8, outH: 8, outW: 8, kH: 1, kW: 1, strideH: 1,
+                                                         strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1), actE: .none,
+                                          Conv2dGeometry(batch: 1, inC: 8, inH: 8, inW: 8, outC: 8, outH: 8, outW: 8, kH: 3, kW: 3, strideH: 1,
+                                                         strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 8), actD: .none)
+        else { return }  // no AVX-512F (or ZOO_FUSE=0): nothing fused
+        let g = try Catalog.graph("mobilenet_v2", inputSize: [48])
+        let ex = try Executor(model: randomizedModel(g, seed: 7), kernels: .fast, threads: 2)
+        ex.collectTimings = true
+        _ = try ex.forward(Tensor(shape: [4] + g.inputShape, data: [Float](repeating: 0.5, count: 4 * g.inputShape.reduce(1, *))))
+        let names = Set(ex.timings.map(\.node))
+        XCTAssertTrue(names.contains("features.3.conv.0.0"))
+        XCTAssertFalse(names.contains("features.3.conv.1.0") || names.contains("features.3.conv.2"), "\(names.sorted())")
+        if Fast.fuseProject { XCTAssertFalse(ex.timings.contains { $0.op == "Add" }, "\(ex.timings.map(\.op))") }
+    }
+
     func testGoogLeNet() throws { try check("googlenet", size: [48], batch: 1) }
     func testNiN() throws { try check("nin", size: [96], batch: 1) }
 }

@@ -280,3 +280,56 @@ final class FastExpandDepthwiseTests: XCTestCase {
         try check(batch: 2, inC: 3, c: 8, h: 2, w: 2, stride: 2, threads: 2)
     }
 }
+
+/// `Fast.expandDepthwise` with its project stage (and residual) against the three layers run apart and the reference.
+final class FastInvertedResidualTests: XCTestCase {
+    func check(batch: Int, inC: Int, c: Int, outC: Int, h: Int, w: Int, stride: Int, residual: Bool, threads: Int, line: UInt = #line) throws {
+        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        let ge = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: c, outH: h, outW: w, kH: 1, kW: 1,
+                                strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
+        let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1
+        let gd = Conv2dGeometry(batch: batch, inC: c, inH: h, inW: w, outC: c, outH: oh, outW: ow, kH: 3, kW: 3,
+                                strideH: stride, strideW: stride, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: c)
+        let gp = Conv2dGeometry(batch: batch, inC: c, inH: oh, inW: ow, outC: outC, outH: oh, outW: ow, kH: 1, kW: 1,
+                                strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
+        guard Fast.expandDepthwiseProjectApplies(ge, gd, gp, actP: .none, threads: threads) else {
+            XCTFail("project stage not taken", line: line); return
+        }
+        var rng = SeededRandom(seed: UInt64(inC * 17 + c + h))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(batch * inC * h * w), we = random(c * inC), be = random(c), wd = random(c * 9), bd = random(c)
+        let wp = random(outC * c), bp = random(outC)
+        let pe = PointwisePacked(m: c, k: inC, w: we), pp = PointwisePacked(m: outC, k: c, w: wp)
+        // Reference: three convolutions, ReLU6 after the first two, then x added.
+        var e = [Float](repeating: 0, count: batch * c * h * w), d = [Float](repeating: 0, count: batch * c * oh * ow)
+        var want = [Float](repeating: 0, count: batch * outC * oh * ow)
+        Reference.conv2d(ge, x: x, w: we, b: be, y: &e)
+        var t = e; Reference.activation(.clip(0, 6), count: e.count, x: t, y: &e)
+        Reference.conv2d(gd, x: e, w: wd, b: bd, y: &d)
+        t = d; Reference.activation(.clip(0, 6), count: d.count, x: t, y: &d)
+        Reference.conv2d(gp, x: d, w: wp, b: bp, y: &want)
+        if residual { for i in want.indices { want[i] += x[i] } }
+        // Apart: the fused pair, then the project tiles with the residual in their store.
+        var pair = [Float](repeating: .nan, count: d.count), apart = [Float](repeating: .nan, count: want.count)
+        Fast.expandDepthwise(ge, x: x, we: pe, be: be, actE: .clip(0, 6), gd, wd: wd, bd: bd, actD: .clip(0, 6), y: &pair, threads: threads)
+        x.withUnsafeBufferPointer { xp in
+            Fast.pointwiseInPlace(gp, x: pair, w: pp, b: bp, act: .none, res: residual ? xp.baseAddress! : nil, y: &apart, threads: threads)
+        }
+        var got = [Float](repeating: .nan, count: want.count)
+        x.withUnsafeBufferPointer { xp in bp.withUnsafeBufferPointer { bpp in
+            let stage = Fast.ProjectStage(g: gp, w: pp, b: bpp.baseAddress!, act: .none, res: residual ? xp.baseAddress! : nil)
+            Fast.expandDepthwise(ge, x: x, we: pe, be: be, actE: .clip(0, 6), gd, wd: wd, bd: bd, actD: .clip(0, 6), project: stage,
+                                 y: &got, threads: threads)
+        } }
+        XCTAssertEqual(got, apart, "fused block vs apart N\(batch) \(inC)→\(c)→\(outC) \(h)×\(w) s\(stride)", line: line)
+        let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(maxDiff, 4e-5 * Float(inC + c).squareRoot(), "fused block vs reference", line: line)
+    }
+
+    func testInvertedResidualMatchesLayersApart() throws {
+        try check(batch: 2, inC: 24, c: 144, outC: 24, h: 40, w: 40, stride: 1, residual: true, threads: 2)
+        try check(batch: 1, inC: 16, c: 96, outC: 24, h: 60, w: 60, stride: 2, residual: false, threads: 1)
+        try check(batch: 3, inC: 5, c: 13, outC: 5, h: 9, w: 17, stride: 1, residual: true, threads: 1)
+        try check(batch: 4, inC: 160, c: 480, outC: 160, h: 7, w: 7, stride: 1, residual: true, threads: 2)
+    }
+}

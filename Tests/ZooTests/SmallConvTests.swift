@@ -54,7 +54,9 @@ final class SmallConvTests: XCTestCase {
                 SmallConv.enabled = enabled; SmallConv.portable = portable; SmallConv.channelVectors = cvec
                 XCTAssertEqual(SmallConvPlan(g).channelVectors, enabled && cvec && o >= 12)
                 let label = "case \(ci) direct \(enabled) portable \(portable) cvec \(cvec)"
-                for threads in [1, 2, 3] {
+                for (threads, perThread) in [(1, 2), (2, 2), (3, 2), (2, 1), (2, 5)] {
+                    SmallConv.tasksPerThread = perThread
+                    defer { SmallConv.tasksPerThread = 2 }
                     let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
                     XCTAssertLessThan(maxRel(y, ref), 1e-5, "\(label) forward, \(threads) threads")
                     let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
@@ -143,6 +145,15 @@ final class SmallConvTests: XCTestCase {
             XCTAssertNil(avgPool2x2Backward(dy: dy, g, threads: 1))
             XCTAssertEqual(trainAvgPoolBackward(dy: dy, inputShape: shape, attrs: attrs, threads: 2), ref)
         }
+        // forward: the C kernel (AVX-512 and portable) equals the inference kernel bit for bit
+        for shape in [[3, 6, 28, 28], [2, 3, 7, 37], [1, 2, 5, 34], [2, 1, 2, 2], [1, 1, 3, 3], [2, 16, 10, 10]] {
+            let geo = Pool2dGeometry(pool: Pool2dAttrs(kernel: [2, 2]), input: shape)
+            let x = randoms(shape.reduce(1, *), &rng)
+            var ref = [Float](repeating: 0, count: geo.planes * geo.outH * geo.outW)
+            x.withUnsafeBufferPointer { xp in ref.withUnsafeMutableBufferPointer { Fast.avgPool2d(geo, x: xp.baseAddress!, y: $0.baseAddress!, threads: 1) } }
+            XCTAssertEqual(SharedForward.avgPool2x2C(geo, x), ref, "\(shape)")
+            XCTAssertEqual(SharedForward.avgPool2x2C(geo, x, portable: true), ref, "\(shape) portable")
+        }
         // other poolings are not taken by the fast path
         trainFastAvgPool2Backward = true
         XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 9), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 3], stride: [2, 2])), threads: 1))
@@ -150,9 +161,9 @@ final class SmallConvTests: XCTestCase {
     }
 
     /// LeNet through the training engine: every fast path of this file on (direct convolutions, channel vectors,
-    /// vector sigmoid, fused sigmoid + 2×2 average-pool backward) against all of them off, at the PyTorch fixture's
-    /// parameters (gradients vs PyTorch: TrainingGradientTests.testLeNetGradientsMatchPyTorch); the fusion alone changes
-    /// no bit. Input gradients too (the first convolution's dx path).
+    /// vector sigmoid, fused sigmoid + 2×2 average-pool backward, fused convolution + sigmoid forward) against all of
+    /// them off, at the PyTorch fixture's parameters (gradients vs PyTorch: TrainingGradientTests.testLeNetGradientsMatchPyTorch);
+    /// the fusions alone change no bit. Input gradients too (the first convolution's dx path).
     func testLeNetEngineFastPathsMatchPlainPaths() throws {
         let f = try TrainFixtures.npz("train/lenet_grads.npz")
         var sd: [String: Tensor] = [:]
@@ -173,7 +184,8 @@ final class SmallConvTests: XCTestCase {
         }
         let (lossPlain, plain) = try run(false, fuse: false)
         let (lossFast, fast) = try run(true, fuse: true)
-        let (_, unfused) = try run(true, fuse: false)
+        let (lossUnfused, unfused) = try run(true, fuse: false)
+        XCTAssertEqual(lossFast, lossUnfused)
         XCTAssertEqual(lossFast, lossPlain, accuracy: 1e-6)
         XCTAssertEqual(Set(fast.parameters.keys), Set(plain.parameters.keys))
         XCTAssertEqual(fast.parameters.count, 10)

@@ -54,4 +54,8 @@ void zoo_from_lanes(const float *T, int lanes, ptrdiff_t n, const float *bias, f
 /// Sum of x[0..<n] (AVX-512F: 64 partial sums).
 float zoo_sum(const float *x, ptrdiff_t n, int portable);
 
+/// 2×2 stride-2 unpadded average pooling of `planes` h×w planes to oh×ow (2·oh <= h, 2·ow <= w):
+/// y = (((x00 + x01) + x10) + x11) / 4.
+void zoo_avgpool2(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdiff_t w, ptrdiff_t oh, ptrdiff_t ow, int portable);
+
 #endif

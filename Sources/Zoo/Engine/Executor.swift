@@ -40,6 +40,9 @@ public final class Executor {
     /// Fast path: an expand 1×1 convolution's node index → the depthwise convolution that alone reads its fused chain
     /// (run together by `Fast.expandDepthwise` when the geometry allows).
     private var expandPairs: [Int: Int] = [:]
+    /// Fast path: expand node → the project 1×1 convolution that alone reads the pair's output, and the Add that alone
+    /// reads the project's output with the block input as its other operand (a residual), if any.
+    private var projectAfter: [Int: (project: Int, add: Int?)] = [:]
     private var programs: [ProgramKey: Program] = [:]
     /// Fast path: per conv node, its transformed (Winograd) weights; valid because `params` and `folded` never change.
     private var weightCaches: [Int: ConvWeightCache] = [:]
@@ -126,6 +129,17 @@ public final class Executor {
                   case let .conv2d(d) = g.nodes[j].op, d.groups > 1, d.groups == d.inChannels, d.outChannels == d.inChannels,
                   g.nodes[j].inputs.count == 1 else { continue }
             expandPairs[i] = j
+            let jOut = fusion[j].map { g.nodes[$0.absorbed.last!].output } ?? g.nodes[j].output
+            guard let k = soleConsumer(of: jOut), case let .conv2d(p) = g.nodes[k].op, p.kernel == [1, 1], p.groups == 1,
+                  g.nodes[k].inputs.count == 1 else { continue }
+            let kOut = fusion[k].map { g.nodes[$0.absorbed.last!].output } ?? g.nodes[k].output
+            let blockIn = g.nodes[i].inputs[0]
+            var add: Int? = nil
+            if let a = soleConsumer(of: kOut), case .add = g.nodes[a].op, g.nodes[a].inputs.count == 2, kOut != blockIn,
+               Set(g.nodes[a].inputs) == Set([kOut, blockIn]) {
+                add = a
+            }
+            projectAfter[i] = (k, add)
         }
     }
 
@@ -162,6 +176,12 @@ public final class Executor {
         var pair: Int? = nil
         var pairAct: Activation = .none
         var pairFolded = false
+        /// The project 1×1 convolution run in the same pass, its activation, BN folding, and whether the step's input
+        /// is added to its output (residual).
+        var project: Int? = nil
+        var projectAct: Activation = .none
+        var projectFolded = false
+        var residual = false
     }
 
     private struct Program {
@@ -200,6 +220,7 @@ public final class Executor {
                 act = f.act
             }
             var pair: (node: Int, act: Activation, folded: Bool)? = nil
+            var project: (node: Int, act: Activation, folded: Bool, residual: Bool)? = nil
             if !keepAll, kernels == .fast, let j = expandPairs[i], case let .conv2d(ea) = node.op, case let .conv2d(da) = g.nodes[j].op {
                 let fj = fusion[j] ?? (absorbed: [], act: .none)
                 if Fast.expandDepthwiseApplies(Conv2dGeometry(conv: ea, input: infos[i].inputShapes[0]), actE: act,
@@ -210,12 +231,35 @@ public final class Executor {
                     outName = g.nodes[last].output
                     outShape = infos[last].outputShape
                     pair = (j, fj.act, folded[j] != nil)
+                    if let pr = projectAfter[i], case let .conv2d(pa) = g.nodes[pr.project].op {
+                        let k = pr.project, add = pr.add
+                        let fk = fusion[k] ?? (absorbed: [], act: .none)
+                        if Fast.expandDepthwiseProjectApplies(Conv2dGeometry(conv: ea, input: infos[i].inputShapes[0]),
+                                                              Conv2dGeometry(conv: da, input: infos[j].inputShapes[0]),
+                                                              Conv2dGeometry(conv: pa, input: infos[k].inputShapes[0]), actP: fk.act,
+                                                              threads: threads) {
+                            absorbedNodes.insert(k)
+                            absorbedNodes.formUnion(fk.absorbed)
+                            var last = fk.absorbed.last ?? k
+                            project = (k, fk.act, folded[k] != nil, false)
+                            if let a = add, infos[a].inputShapes[0] == infos[a].inputShapes[1],
+                               infos[a].inputShapes[0] == infos[i].inputShapes[0] {
+                                absorbedNodes.insert(a)
+                                last = a
+                                project?.residual = true
+                            }
+                            outName = g.nodes[last].output
+                            outShape = infos[last].outputShape
+                        }
+                    }
                 }
             }
             let ins = node.inputs.map { slot($0) }
             steps.append(Step(node: i, inputs: ins, inShapes: infos[i].inputShapes, output: slot(outName),
                               outShape: outShape, act: act, folded: isFolded, release: [],
-                              pair: pair?.node, pairAct: pair?.act ?? .none, pairFolded: pair?.folded ?? false))
+                              pair: pair?.node, pairAct: pair?.act ?? .none, pairFolded: pair?.folded ?? false,
+                              project: project?.node, projectAct: project?.act ?? .none, projectFolded: project?.folded ?? false,
+                              residual: project?.residual ?? false))
             if kernels == .fast {
                 switch node.op {
                 case let .conv2d(a): scratchNeed = Swift.max(scratchNeed, Fast.conv2dScratch(Conv2dGeometry(conv: a, input: infos[i].inputShapes[0])))
@@ -473,9 +517,33 @@ public final class Executor {
                 withParams(g.nodes[j], da.bias ? ["weight", "bias"] : ["weight"]) { p in body(p[0], da.bias ? p[1] : nil) }
             }
         }
+        func withProject(_ body: (Fast.ProjectStage?) -> Void) {
+            guard let k = step.project, case let .conv2d(pa) = g.nodes[k].op else { body(nil); return }
+            let gp = Conv2dGeometry(conv: pa, input: [gd.batch, gd.outC, gd.outH, gd.outW])
+            let pkey = k * 2 + (step.projectFolded ? 1 : 0)
+            func packedP(_ w: UnsafePointer<Float>) -> PointwisePacked {
+                if let pw = pointwiseWeights[pkey] { return pw }
+                let pw = PointwisePacked(m: gp.outC, k: gp.inC, w: w)
+                pointwiseWeights[pkey] = pw
+                return pw
+            }
+            let res = step.residual ? x : nil
+            if step.projectFolded, let f = folded[k] {
+                f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
+                    body(Fast.ProjectStage(g: gp, w: packedP(w.baseAddress!), b: b.baseAddress!, act: step.projectAct, res: res))
+                } }
+            } else {
+                withParams(g.nodes[k], pa.bias ? ["weight", "bias"] : ["weight"]) { p in
+                    body(Fast.ProjectStage(g: gp, w: packedP(p[0]), b: pa.bias ? p[1] : nil, act: step.projectAct, res: res))
+                }
+            }
+        }
         withExpand { we, be in
             withDepthwise { wd, bd in
-                Fast.expandDepthwise(geo, x: x, we: we, be: be, actE: step.act, gd, wd: wd, bd: bd, actD: step.pairAct, y: y, threads: threads)
+                withProject { project in
+                    Fast.expandDepthwise(geo, x: x, we: we, be: be, actE: step.act, gd, wd: wd, bd: bd, actD: step.pairAct, project: project,
+                                         y: y, threads: threads)
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ import Foundation
 /// rows (columns ox ≥ ow are computed and dropped). The input gradient is the same correlation of the output
 /// gradient (staged with the same row stride, zeros in the dropped columns and before the first row) at offsets
 /// −(ky·wp + kx), evaluated over the padded input grid; the weight gradient sums dy[j] · x[j + ky·wp + kx] over j.
-/// The batch is split over the workers; weight-gradient parts are summed at the end.
+/// The batch is split into parts taken by the workers (`SmallConv.tasks`); weight-gradient parts are summed at the end.
 /// The plain references are `Reference.conv2d` and `referenceConv2dBackward` (TrainingKernelTests).
 enum SmallConv {
     /// ZOO_TRAIN_DIRECT=0 (A/B only): these convolutions take the im2col + GEMM path.
@@ -24,6 +24,16 @@ enum SmallConv {
         enabled && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.c <= 16 && g.o <= 32
             && g.kh * g.kw <= 64 && g.oh > 0 && g.ow > 0 && g.n > 0 && g.pt >= 0 && g.pl >= 0
     }
+
+    /// ZOO_TRAIN_TASKS: batch parts per worker thread (default 2), taken dynamically by the pool's workers, so a worker
+    /// the OS delays holds back less of the step than with one static half per worker (1 = that static split).
+    nonisolated(unsafe) static var tasksPerThread: Int = {
+        if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_TASKS"], let n = Int(s), n > 0 { return n }
+        return 2
+    }()
+
+    /// Batch parts (each with its own scratch and weight-gradient part).
+    static func tasks(images: Int, threads: Int) -> Int { max(1, min(images, threads <= 1 ? 1 : threads * tasksPerThread)) }
 
     /// Images per weight-gradient call (their staged planes stay in L2; one horizontal sum per block and call).
     static let dwImages = 8
@@ -88,6 +98,15 @@ struct SmallConvPlan {
 
 /// Forward of a `SmallConv.applies` convolution.
 func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry, threads: Int) -> [Float] {
+    var none: [Float] = []
+    return smallConvForward(x: x, weight: weight, bias: bias, geometry: g, threads: threads, sigmoid: &none, withSigmoid: false)
+}
+
+/// Forward of a `SmallConv.applies` convolution; with `withSigmoid`, `sigmoid` receives `zoo_sigmoid` of the output
+/// too, computed per image while it is in cache (the training engine's conv → sigmoid pairs; same values as
+/// `SharedForward.sigmoid` of the returned output).
+func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry, threads: Int, sigmoid: inout [Float],
+                      withSigmoid: Bool = true) -> [Float] {
     let plan = SmallConvPlan(g)
     let taps = plan.taps, cvec = plan.channelVectors, kk = g.c * taps
     // flat: wt[(ci·taps + t)·O + o] = w[o][ci][t]; channel vectors: plan.channelWeights
@@ -97,21 +116,23 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
         for o in 0..<g.o { for ci in 0..<g.c { for t in 0..<taps { wt[(ci * taps + t) * g.o + o] = weight[(o * g.c + ci) * taps + t] } } }
     }
     let koff = cvec ? plan.channelOffsets() : plan.offF
-    let workers = max(1, min(threads, g.n))
+    let workers = SmallConv.tasks(images: g.n, threads: threads)
     let outFloats = cvec ? g.plane * 16 : g.o * plan.nvecF * 16, perWorker = g.c * plan.xPlane + outFloats
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: workers * perWorker)
     scratch.initialize(repeating: 0, count: workers * perWorker)
     defer { scratch.deallocate() }
     let sp = SendPtr(scratch), portable: Int32 = SmallConv.portable ? 1 : 0
     let count = g.n * g.o * g.plane
+    sigmoid = withSigmoid ? [Float](unsafeUninitializedCapacity: count) { _, n in n = count } : []
     return [Float](unsafeUninitializedCapacity: count) { yb, done in
         x.withUnsafeBufferPointer { xb in wt.withUnsafeBufferPointer { wb in koff.withUnsafeBufferPointer { ob in
-        SharedForward.withOptional(bias) { biasp in
+        SharedForward.withOptional(bias) { biasp in sigmoid.withUnsafeMutableBufferPointer { sgb in
+            let sg = withSigmoid ? sgb.baseAddress.map(SendPtr.init) : nil
             let xp = SendConstPtr(xb.baseAddress!), wp = SendConstPtr(wb.baseAddress!), yp = SendPtr(yb.baseAddress!)
             let bp = biasp.map(SendConstPtr.init)
             let offs = UnsafeSendableBox(ob.baseAddress!)
-            Fast.parallelFor(workers, threads: workers) { range in
-                for t in range {
+            Fast.parallelTasks(workers, threads: threads) { t in
+                do {
                     let xs = sp.p + t * perWorker, out = xs + g.c * plan.xPlane
                     for img in (t * g.n / workers)..<((t + 1) * g.n / workers) {
                         plan.stageX(xp.p, image: img, into: xs, portable: portable)
@@ -121,16 +142,17 @@ func smallConvForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: C
                                 zoo_from_lanes(out, Int32(min(16, g.o - 16 * blk)), g.plane, bp.map { $0.p + 16 * blk },
                                                yp.p + (img * g.o + 16 * blk) * g.plane, g.plane, portable)
                             }
-                            continue
+                        } else {
+                            zoo_tc_corr(xs, plan.xPlane, Int32(g.c), offs.value, Int32(taps), wp.p, Int32(g.o), plan.nvecF, out,
+                                        plan.nvecF * 16, portable)
+                            zoo_copy_rows(out, plan.wp, plan.nvecF * 16, yp.p + img * g.o * g.plane, g.ow, g.plane, g.o, g.oh, g.ow,
+                                          bp?.p, portable)
                         }
-                        zoo_tc_corr(xs, plan.xPlane, Int32(g.c), offs.value, Int32(taps), wp.p, Int32(g.o), plan.nvecF, out,
-                                    plan.nvecF * 16, portable)
-                        zoo_copy_rows(out, plan.wp, plan.nvecF * 16, yp.p + img * g.o * g.plane, g.ow, g.plane, g.o, g.oh, g.ow,
-                                      bp?.p, portable)
+                        if let sg { zoo_sigmoid(yp.p + img * g.o * g.plane, sg.p + img * g.o * g.plane, g.o * g.plane, 0) }
                     }
                 }
             }
-        } } } }
+        } } } } }
         done = count
     }
 }
@@ -146,7 +168,7 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
     var wtX = [Float](repeating: 0, count: needInput ? wCount : 0)
     if needInput { for o in 0..<g.o { for ci in 0..<g.c { for t in 0..<taps { wtX[(o * taps + t) * g.c + ci] = weight[(o * g.c + ci) * taps + t] } } } }
     let koff = cvec ? plan.channelOffsets() : plan.offF
-    let workers = max(1, min(threads, g.n))
+    let workers = SmallConv.tasks(images: g.n, threads: threads)
     let nb = SmallConv.dwImages
     let stageDys = needInput || (needParams && !cvec)
     let xsFloats = needParams ? nb * g.c * plan.xPlane : 0, dysFloats = stageDys ? nb * g.o * plan.dyPlane : 0
@@ -167,8 +189,8 @@ func smallConvBackward(x: [Float], weight: [Float], dy: [Float], geometry g: Con
         let wxp = needInput ? wb.baseAddress.map(SendConstPtr.init) : nil
         let pp = needParams ? pb.baseAddress.map(SendPtr.init) : nil, dxp = needInput ? dxb.baseAddress.map(SendPtr.init) : nil
         let offF = UnsafeSendableBox(ofb.baseAddress!), offX = UnsafeSendableBox(oxb.baseAddress!)
-        Fast.parallelFor(workers, threads: workers) { range in
-            for t in range {
+        Fast.parallelTasks(workers, threads: threads) { t in
+            do {
                 let xs = sp.p + t * perWorker, dys = xs + xsFloats, out = dys + dysFloats, dyT = out + outFloats
                 let lo = t * g.n / workers, hi = (t + 1) * g.n / workers
                 var n0 = lo
@@ -239,6 +261,19 @@ func smallConvBiasGradient(_ dy: [Float], _ g: ConvGeometry, threads: Int) -> [F
 }
 
 extension SharedForward {
+    /// 2×2 stride-2 unpadded average pooling by `zoo_avgpool2`, planes split over the workers.
+    static func avgPool2x2C(_ g: Pool2dGeometry, _ x: [Float], portable: Bool = false) -> [Float] {
+        let outPlane = g.outH * g.outW, p: Int32 = portable ? 1 : 0
+        return x.withUnsafeBufferPointer { xb in
+            output(g.planes * outPlane) { yp in
+                let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yp)
+                Fast.parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
+                    zoo_avgpool2(xs.p + r.lowerBound * g.inH * g.inW, ys.p + r.lowerBound * outPlane, r.count, g.inH, g.inW, g.outH, g.outW, p)
+                }
+            }
+        }
+    }
+
     /// ZOO_TRAIN_SIGMOID=0 (A/B only): sigmoid through `Fast.activation` (scalar expf) instead of `zoo_sigmoid`.
     nonisolated(unsafe) static var fastSigmoid = ProcessInfo.processInfo.environment["ZOO_TRAIN_SIGMOID"] != "0"
 
@@ -254,10 +289,12 @@ extension SharedForward {
     }
 }
 
-/// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes.
+/// ZOO_TRAIN_FUSE=0 (A/B only): a sigmoid followed by a 2×2 average pool runs two backward passes, and a small direct
+/// convolution followed by a sigmoid two forward passes.
 nonisolated(unsafe) var trainFuseSigmoidPoolBackward = ProcessInfo.processInfo.environment["ZOO_TRAIN_FUSE"] != "0"
 
-/// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop.
+/// ZOO_TRAIN_POOL2=0 (A/B only): 2×2 average-pool backward through the general window loop, forward by Swift SIMD
+/// (`SharedForward.avgPool2x2`) instead of `zoo_avgpool2`.
 nonisolated(unsafe) var trainFastAvgPool2Backward = ProcessInfo.processInfo.environment["ZOO_TRAIN_POOL2"] != "0"
 
 /// 2×2 stride-2 unpadded average-pool backward (LeNet's) by `zoo_avgpool2_backward`, planes split over the workers;

@@ -27,6 +27,8 @@ final class ScratchPool: @unchecked Sendable {
 extension Fast {
     /// `ZOO_FUSE=0` runs an expand 1×1 convolution and the depthwise convolution after it as two layers (A/B switch).
     nonisolated(unsafe) static var fuseExpandDepthwise = ProcessInfo.processInfo.environment["ZOO_FUSE"] != "0"
+    /// `ZOO_FUSE=pair` keeps the project 1×1 convolution (and residual Add) as layers of their own (A/B switch).
+    nonisolated(unsafe) static var fuseProject = ProcessInfo.processInfo.environment["ZOO_FUSE"] != "pair"
 
     /// Whether `expandDepthwise` takes the pair: `ge` a 1×1 convolution `pointwiseInPlace` takes, `gd` a depthwise
     /// convolution (one output channel per group) `depthwiseStaged` takes over ge's output, activations none/ReLU/clip.
@@ -44,7 +46,8 @@ extension Fast {
     static let expandBandFloats = 1 << 17
 
     /// How `expandDepthwise` splits the work: output rows per band (the band's expanded rows of all channels fit
-    /// `expandBandFloats`) and channel groups (multiples of 8), so that there are about 4 tasks per worker.
+    /// `expandBandFloats`) and channel groups (multiples of 8) only when there are fewer than 2 tasks per worker (a
+    /// project stage needs all channels in its task).
     static func expandDepthwisePlan(_ ge: Conv2dGeometry, _ gd: Conv2dGeometry, threads: Int) -> (bandOut: Int, groups: Int) {
         let c = gd.inC, w = gd.inW
         var bandOut = gd.outH
@@ -54,8 +57,26 @@ extension Fast {
         let bands = (gd.outH + bandOut - 1) / bandOut
         bandOut = (gd.outH + bands - 1) / bands
         let panels = (c + 7) / 8
-        let groups = threads <= 1 ? 1 : Swift.max(1, Swift.min(panels, (4 * threads + gd.batch * bands - 1) / (gd.batch * bands)))
+        let groups = threads <= 1 ? 1 : Swift.max(1, Swift.min(panels, (2 * threads + gd.batch * bands - 1) / (gd.batch * bands)))
         return (bandOut, groups)
+    }
+
+    /// The project 1×1 convolution after a fused expand + depthwise pair, run in the same tasks (`expandDepthwise`'s
+    /// `project`): when the plan has no channel groups (each task holds all channels of its band) and the tiles take it.
+    static func expandDepthwiseProjectApplies(_ ge: Conv2dGeometry, _ gd: Conv2dGeometry, _ gp: Conv2dGeometry, actP: Activation,
+                                              threads: Int) -> Bool {
+        fuseProject && pointwiseInPlaceApplies(gp, act: actP) && gp.inC == gd.outC && gp.inH == gd.outH && gp.inW == gd.outW && gp.batch == gd.batch
+            && expandDepthwisePlan(ge, gd, threads: threads).groups == 1
+    }
+
+    /// The project stage of `expandDepthwise`: weights, bias, activation and an optional residual (shape of its output,
+    /// added after the activation).
+    struct ProjectStage {
+        var g: Conv2dGeometry
+        var w: PointwisePacked
+        var b: UnsafePointer<Float>?
+        var act: Activation
+        var res: UnsafePointer<Float>?
     }
 
     /// An inverted-residual block's expand 1×1 convolution (+ bias + activation) and the depthwise convolution after it
@@ -66,7 +87,7 @@ extension Fast {
     /// layers run apart (same kernels, same summation order).
     static func expandDepthwise(_ ge: Conv2dGeometry, x: UnsafePointer<Float>, we: PointwisePacked, be: UnsafePointer<Float>?,
                                 actE: Activation, _ gd: Conv2dGeometry, wd: UnsafePointer<Float>, bd: UnsafePointer<Float>?,
-                                actD: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+                                actD: Activation, project: ProjectStage? = nil, y: UnsafeMutablePointer<Float>, threads: Int) {
         func clampOf(_ a: Activation) -> (Int32, Float, Float) {
             switch a {
             case .relu: (1, 0, .infinity)
@@ -75,7 +96,13 @@ extension Fast {
             }
         }
         let (clampE, loE, hiE) = clampOf(actE), (clampD, loD, hiD) = clampOf(actD)
+        let (clampP, loP, hiP) = clampOf(project?.act ?? .none)
         let (bandOut, groups) = expandDepthwisePlan(ge, gd, threads: threads)
+        precondition(project == nil || groups == 1, "expandDepthwise: a project stage needs all channels in each task")
+        let wps = project.map { SendConstPtr($0.w.p) }, bps = project?.b.map(SendConstPtr.init)
+        let rps = project?.res.map(SendConstPtr.init)
+        let outP = project?.g.outC ?? 0
+        let dFloats = project == nil ? 0 : gd.outC * bandOut * gd.outW
         let bands = (gd.outH + bandOut - 1) / bandOut
         let c = gd.inC, w = gd.inW, panels = (c + 7) / 8
         let taps = gd.kH * gd.kW
@@ -97,7 +124,7 @@ extension Fast {
             let er1 = Swift.min(gd.inH, (oy1 - 1) * gd.strideH - gd.padTop + (gd.kH - 1) * gd.dilH + 1)
             if er0 >= er1 { return }  // cannot happen for a valid geometry (every output row reads an input row)
             let rowsE = er1 - er0, planeE = rowsE * w
-            ScratchPool.shared.with(maxGroupC * maxRows * w + stMax.workerFloats) { e in
+            ScratchPool.shared.with(maxGroupC * maxRows * w + stMax.workerFloats + dFloats) { e in
             // Expanded rows er0..<er1 of channels c0..<c1: E[c - c0][row][col].
             _ = zoo_pw_compute(Int32(c), Int32(ge.inC), wes.p, xs.p + img * ge.inC * ge.inPlane + er0 * w, ge.inPlane,
                                0, Int32(planeE), Int32(p0), Int32(p1), bes?.p, clampE, loE, hiE, nil, 0,
@@ -111,12 +138,21 @@ extension Fast {
             let buf = e + maxGroupC * maxRows * w
             prepareStage(st, buf: buf, fill: 0)
             let offsets = sw.tapOffsets(st)
+            // Depthwise rows go to the output, or (with a project stage) to D[ch][row][col] of this band.
+            let d = buf + stMax.workerFloats
+            let bandPlane = gb.outH * gd.outW
             offsets.withUnsafeBufferPointer { offs in
                 for ch in c0..<c1 {
                     stagePlane(sw, st, x: e + (ch - c0) * planeE, buf: buf)
+                    let out = wps == nil ? ys.p + (img * c + ch) * gd.outPlane + oy0 * gd.outW : d + ch * bandPlane
                     _ = zoo_dw_plane(buf, offs.baseAddress!, Int32(taps), wds.p + ch * taps, bds?.p[ch] ?? 0, clampD, loD, hiD,
-                                     gb.outH, gb.outW, gd.strideH * st.rowFloats, ys.p + (img * c + ch) * gd.outPlane + oy0 * gd.outW)
+                                     gb.outH, gb.outW, gd.strideH * st.rowFloats, out)
                 }
+            }
+            if let wps {
+                let off = img * outP * gd.outPlane + oy0 * gd.outW
+                _ = zoo_pw_compute(Int32(outP), Int32(c), wps.p, d, bandPlane, 0, Int32(bandPlane), 0, Int32((outP + 7) / 8),
+                                   bps?.p, clampP, loP, hiP, rps.map { $0.p + off }, gd.outPlane, ys.p + off, gd.outPlane)
             }
             }
         }

@@ -94,6 +94,7 @@ enum SharedForward {
     /// 2×2 stride-2 unpadded average pooling (LeNet's): (x00 + x01 + x10 + x11) / 4 in `Fast.avgPool2d`'s order,
     /// 16 outputs at a time; planes split over the workers.
     static func avgPool2x2(_ g: Pool2dGeometry, _ x: [Float]) -> [Float] {
+        if trainFastAvgPool2Backward { return avgPool2x2C(g, x) }
         let outPlane = g.outH * g.outW
         return x.withUnsafeBufferPointer { xb in
             output(g.planes * outPlane) { yp in

@@ -83,12 +83,23 @@ public struct TrainingEngine {
         let need = keepTape ? nodesNeedingBackward() : [Bool](repeating: false, count: g.nodes.count)
         var values: [String: Tensor] = [g.input: x]
         var caches = [NodeCache](repeating: .none, count: g.nodes.count)
+        var fusedSigmoid = -1
         for (ni, node) in g.nodes.enumerated() {
+            if ni == fusedSigmoid { continue }
             let ins = try node.inputs.map { name -> Tensor in
                 guard let v = values[name] else { throw ZooError.invalidGraph("value '\(name)' is missing") }
                 return v
             }
             let t0 = Self.profiling ? Self.now() : 0
+            // A small direct convolution followed by a sigmoid of its output: both in one pass (`smallConvForward`).
+            if ni + 1 < g.nodes.count, case .sigmoid = g.nodes[ni + 1].op, g.nodes[ni + 1].inputs == [node.output],
+               let (y, sig) = try smallConvSigmoidForward(node, ins) {
+                values[node.output] = y
+                values[g.nodes[ni + 1].output] = sig
+                fusedSigmoid = ni + 1
+                if Self.profiling { Self.record("F", node, since: t0) }
+                continue
+            }
             let (y, cache) = try forwardNode(node, ins, training: training, rng: &rng, wantCache: need[ni])
             if Self.profiling { Self.record("F", node, since: t0) }
             values[node.output] = y
@@ -96,6 +107,21 @@ public struct TrainingEngine {
         }
         guard let out = values[g.output] else { throw ZooError.invalidGraph("graph output '\(g.output)' is never produced") }
         return Tape(values: keepTape ? values : [:], caches: caches, needsBackward: need, output: out)
+    }
+
+    /// A convolution node taking `SmallConv`'s direct path, with the sigmoid of its output (nil: not that case).
+    func smallConvSigmoidForward(_ node: Node, _ ins: [Tensor]) throws -> (Tensor, Tensor)? {
+        guard case let .conv2d(a) = node.op, trainFuseSigmoidPoolBackward, SharedForward.fastSigmoid, Self.batchedConvForward,
+              let x = ins.first, x.shape.count == 4 else { return nil }
+        let s = x.shape
+        let cg = ConvGeometry(n: s[0], c: s[1], h: s[2], w: s[3], attrs: a)
+        guard SmallConv.applies(cg),
+              trainConvForwardBatched(cg, threads: SharedForward.threads, changingWeights: !frozen.contains(node.name + ".weight")) else { return nil }
+        let w = try param(node, "weight").data, b = a.bias ? try param(node, "bias").data : nil
+        var sig: [Float] = []
+        let y = smallConvForward(x: x.data, weight: w, bias: b, geometry: cg, threads: SharedForward.threads, sigmoid: &sig)
+        let shape = [s[0], a.outChannels, cg.oh, cg.ow]
+        return (Tensor(shape: shape, data: y), Tensor(shape: shape, data: sig))
     }
 
     /// `wantCache`: the node runs backward, so keep what its backward needs (else skip computing it).
