@@ -18,6 +18,9 @@ void zoo_pw_pack(int m, int k, const float *w, float *pa) {
 
 #define PW_TARGET __attribute__((target("avx512f")))
 
+static int pw_narrow_on = 1;
+void zoo_pw_set_narrow(int on) { pw_narrow_on = on; }
+
 // One tile: `rows` (≤ 8) output rows × NV vectors of 16 columns (the last masked by `mlast`).
 #define PW_TILE(NV, NAME, ROW)                                                                                        \
     PW_TARGET static void NAME##_##NV(int k, const float *a, const float *x, ptrdiff_t ldx, const ptrdiff_t *offs,    \
@@ -63,6 +66,29 @@ PW_TILE(1, tap_tile, x + offs[kk])
 PW_TILE(2, tap_tile, x + offs[kk])
 PW_TILE(3, tap_tile, x + offs[kk])
 
+// Narrow tails (≤ 2 columns, e.g. the 49th column of a 7×7 plane; at 4 columns the masked tiles were faster): one
+// column at a time with the 8 rows of a panel in one ymm (1 FMA per k instead of 8 masked zmm FMAs); same multiply-add order per element as the tiles, so the
+// results are bit-identical to theirs.
+PW_TARGET static void pw_narrow(int k, const float *a, const float *x, ptrdiff_t ldx, int w, int rows, const float *bias,
+                                int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy) {
+    for (int jj = 0; jj < w; jj++) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int kk = 0; kk < k; kk++)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + kk * 8), _mm256_set1_ps(x[kk * ldx + jj]), acc);
+        float t[8];
+        _mm256_storeu_ps(t, acc);
+        for (int i = 0; i < rows; i++) {
+            float v = t[i] + (bias ? bias[i] : 0.0f);
+            if (clamp) {
+                v = lo > v ? lo : v;  /* as max/min of the tiles: a NaN v stays NaN */
+                v = hi < v ? hi : v;
+            }
+            if (res) v += res[i * ldr + jj];
+            y[i * ldy + jj] = v;
+        }
+    }
+}
+
 PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int n0, int n1, int p0, int p1,
                                 const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
                                 ptrdiff_t ldy) {
@@ -79,7 +105,8 @@ PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, p
             const float *rp = res ? res + row0 * ldr + j : 0;
             float *yp = y + row0 * ldy + j;
             const int pf = more && p == p0;
-            if (nv == 3) pw_tile_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, vlo, vhi, rp, ldr, yp, ldy, pf);
+            if (w <= 2 && pw_narrow_on) pw_narrow(k, a, x + j, ldx, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+            else if (nv == 3) pw_tile_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, vlo, vhi, rp, ldr, yp, ldy, pf);
             else if (nv == 2) pw_tile_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, vlo, vhi, rp, ldr, yp, ldy, pf);
             else pw_tile_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, vlo, vhi, rp, ldr, yp, ldy, pf);
         }

@@ -56,6 +56,23 @@ final class EngineCatalogTests: XCTestCase {
         if Fast.fuseProject { XCTAssertFalse(ex.timings.contains { $0.op == "Add" }, "\(ex.timings.map(\.op))") }
     }
 
+    /// `forwardAll` (unfused: raw conv weights) after `forward` (BN folded into the weights) on one executor: the
+    /// Winograd weight caches of the two must not be shared.
+    func testForwardAllAfterForwardKeepsUnfoldedWeights() throws {
+        let g = try Catalog.graph("resnet18", inputSize: [40, 36])
+        let m = randomizedModel(g, seed: 7)
+        var rng = SeededRandom(seed: 5)
+        let x = Tensor(shape: [1] + g.inputShape, data: (0..<g.inputShape.reduce(1, *)).map { _ in rng.nextNormal() })
+        let ex = try Executor(model: m, kernels: .fast, threads: 2)
+        _ = try ex.forward(x)
+        let all = try ex.forwardAll(x)
+        let fresh = try Executor(model: m, kernels: .fast, threads: 2).forwardAll(x)
+        for name in ["layer1.0.conv1", "layer1.0.bn1", g.output] {
+            let a = try XCTUnwrap(all[name]), b = try XCTUnwrap(fresh[name])
+            XCTAssertLessThanOrEqual(try XCTUnwrap(EngineOpTests.relativeError(a, b)), 1e-6, name)
+        }
+    }
+
     func testGoogLeNet() throws { try check("googlenet", size: [48], batch: 1) }
     func testNiN() throws { try check("nin", size: [96], batch: 1) }
 }

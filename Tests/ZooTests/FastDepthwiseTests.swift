@@ -112,7 +112,7 @@ final class FastPointwiseTests: XCTestCase {
     func testInPlaceTilesMatchLoops() throws {
         try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
         var rng = SeededRandom(seed: 77)
-        for (m, k, n) in [(8, 3, 48), (13, 17, 50), (24, 64, 97), (3, 300, 16), (40, 5, 113)] {
+        for (m, k, n) in [(8, 3, 48), (13, 17, 50), (24, 64, 97), (3, 300, 16), (40, 5, 113), (17, 40, 49), (9, 6, 1)] {
             let w = (0..<m * k).map { _ in rng.nextFloat() * 2 - 1 }
             var x = (0..<k * n).map { _ in rng.nextFloat() * 2 - 1 }
             x[k * n / 2] = .nan
@@ -141,6 +141,15 @@ final class FastPointwiseTests: XCTestCase {
                         }
                     }
                 }
+                // Narrow column tails (≤ 2 columns) off: the masked tiles give the same bits.
+                var tiles = [Float](repeating: 99, count: m * n)
+                zoo_pw_set_narrow(0)
+                res.withUnsafeBufferPointer { rp in
+                    _ = zoo_pw_compute(Int32(m), Int32(k), packed.p, x, n, 0, Int32(n), 0, Int32(panels), bias, clamp, -0.5, 0.5,
+                                       useRes ? rp.baseAddress : nil, n, &tiles, n)
+                }
+                zoo_pw_set_narrow(1)
+                XCTAssertTrue(zip(got, tiles).allSatisfy { $0.bitPattern == $1.bitPattern }, "narrow tails m\(m) k\(k) n\(n)")
                 for i in 0..<m * n {
                     let ok = (got[i].isNaN && want[i].isNaN) || abs(got[i] - want[i]) <= 1e-5 * Swift.max(1, Float(k).squareRoot())
                     if !ok { XCTFail("m\(m) k\(k) n\(n) res \(useRes) clamp \(clamp) at \(i): \(got[i]) vs \(want[i])"); break }

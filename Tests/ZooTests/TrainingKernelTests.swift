@@ -173,7 +173,14 @@ final class TrainingKernelTests: XCTestCase {
             let x = randoms(n * c * plane, &rng).map { $0 * 3 + 0.5 }
             let gamma = randoms(c, &rng), beta = randoms(c, &rng), dy = randoms(n * c * plane, &rng)
             let ref = referenceBatchNormForward(x: x, n: n, c: c, plane: plane, gamma: gamma, beta: beta, eps: 1e-5)
-            for threads in [1, 2] {
+            let savedOn = TrainFast.on
+            defer { TrainFast.on = savedOn }
+            for (threads, fast) in [(1, false), (2, false), (1, true), (2, true)] {
+                TrainFast.on = fast   // one-pass statistics when on
+                let noHat = trainBatchNormForward(x: x, n: n, c: c, plane: plane, gamma: gamma, beta: beta, eps: 1e-5, threads: threads,
+                                                  keepXhat: false)
+                XCTAssertLessThan(maxRel(noHat.y, ref.y), 1e-6)
+                XCTAssertLessThan(maxRel(noHat.variance, ref.variance), 1e-6)
                 let f = trainBatchNormForward(x: x, n: n, c: c, plane: plane, gamma: gamma, beta: beta, eps: 1e-5, threads: threads)
                 XCTAssertLessThan(maxRel(f.y, ref.y), 1e-6)
                 XCTAssertLessThan(maxRel(f.xhat, ref.xhat), 1e-6)

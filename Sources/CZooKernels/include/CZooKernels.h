@@ -27,6 +27,9 @@ void zoo_pw_pack(int m, int k, const float *w, float *pa);
 /// writing when unsupported.
 int zoo_pw_compute(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int n0, int n1, int p0, int p1,
                    const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy);
+/// Column tails of ≤ 2 in zoo_pw_compute: 1 = one column at a time on 8-row ymm vectors (default), 0 = masked tiles
+/// (A/B and tests; both give identical results).
+void zoo_pw_set_narrow(int on);
 
 /// One output row of a convolution over staged input planes (implicit GEMM): y[i*ldy + j] = act(sum_t A[i][t] *
 /// base[offs[t] + j] + bias[i]) for j in [0, n) and rows of 8-row panels [p0, p1); A (m × k taps) packed by zoo_pw_pack.

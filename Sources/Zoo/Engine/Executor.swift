@@ -44,7 +44,8 @@ public final class Executor {
     /// reads the project's output with the block input as its other operand (a residual), if any.
     private var projectAfter: [Int: (project: Int, add: Int?)] = [:]
     private var programs: [ProgramKey: Program] = [:]
-    /// Fast path: per conv node, its transformed (Winograd) weights; valid because `params` and `folded` never change.
+    /// Fast path: per conv node (× 2, + 1 with BN folded in), its transformed (Winograd) weights; valid because `params`
+    /// and `folded` never change.
     private var weightCaches: [Int: ConvWeightCache] = [:]
     /// Fast path: conv weights packed for zoo's GEMM, by node index × 2 + 1 when BN is folded in (made on first use).
     private var packedWeights: [Int: PackedMatrix] = [:]
@@ -362,7 +363,8 @@ public final class Executor {
             if fast, let j = step.pair, case let .conv2d(da) = model.graph.nodes[j].op {
                 runExpandDepthwise(step, geo: geo, attrs: a, pair: j, pairAttrs: da, x: x, y: y.p)
             } else if fast {
-                let cache = weightCache(step.node)
+                // Folded (forward) and unfolded (forwardAll) weights of one node need caches of their own.
+                let cache = weightCache(step.node * 2 + (step.folded ? 1 : 0))
                 let wantPacked = Fast.packedConvApplies(geo)
                 let key = step.node * 2 + (step.folded ? 1 : 0)
                 func packed(_ w: UnsafePointer<Float>) -> PackedMatrix? {
@@ -549,11 +551,11 @@ public final class Executor {
     }
 
     /// The node's transformed-weight cache (none when `Fast.executorWeightCaches` is off: content-hashed shared cache).
-    private func weightCache(_ node: Int) -> ConvWeightCache? {
+    private func weightCache(_ key: Int) -> ConvWeightCache? {
         guard Fast.executorWeightCaches else { return nil }
-        if let c = weightCaches[node] { return c }
+        if let c = weightCaches[key] { return c }
         let c = ConvWeightCache()
-        weightCaches[node] = c
+        weightCaches[key] = c
         return c
     }
 

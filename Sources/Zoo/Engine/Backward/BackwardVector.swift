@@ -42,6 +42,20 @@ enum BVec {
         return s
     }
 
+    /// (Σ p[i], Σ p[i]²) in double, one read.
+    static func sumAndSquaresDouble(_ p: UnsafePointer<Float>, count: Int) -> (Double, Double) {
+        var a = SIMD8<Double>(), q = SIMD8<Double>()
+        var i = 0
+        while i + 8 <= count {
+            let d = SIMD8<Double>(UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self))
+            a += d; q += d * d
+            i += 8
+        }
+        var s = a.sum(), t = q.sum()
+        while i < count { let d = Double(p[i]); s += d; t += d * d; i += 1 }
+        return (s, t)
+    }
+
     /// Σ (p[i] - mean)² in double.
     static func squaredDeviationDouble(_ p: UnsafePointer<Float>, count: Int, mean: Double) -> Double {
         var acc = SIMD8<Double>()

@@ -327,11 +327,13 @@ nonisolated(unsafe) var trainWinogradMinTiles: Int = {
     return 512
 }()
 
-/// Frozen (cached-weight) convolutions with fewer 2×2 tiles than this run by im2col + GEMM too: at 3×3 planes
-/// Winograd tiles are mostly padding (ZOO_TRAIN_FROZEN_WINO_MIN_TILES overrides, for A/B).
+/// Frozen (cached-weight) convolutions with fewer 2×2 tiles than this run by im2col + GEMM too (at 3×3 planes
+/// Winograd tiles are mostly padding). Off by default (0): interleaved frozen steps were slower by median with 200
+/// (resnet18 layer4; the static batch halves stall when a worker is descheduled); ZOO_TRAIN_FROZEN_WINO_MIN_TILES=200
+/// turns it on for A/B.
 nonisolated(unsafe) var frozenWinogradMinTiles: Int = {
     if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_FROZEN_WINO_MIN_TILES"], let n = Int(s) { return n }
-    return 200
+    return 0
 }()
 
 func winogradTiles(_ g: Conv2dGeometry) -> Int { g.batch * ((g.outH + 1) / 2) * ((g.outW + 1) / 2) }

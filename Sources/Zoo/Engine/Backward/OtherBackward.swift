@@ -21,14 +21,27 @@ public func trainBatchNormForward(x: [Float], n: Int, c: Int, plane: Int, gamma:
         let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yb.baseAddress!), hs = keepXhat ? hb.baseAddress.map(SendPtr.init) : nil
         let isd = SendPtr(ib.baseAddress!), ms = SendPtr(mb.baseAddress!), vs = SendPtr(vb.baseAddress!)
         let gs = SendConstPtr(gb.baseAddress!), bs = SendConstPtr(bb.baseAddress!)
+        let onePass = TrainFast.enabled("bn")
         Fast.parallelFor(c, threads: threads, grain: max(1, 16384 / max(1, n * plane))) { r in
             for ch in r {
-                var s = 0.0
-                for b in 0..<n { s += BVec.sumDouble(xs.p + (b * c + ch) * plane, count: plane) }
-                let mu = s / m
-                var v = 0.0
-                for b in 0..<n { v += BVec.squaredDeviationDouble(xs.p + (b * c + ch) * plane, count: plane, mean: mu) }
-                v /= m
+                let mu: Double, v: Double
+                if onePass {
+                    // Sum and sum of squares in one read (double: E[x²] − μ² loses nothing that matters for float data).
+                    var s = 0.0, q = 0.0
+                    for b in 0..<n {
+                        let (bs, bq) = BVec.sumAndSquaresDouble(xs.p + (b * c + ch) * plane, count: plane)
+                        s += bs; q += bq
+                    }
+                    mu = s / m
+                    v = Swift.max(0, q / m - mu * mu)
+                } else {
+                    var s = 0.0
+                    for b in 0..<n { s += BVec.sumDouble(xs.p + (b * c + ch) * plane, count: plane) }
+                    mu = s / m
+                    var d = 0.0
+                    for b in 0..<n { d += BVec.squaredDeviationDouble(xs.p + (b * c + ch) * plane, count: plane, mean: mu) }
+                    v = d / m
+                }
                 let istd = Float(1 / (v + Double(eps)).squareRoot())
                 ms.p[ch] = Float(mu); vs.p[ch] = Float(v); isd.p[ch] = istd
                 let muF = Float(mu), gm = gs.p[ch], bt = bs.p[ch]

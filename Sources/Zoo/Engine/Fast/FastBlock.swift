@@ -95,6 +95,7 @@ extension Fast {
             default: (0, -.infinity, .infinity)
             }
         }
+        _ = narrowTails
         let (clampE, loE, hiE) = clampOf(actE), (clampD, loD, hiD) = clampOf(actD)
         let (clampP, loP, hiP) = clampOf(project?.act ?? .none)
         let (bandOut, groups) = expandDepthwisePlan(ge, gd, threads: threads)

@@ -33,6 +33,12 @@ extension Fast {
         }
     }
 
+    /// `ZOO_PW_NARROW=0`: column tails of ≤ 2 (7×7 planes) on the masked tiles instead of one-column ymm passes (A/B;
+    /// same results).
+    static let narrowTails: Void = {
+        if ProcessInfo.processInfo.environment["ZOO_PW_NARROW"] == "0" { zoo_pw_set_narrow(0) }
+    }()
+
     /// How `pointwiseInPlace` splits one image: column parts (planes of ≥ 256) or 8-row panel parts (small planes),
     /// so that the whole call has about 4 tasks per worker when there is work enough (≥ ~100k multiply-adds each).
     static func pointwiseParts(_ g: Conv2dGeometry, threads: Int) -> (cols: Int, rows: Int) {
@@ -50,6 +56,7 @@ extension Fast {
     /// (image, column part, row part) over the pool. Falls back to `pointwise` when the CPU lacks AVX-512F.
     static func pointwiseInPlace(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: PointwisePacked, b: UnsafePointer<Float>?,
                                  act: Activation, res: UnsafePointer<Float>? = nil, y: UnsafeMutablePointer<Float>, threads: Int) {
+        _ = narrowTails
         let m = g.outC, k = g.inC, n = g.outPlane
         let (clamp, lo, hi): (Int32, Float, Float) = switch act {
         case .relu: (1, 0, .infinity)
