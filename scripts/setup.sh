@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 need_apt=()
-for p in libhdf5-dev hdf5-tools libopenblas-dev zlib1g-dev pkg-config python3-venv; do
+for p in libhdf5-dev hdf5-tools libopenblas-dev zlib1g-dev pkg-config python3 python3-venv; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -24,7 +24,7 @@ stamp="$venv/.zoo-oracles-v2"
 have_oracles() {
   [ -x "$venv/bin/python" ] && "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.util, sys
-mods = ["torch", "torchvision", "onnx", "onnxruntime", "h5py", "safetensors", "numpy", "sklearn", "pytest"]
+mods = ["torch", "torchvision", "onnx", "onnxruntime", "h5py", "safetensors", "numpy", "sklearn", "pytest", "PIL", "keras", "jax"]
 sys.exit(0 if all(importlib.util.find_spec(m) for m in mods) else 1)
 PY
 }
@@ -32,7 +32,9 @@ if [ ! -f "$stamp" ] && ! have_oracles; then
   echo "setup: creating Python venv with the test oracles in .venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
+  # The machine image carries a CPU-only torch wheel (PyPI's torch pulls GBs of CUDA packages).
   wheel="$(ls /opt/wheels/torch-*cpu*.whl 2>/dev/null | head -1 || true)"
+  [ -n "$wheel" ] || wheel="$(find / -xdev -name 'torch-*cpu*.whl' 2>/dev/null | head -1 || true)"
   if [ -n "$wheel" ]; then
     "$venv/bin/pip" install -q "$wheel"
   else

@@ -6,14 +6,6 @@ import XCTest
 /// The direct small-channel training convolutions (SmallConv, C kernels zoo_tc_*: AVX-512F and portable bodies) and
 /// the vector sigmoid against the plain references (`Reference.conv2d`, `referenceConv2dBackward`, Double sigmoid).
 final class SmallConvTests: XCTestCase {
-    func randoms(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
-
-    func maxRel(_ a: [Float]?, _ b: [Float]?, file: StaticString = #filePath, line: UInt = #line) -> Float {
-        guard let a, let b else { XCTAssertTrue(a == nil && b == nil, "one side is nil", file: file, line: line); return 0 }
-        XCTAssertEqual(a.count, b.count, file: file, line: line)
-        let scale = max(b.map { abs($0) }.max() ?? 0, 1e-6)
-        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
-    }
 
     // (n, c, h, w, o, kernel, padding, bias)
     let cases: [(Int, Int, Int, Int, Int, [Int], Padding2D, Bool)] = [

@@ -5,14 +5,6 @@ import CZooKernels
 
 /// The training engine's parallel/SIMD backward kernels against their plain single-threaded references.
 final class TrainingKernelTests: XCTestCase {
-    func randoms(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
-
-    func maxRel(_ a: [Float]?, _ b: [Float]?, file: StaticString = #filePath, line: UInt = #line) -> Float {
-        guard let a, let b else { XCTAssertTrue(a == nil && b == nil, "one side is nil", file: file, line: line); return 0 }
-        XCTAssertEqual(a.count, b.count, file: file, line: line)
-        let scale = max(b.map { abs($0) }.max() ?? 0, 1e-6)
-        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
-    }
 
     func testConvBackwardMatchesReference() {
         var rng = SeededRandom(seed: 7)

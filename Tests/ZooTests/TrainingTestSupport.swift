@@ -39,3 +39,15 @@ enum TrainFixtures {
         return m / s
     }
 }
+
+/// Shared by the kernel batteries: uniform randoms in [-1, 1) and the largest difference relative to max|b|.
+extension XCTestCase {
+    func randoms(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+
+    func maxRel(_ a: [Float]?, _ b: [Float]?, file: StaticString = #filePath, line: UInt = #line) -> Float {
+        guard let a, let b else { XCTAssertTrue(a == nil && b == nil, "one side is nil", file: file, line: line); return 0 }
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        let scale = max(b.map { abs($0) }.max() ?? 0, 1e-6)
+        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
+    }
+}

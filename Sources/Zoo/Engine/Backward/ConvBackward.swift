@@ -173,7 +173,7 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
                     for grp in 0..<g.groups {
                         if direct && nb > 1 {
                             // Large planes: one GEMM per image straight from dy (no regrouped copy of dy).
-                            if let pp { im2col(xp.p, g, group: grp, n0: n0, nb: nb, col) }
+                            if pp != nil { im2col(xp.p, g, group: grp, n0: n0, nb: nb, col) }
                             for s in 0..<nb {
                                 let dys = dyp.p + ((n0 + s) * g.o + grp * g.og) * g.plane
                                 if let pp {

@@ -203,17 +203,24 @@ extension Fast {
         let r0 = Swift.max(0, g.padTop), r1 = Swift.min(st.rows, g.padTop + g.inH)
         if r0 >= r1 { return }
         for r in r0..<r1 {
-            let dst = buf + r * st.rowFloats
-            let src = x + (r - g.padTop) * g.inW
-            if s == 1 { copyFloats(dst + lead, src, count); continue }
-            copyFloats(temp + lead, src, count)
-            var j = 0
-            while j < st.runFloats {
-                let v = UnsafeRawPointer(temp + 2 * j).loadUnaligned(as: SIMD32<Float>.self)
-                UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
-                UnsafeMutableRawPointer(dst + st.runFloats + j).storeBytes(of: v.oddHalf, as: SIMD16<Float>.self)
-                j += 16
-            }
+            stageRow(buf + r * st.rowFloats, x + (r - g.padTop) * g.inW, count: count, lead: lead, stride: s,
+                     runFloats: st.runFloats, temp: temp)
+        }
+    }
+
+    /// One input row into a staged row at column `lead`: as it is for stride 1; for stride 2 copied to `temp` first and
+    /// split into the even run and the odd run (`runFloats` apart).
+    @inline(__always)
+    static func stageRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, lead: Int, stride s: Int,
+                         runFloats: Int, temp: UnsafeMutablePointer<Float>) {
+        if s == 1 { copyFloats(dst + lead, src, count); return }
+        copyFloats(temp + lead, src, count)
+        var j = 0
+        while j < runFloats {
+            let v = UnsafeRawPointer(temp + 2 * j).loadUnaligned(as: SIMD32<Float>.self)
+            UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(dst + runFloats + j).storeBytes(of: v.oddHalf, as: SIMD16<Float>.self)
+            j += 16
         }
     }
 

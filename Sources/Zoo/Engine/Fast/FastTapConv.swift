@@ -67,17 +67,8 @@ extension Fast {
                     for r in pr0..<pr1 {
                         let iy = r - g.padTop
                         if iy < 0 || iy >= g.inH || count == 0 { continue }
-                        let dst = buf + c * chanFloats + (r - pr0) * st.rowFloats
-                        let src = plane + iy * g.inW
-                        if s == 1 { copyFloats(dst + lead, src, count); continue }
-                        copyFloats(temp + lead, src, count)
-                        var j = 0
-                        while j < st.runFloats {
-                            let v = UnsafeRawPointer(temp + 2 * j).loadUnaligned(as: SIMD32<Float>.self)
-                            UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
-                            UnsafeMutableRawPointer(dst + st.runFloats + j).storeBytes(of: v.oddHalf, as: SIMD16<Float>.self)
-                            j += 16
-                        }
+                        stageRow(buf + c * chanFloats + (r - pr0) * st.rowFloats, plane + iy * g.inW, count: count, lead: lead,
+                                 stride: s, runFloats: st.runFloats, temp: temp)
                     }
                 }
                 let out = ys.p + img * g.outC * g.outPlane

@@ -82,55 +82,16 @@ extension Fast {
     }
 
     /// im2col of one image and group written straight into packed-B panels: element (r, j) of the k × plane
-    /// column matrix lands at pb[(j / NR) * k * NR + r * NR + j % NR]; columns past the plane are zero.
+    /// column matrix lands at pb[(j / NR) * k * NR + r * NR + j % NR]; columns past the plane are zero. The panels
+    /// are spread over the workers (`im2colPanels`); strided convolutions read rows staged by `stageRows`.
     static func im2colPacked(_ g: Conv2dGeometry, x: UnsafePointer<Float>, pb: UnsafeMutablePointer<Float>, threads: Int) {
-        let kk = g.kH * g.kW
-        let k = g.inCPerGroup * kk
-        let nr = gemmNR
-        let n = g.outPlane
-        let np = (n + nr - 1) / nr
-        let outW = g.outW, sW = g.strideW
-        if sW > 1 && im2colStaged {
-            im2colPackedStrided(g, x: x, pb: pb, threads: threads)
-            return
-        }
-        let xs = SendConstPtr(x), ps = SendPtr(pb)
-        parallelFor(k, threads: threads, grain: 8) { range in
-            for r in range {
-                let icg = r / kk, ky = (r % kk) / g.kW, kx = r % g.kW
-                let plane = xs.p + icg * g.inPlane
-                let base = ps.p + r * nr
-                let offX = kx * g.dilW - g.padLeft
-                let xr = validRange(outLen: outW, inLen: g.inW, stride: sW, offset: offX)
-                for oy in 0..<g.outH {
-                    let iy = oy * g.strideH - g.padTop + ky * g.dilH
-                    let rowValid = iy >= 0 && iy < g.inH
-                    let src = plane + iy * g.inW + offX
-                    var ox = 0
-                    var j = oy * outW
-                    while ox < outW {
-                        let q = j / nr, within = j - q * nr
-                        let len = Swift.min(outW - ox, nr - within)
-                        let d = base + q * k * nr + within
-                        if !rowValid {
-                            d.update(repeating: 0, count: len)
-                        } else if sW == 1 && ox >= xr.lowerBound && ox + len <= xr.upperBound {
-                            d.update(from: src + ox, count: len)
-                        } else {
-                            // Zeros left and right of the valid columns, a plain strided copy between them.
-                            let v0 = Swift.min(Swift.max(xr.lowerBound, ox), ox + len)
-                            let v1 = Swift.max(Swift.min(xr.upperBound, ox + len), v0)
-                            if v0 > ox { d.update(repeating: 0, count: v0 - ox) }
-                            var o = v0
-                            while o < v1 { d[o - ox] = src[o * sW]; o += 1 }
-                            if v1 < ox + len { (d + (v1 - ox)).update(repeating: 0, count: ox + len - v1) }
-                        }
-                        ox += len; j += len
-                    }
-                }
-                let tail = n - (np - 1) * nr
-                if tail < nr { (base + (np - 1) * k * nr + tail).update(repeating: 0, count: nr - tail) }
-            }
+        let np = (g.outPlane + gemmNR - 1) / gemmNR
+        let staged = stagedRowsBuffer(g)
+        defer { staged?.deallocate() }
+        if let st = staged { stageRows(g, x: x, staged: st, threads: threads) }
+        let xs = SendConstPtr(x), ps = SendPtr(pb), sts = staged.map(SendPtr.init)
+        parallelFor(np, threads: threads) { range in
+            im2colPanels(g, x: xs.p, staged: sts.map { UnsafePointer($0.p) }, pb: ps.p, p0: range.lowerBound, p1: range.upperBound)
         }
     }
 
@@ -139,43 +100,10 @@ extension Fast {
     /// matrix is one contiguous copy. `ZOO_IM2COL_STAGED=0` keeps the per-element gather (A/B).
     nonisolated(unsafe) static var im2colStaged = ProcessInfo.processInfo.environment["ZOO_IM2COL_STAGED"] != "0"
 
-    static func im2colPackedStrided(_ g: Conv2dGeometry, x: UnsafePointer<Float>, pb: UnsafeMutablePointer<Float>, threads: Int) {
-        let kk = g.kH * g.kW
-        let k = g.inCPerGroup * kk
-        let nr = gemmNR
-        let n = g.outPlane
-        let np = (n + nr - 1) / nr
-        let outW = g.outW, sW = g.strideW
-        // Run length: output columns plus the widest kernel offset in run units.
-        let runLen = stagedRunLength(g)
-        let rowFloats = sW * runLen
-        let staged = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, g.inCPerGroup * g.inH * rowFloats))
-        defer { staged.deallocate() }
-        stageRows(g, x: x, staged: staged, threads: threads)
-        let ss = SendPtr(staged), ps = SendPtr(pb)
-        parallelFor(k, threads: threads, grain: 8) { range in
-            for r in range {
-                let icg = r / kk, ky = (r % kk) / g.kW, kx = r % g.kW
-                let off = kx * g.dilW, q = off % sW, u0 = off / sW
-                let base = ps.p + r * nr
-                for oy in 0..<g.outH {
-                    let iy = oy * g.strideH - g.padTop + ky * g.dilH
-                    let rowValid = iy >= 0 && iy < g.inH
-                    let src = ss.p + (icg * g.inH + iy) * rowFloats + q * runLen + u0
-                    var ox = 0
-                    var j = oy * outW
-                    while ox < outW {
-                        let p = j / nr, within = j - p * nr
-                        let len = Swift.min(outW - ox, nr - within)
-                        let d = base + p * k * nr + within
-                        if rowValid { d.update(from: src + ox, count: len) } else { d.update(repeating: 0, count: len) }
-                        ox += len; j += len
-                    }
-                }
-                let tail = n - (np - 1) * nr
-                if tail < nr { (base + (np - 1) * k * nr + tail).update(repeating: 0, count: nr - tail) }
-            }
-        }
+    /// The staging buffer of one image and group (`stageRows`), or nil when the convolution is not strided.
+    static func stagedRowsBuffer(_ g: Conv2dGeometry) -> UnsafeMutablePointer<Float>? {
+        guard g.strideW > 1 && im2colStaged else { return nil }
+        return .allocate(capacity: Swift.max(1, g.inCPerGroup * g.inH * g.strideW * stagedRunLength(g)))
     }
 
     /// Length of one deinterleaved run of a staged input row: output columns plus the widest kernel offset in runs.
@@ -262,9 +190,7 @@ extension Fast {
         let blockPanels = Swift.max(1, convBlockFloats / Swift.max(1, k * nr))
         let blocks = (np + blockPanels - 1) / blockPanels
         if convBlocked && !isPointwise(g) && blocks >= 4 * threads {
-            let sW = g.strideW
-            let staged: UnsafeMutablePointer<Float>? = sW > 1 && im2colStaged
-                ? .allocate(capacity: Swift.max(1, g.inCPerGroup * g.inH * sW * stagedRunLength(g))) : nil
+            let staged = stagedRowsBuffer(g)
             defer { staged?.deallocate() }
             let mp = (w.m + gemmMR - 1) / gemmMR
             let (kind, lo, hi) = gemmEpilogue(act)

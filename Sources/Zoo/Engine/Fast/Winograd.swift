@@ -221,10 +221,10 @@ extension Fast {
             let useC = winogradCTransforms && zoo_kernels_avx512() != 0 && tilesW <= 512
             let cScratch = useC ? Int(zoo_wino_scratch_floats(Int32(m), Int32(tilesW))) : 0
             parallelFor(inC * nrows, threads: threads, grain: 2) { range in
-                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + aa * tilesW + cScratch)
+                // padded rows, then the Swift column stage's e[α][α][tilesW] or the C transform's scratch
+                let pad = UnsafeMutablePointer<Float>.allocate(capacity: a * wp + (useC ? cScratch : aa * tilesW))
                 defer { pad.deallocate() }
-                let e = pad + a * wp
-                let cTmp = e + aa * tilesW
+                let e = pad + a * wp, cTmp = e
                 for item in range {
                     let ic = item / nrows, rr = item % nrows
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
