@@ -11,6 +11,17 @@ int zoo_kernels_avx512(void) {
     return cached;
 }
 
+int zoo_kernels_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    }
+    return cached;
+}
+
+int zoo_wino_c_transforms(void) { return zoo_kernels_avx512() || zoo_kernels_avx2(); }
+
 // Output blocks ("jobs") of 16 columns, numbered row by row; four at a time with independent accumulators
 // (hides the FMA latency), the last column block of each row masked.
 #define JOB_SETUP(j, col, dst, m)                                                    \
