@@ -4,6 +4,7 @@
 // stage reads (or writes) element j of every tile as an interleaved group of stride m. Same formulas as the AVX-512F
 // kernels and the Swift SIMD4 reference (Winograd.swift).
 #include "CZooKernels.h"
+#include <immintrin.h>
 
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 
@@ -154,30 +155,33 @@ static inline void grad_tile2(float a, float b, float c, float d, float *out, pt
     }
 }
 
+// Columns 2x and 2x + 1 of 8 tiles from 16 contiguous floats: in-lane shuffles, then the 64-bit quarters reordered.
+AVX2_TARGET static inline void deinterleave8(const float *p, __m256 *even, __m256 *odd) {
+    const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+}
+
 AVX2_TARGET static void grad_row2_avx2(const float *restrict first, const float *restrict second, int width, int tiles,
                                        float *restrict out, ptrdiff_t stride) {
     const int full = width / 2 < tiles ? width / 2 : tiles;
-    float *o[16];
-    for (int k = 0; k < 16; k++) o[k] = out + k * stride;
-    if (second) {
-        for (int x = 0; x < full; x++) {
-            const float a = first[2 * x], b = first[2 * x + 1], c = second[2 * x], d = second[2 * x + 1];
-            const float p0 = a, q0 = b, p1 = a + c, q1 = b + d, p2 = a - c, q2 = b - d, p3 = -c, q3 = -d;
-            o[0][x] = p0; o[1][x] = p0 + q0; o[2][x] = p0 - q0; o[3][x] = -q0;
-            o[4][x] = p1; o[5][x] = p1 + q1; o[6][x] = p1 - q1; o[7][x] = -q1;
-            o[8][x] = p2; o[9][x] = p2 + q2; o[10][x] = p2 - q2; o[11][x] = -q2;
-            o[12][x] = p3; o[13][x] = p3 + q3; o[14][x] = p3 - q3; o[15][x] = -q3;
-        }
-    } else {
-        for (int x = 0; x < full; x++) {
-            const float a = first[2 * x], b = first[2 * x + 1];
-            o[0][x] = a; o[1][x] = a + b; o[2][x] = a - b; o[3][x] = -b;
-            o[4][x] = a; o[5][x] = a + b; o[6][x] = a - b; o[7][x] = -b;
-            o[8][x] = a; o[9][x] = a + b; o[10][x] = a - b; o[11][x] = -b;
-            o[12][x] = 0; o[13][x] = 0; o[14][x] = 0; o[15][x] = 0;
+    const __m256 zero = _mm256_setzero_ps();
+    int x = 0;
+    for (; x + 8 <= full; x += 8) {
+        __m256 a, b, c = zero, d = zero;
+        deinterleave8(first + 2 * x, &a, &b);
+        if (second) deinterleave8(second + 2 * x, &c, &d);
+        const __m256 p[4] = {a, _mm256_add_ps(a, c), _mm256_sub_ps(a, c), _mm256_sub_ps(zero, c)};
+        const __m256 q[4] = {b, _mm256_add_ps(b, d), _mm256_sub_ps(b, d), _mm256_sub_ps(zero, d)};
+        for (int i = 0; i < 4; i++) {
+            float *o = out + (4 * i) * stride + x;
+            _mm256_storeu_ps(o, p[i]);
+            _mm256_storeu_ps(o + stride, _mm256_add_ps(p[i], q[i]));
+            _mm256_storeu_ps(o + 2 * stride, _mm256_sub_ps(p[i], q[i]));
+            _mm256_storeu_ps(o + 3 * stride, _mm256_sub_ps(zero, q[i]));
         }
     }
-    for (int x = full; x < tiles; x++) {
+    for (; x < tiles; x++) {
         const float a = 2 * x < width ? first[2 * x] : 0, b = 2 * x + 1 < width ? first[2 * x + 1] : 0;
         const float c = second && 2 * x < width ? second[2 * x] : 0, d = second && 2 * x + 1 < width ? second[2 * x + 1] : 0;
         grad_tile2(a, b, c, d, out, stride, x);
