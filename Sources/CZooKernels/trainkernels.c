@@ -182,6 +182,7 @@ static TK_AVX512 void sigmoid_avx512(const float *x, float *y, ptrdiff_t n) {
 
 void zoo_sigmoid(const float *x, float *y, ptrdiff_t n, int portable) {
     if (!portable && zoo_kernels_avx512()) { sigmoid_avx512(x, y, n); return; }
+    if (!portable && zoo_kernels_avx2()) { zoo_sigmoid_avx2(x, y, n); return; }
     for (ptrdiff_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
@@ -384,6 +385,7 @@ static TK_AVX512 void copy_rows_avx512(const float *src, ptrdiff_t srcRow, ptrdi
 void zoo_copy_rows(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow, ptrdiff_t dstPlane,
                    ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int portable) {
     if (!portable && zoo_kernels_avx512()) { copy_rows_avx512(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
+    if (!portable && zoo_kernels_avx2()) { zoo_copy_rows_avx2(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
     for (ptrdiff_t p = 0; p < planes; p++)
         for (ptrdiff_t r = 0; r < rows; r++)
             for (ptrdiff_t c = 0; c < cols; c++) {
@@ -445,6 +447,7 @@ static TK_AVX512 float sum_avx512(const float *x, ptrdiff_t n) {
 
 float zoo_sum(const float *x, ptrdiff_t n, int portable) {
     if (!portable && zoo_kernels_avx512()) return sum_avx512(x, n);
+    if (!portable && zoo_kernels_avx2()) return zoo_sum_avx2(x, n);
     float s = 0;
     for (ptrdiff_t i = 0; i < n; i++) s += x[i];
     return s;

@@ -181,3 +181,85 @@ TK_AVX2 void zoo_tc_cvec_dw_avx2(const float *x, ptrdiff_t xImg, const ptrdiff_t
             k0 += kb;
         }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sigmoid, copies and sums (the AVX-512F bodies' formulas with 8 lanes).
+
+TK_INLINE TK_AVX2 __m256i tail_mask8(ptrdiff_t n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), idx);
+}
+
+TK_INLINE TK_AVX2 __m256 sigmoid8(__m256 x) {
+    // e = exp(-x) with -x clamped to [-104, 104] (NaN kept: min/max return their second operand on NaN);
+    // 2^n applied in two halves so that every factor stays a normal float.
+    __m256 t = _mm256_max_ps(_mm256_set1_ps(-104.0f), _mm256_min_ps(_mm256_set1_ps(104.0f), _mm256_sub_ps(_mm256_setzero_ps(), x)));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), t);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    // a NaN x: n converts to INT_MIN; keep the NaN (t is NaN there, and so is r and p)
+    e = _mm256_blendv_ps(e, t, _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
+    return _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+TK_AVX2 void zoo_sigmoid_avx2(const float *x, float *y, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = sigmoid8(_mm256_loadu_ps(x + i)), b = sigmoid8(_mm256_loadu_ps(x + i + 8));
+        _mm256_storeu_ps(y + i, a);
+        _mm256_storeu_ps(y + i + 8, b);
+    }
+    for (; i < n; i += 8) {
+        const __m256i m = tail_mask8(n - i);
+        _mm256_maskstore_ps(y + i, m, sigmoid8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+TK_AVX2 void zoo_copy_rows_avx2(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow,
+                                ptrdiff_t dstPlane, ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias) {
+    for (ptrdiff_t p = 0; p < planes; p++) {
+        const __m256 b = _mm256_set1_ps(bias ? bias[p] : 0.0f);
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const float *s = src + p * srcPlane + r * srcRow;
+            float *d = dst + p * dstPlane + r * dstRow;
+            ptrdiff_t c = 0;
+            for (; c + 8 <= cols; c += 8) {
+                __m256 v = _mm256_loadu_ps(s + c);
+                if (bias) v = _mm256_add_ps(v, b);
+                _mm256_storeu_ps(d + c, v);
+            }
+            if (c < cols) {
+                const __m256i m = tail_mask8(cols - c);
+                __m256 v = _mm256_maskload_ps(s + c, m);
+                if (bias) v = _mm256_add_ps(v, b);
+                _mm256_maskstore_ps(d + c, m, v);
+            }
+        }
+    }
+}
+
+TK_AVX2 float zoo_sum_avx2(const float *x, ptrdiff_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    for (; i < n; i += 8) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(x + i, tail_mask8(n - i)));
+    return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}

@@ -69,4 +69,9 @@ void zoo_tc_cvec_fwd_avx2(const float *in, const ptrdiff_t *koff, int K, const f
 void zoo_tc_cvec_dw_avx2(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg,
                          int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc);
 
+void zoo_sigmoid_avx2(const float *x, float *y, ptrdiff_t n);
+void zoo_copy_rows_avx2(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow, ptrdiff_t dstPlane,
+                        ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias);
+float zoo_sum_avx2(const float *x, ptrdiff_t n);
+
 #endif
