@@ -18,7 +18,7 @@ TK_INLINE TK_AVX2 float hsum8(__m256 v) {
 
 TK_INLINE TK_AVX2 void corr_block8(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt,
                                    int nOut, const int OB, const int VB, float *out, ptrdiff_t outStride) {
-    __m256 acc[4][3];
+    __m256 acc[4][4];
     for (int b = 0; b < OB; b++)
         for (int v = 0; v < VB; v++) acc[b][v] = _mm256_setzero_ps();
     for (int ci = 0; ci < cin; ci++) {
@@ -27,7 +27,7 @@ TK_INLINE TK_AVX2 void corr_block8(const float *in, ptrdiff_t S, int cin, const 
         for (int t = 0; t < taps; t++) {
             const float *p = ip + off[t];
             const float *wq = wp + (ptrdiff_t)t * nOut;
-            __m256 xv[3];
+            __m256 xv[4];
             for (int v = 0; v < VB; v++) xv[v] = _mm256_loadu_ps(p + 8 * v);
             for (int b = 0; b < OB; b++) {
                 const __m256 wb = _mm256_broadcast_ss(wq + b);
@@ -40,7 +40,7 @@ TK_INLINE TK_AVX2 void corr_block8(const float *in, ptrdiff_t S, int cin, const 
 }
 
 #define CORR8_CASE(OB, VB)                                                                                         \
-    case (OB) * 4 + (VB):                                                                                          \
+    case (OB) * 8 + (VB):                                                                                          \
         corr_block8(in + 8 * j, S, cin, off, taps, wt + b0, nOut, OB, VB, out + b0 * outStride + 8 * j, outStride); \
         break;
 #define CORR8_CASES(OB) CORR8_CASE(OB, 1) CORR8_CASE(OB, 2) CORR8_CASE(OB, 3)
@@ -48,11 +48,14 @@ TK_INLINE TK_AVX2 void corr_block8(const float *in, ptrdiff_t S, int cin, const 
 TK_AVX2 void zoo_tc_corr_avx2(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
                               ptrdiff_t nvec, float *out, ptrdiff_t outStride) {
     const ptrdiff_t n8 = 2 * nvec;
-    for (int b0 = 0; b0 < nOut; b0 += 4) {
-        const int ob = nOut - b0 < 4 ? nOut - b0 : 4;
+    // Output blocks of 4 × 3 vectors, or of 3 × 4 when 3 divides the outputs and 4 does not (lenet's 6)
+    const int obMax = (nOut % 4 != 0 && nOut % 3 == 0) ? 3 : 4;
+    for (int b0 = 0; b0 < nOut; b0 += obMax) {
+        const int ob = nOut - b0 < obMax ? nOut - b0 : obMax;
+        const ptrdiff_t vbMax = ob == 4 ? 3 : 4;
         for (ptrdiff_t j = 0; j < n8;) {
-            const int vb = (int)(n8 - j < 3 ? n8 - j : 3);
-            switch (ob * 4 + vb) { CORR8_CASES(1) CORR8_CASES(2) CORR8_CASES(3) CORR8_CASES(4) }
+            const int vb = (int)(n8 - j < vbMax ? n8 - j : vbMax);
+            switch (ob * 8 + vb) { CORR8_CASES(1) CORR8_CASE(1, 4) CORR8_CASES(2) CORR8_CASE(2, 4) CORR8_CASES(3) CORR8_CASE(3, 4) CORR8_CASES(4) }
             j += vb;
         }
     }
