@@ -92,7 +92,7 @@ final class TrainingKernelTests: XCTestCase {
         }
     }
 
-    /// Stride-2 row gather/scatter: the AVX-512 kernels equal the portable loops bit for bit (lengths around the
+    /// Stride-2 row gather/scatter: the SIMD kernels (AVX-512F, or AVX2 without it) equal the portable loops bit for bit (lengths around the
     /// 16-lane blocks), odd elements of the scatter target stay untouched, nothing past the row is written.
     func testStride2RowKernelsMatchPortable() {
         var rng = SeededRandom(seed: 21)
