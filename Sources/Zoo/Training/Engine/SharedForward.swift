@@ -216,7 +216,7 @@ enum SharedForward {
                                     let w0 = by * g.inW + bx
                                     var i0 = w0
                                     var m = plane[w0], idx = w0
-                                    for ky in 0..<g.kH {
+                                    for _ in 0..<g.kH {
                                         var i = i0
                                         for _ in 0..<g.kW {
                                             let v = plane[i]
