@@ -26,8 +26,8 @@ final class SIMDLevelTests: XCTestCase {
         try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
         var rng = SeededRandom(seed: 5)
         func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
-        // 1×1 tiles: widths around the 8/24/48-column tiles and the ≤ 2-column tails, rows around the 4/8-row tiles.
-        for (m, k, n) in [(1, 1, 1), (5, 3, 7), (8, 16, 24), (13, 37, 49), (4, 9, 25), (96, 16, 112), (20, 160, 50), (3, 2, 2)] {
+        // 1×1 tiles: widths around the 8/16/24/48-column tiles (k below and above 32) and the ≤ 2-column tails, rows around the 4/8-row tiles.
+        for (m, k, n) in [(1, 1, 1), (5, 3, 7), (8, 16, 24), (13, 37, 49), (4, 9, 25), (96, 16, 112), (20, 160, 50), (3, 2, 2), (9, 40, 301), (16, 64, 74)] {
             let w = random(m * k), bias = random(m), res = random(m * n)
             var x = random(k * n)
             x[(k * n) / 3] = .nan
@@ -99,7 +99,7 @@ final class SIMDLevelTests: XCTestCase {
     func testMobileNetV2VectorKernelsMatchPlainPath() throws {
         try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
         let g = try Catalog.graph("mobilenet_v2", inputSize: [64])
-        let m = EngineCatalogTests().randomizedModel(g, seed: 3)
+        let m = Model.initialized(graph: g, seed: 3)
         var rng = SeededRandom(seed: 4)
         let x = Tensor(shape: [1] + g.inputShape, data: (0..<g.inputShape.reduce(1, *)).map { _ in rng.nextNormal() })
         let ref = try Executor(model: m, kernels: .reference, threads: 1).forward(x)
