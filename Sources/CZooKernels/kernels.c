@@ -12,22 +12,28 @@ int zoo_kernels_avx512(void) {
     return cached;
 }
 
+int zoo_kernels_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    }
+    return cached;
+}
+
+int zoo_wino_c_transforms(void) { return zoo_kernels_avx512() || zoo_kernels_avx2(); }
+
 static int avx2_on = -1, simd_cap = 2;
 void zoo_kernels_set_avx2(int on) { avx2_on = on ? 1 : 0; }
 void zoo_kernels_set_simd_cap(int cap) { simd_cap = cap; }
 
 int zoo_kernels_simd(void) {
     if (zoo_kernels_avx512() && simd_cap >= 2) return 2;
-    static int has_avx2 = -1;
-    if (has_avx2 < 0) {
-        __builtin_cpu_init();
-        has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-    }
     if (avx2_on < 0) {
         const char *e = getenv("ZOO_AVX2");
         avx2_on = e && e[0] == '0' ? 0 : 1;
     }
-    return has_avx2 && avx2_on && simd_cap >= 1 ? 1 : 0;
+    return zoo_kernels_avx2() && avx2_on && simd_cap >= 1 ? 1 : 0;
 }
 
 // Output blocks ("jobs") of 16 columns, numbered row by row; four at a time with independent accumulators

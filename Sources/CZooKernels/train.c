@@ -1,5 +1,5 @@
 // Strided row copies for the training engine's im2col / col2im (stride-2 convolutions). AVX-512F chosen at run
-// time (function-level target attribute), portable loops otherwise; both give bit-identical results.
+// time (function-level target attribute), AVX2 on CPUs without it, portable loops otherwise; all give bit-identical results.
 #include "CZooKernels.h"
 #include <immintrin.h>
 
@@ -49,13 +49,45 @@ __attribute__((target("avx512f"))) static void scatter_add2_avx512(const float *
     }
 }
 
+
+// AVX2 bodies (CPUs without AVX-512F): the same results bit for bit; masked loads and stores keep every access inside
+// the range the scalar loop touches.
+#define TR_AVX2 __attribute__((target("avx2,fma")))
+
+TR_AVX2 static inline __m256 even8(const float *p) {
+    // p[0], p[2], ..., p[14]; reads p[0 .. 14] only
+    const __m256 a = _mm256_loadu_ps(p), b = _mm256_maskload_ps(p + 8, _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+}
+
+TR_AVX2 static void gather2_avx2(const float *src, float *dst, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, even8(src + 2 * i));
+    for (; i < n; i++) dst[i] = src[2 * i];
+}
+
+TR_AVX2 static void scatter_add2_avx2(const float *src, float *dst, ptrdiff_t n) {
+    const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    const __m256i even = _mm256_setr_epi32(-1, 0, -1, 0, -1, 0, -1, 0);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(src + i);
+        float *d = dst + 2 * i;
+        _mm256_maskstore_ps(d, even, _mm256_add_ps(_mm256_maskload_ps(d, even), _mm256_permutevar8x32_ps(v, lo)));
+        _mm256_maskstore_ps(d + 8, even, _mm256_add_ps(_mm256_maskload_ps(d + 8, even), _mm256_permutevar8x32_ps(v, hi)));
+    }
+    for (; i < n; i++) dst[2 * i] += src[i];
+}
+
 void zoo_gather2(const float *src, float *dst, ptrdiff_t n, int allow_simd) {
     if (allow_simd && zoo_kernels_avx512()) { gather2_avx512(src, dst, n); return; }
+    if (allow_simd && zoo_kernels_avx2()) { gather2_avx2(src, dst, n); return; }
     for (ptrdiff_t i = 0; i < n; i++) dst[i] = src[2 * i];
 }
 
 void zoo_scatter_add2(const float *src, float *dst, ptrdiff_t n, int allow_simd) {
     if (allow_simd && zoo_kernels_avx512()) { scatter_add2_avx512(src, dst, n); return; }
+    if (allow_simd && zoo_kernels_avx2()) { scatter_add2_avx2(src, dst, n); return; }
     for (ptrdiff_t i = 0; i < n; i++) dst[2 * i] += src[i];
 }
 
@@ -104,10 +136,37 @@ __attribute__((target("avx512f"))) static void maxpool_back_row_avx512(const flo
     if (j < n) maxpool_back_row_portable(in + j * sw, dx + j * sw, y + j, g + j, n - j, sw, kh, kw, rs, dw);
 }
 
+TR_AVX2 static void maxpool_back_row_avx2(const float *in, float *dx, const float *y, const float *g, ptrdiff_t n, int sw, int kh,
+                                          int kw, ptrdiff_t rs, int dw) {
+    ptrdiff_t j = 0;
+    int idx[8];
+    for (; j + 8 <= n; j += 8) {
+        const __m256 t = _mm256_loadu_ps(y + j);
+        const __m256 tnan = _mm256_cmp_ps(t, t, _CMP_UNORD_Q);
+        __m256i best = _mm256_set1_epi32(-1);
+        const float *w = in + j * sw;
+        for (int ky = kh - 1; ky >= 0; ky--)
+            for (int kx = kw - 1; kx >= 0; kx--) {
+                const ptrdiff_t off = ky * rs + (ptrdiff_t)kx * dw;
+                const __m256 v = sw == 1 ? _mm256_loadu_ps(w + off) : even8(w + off);
+                const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, t, _CMP_EQ_OQ), _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), tnan));
+                best = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best), _mm256_castsi256_ps(_mm256_set1_epi32((int)off)), m));
+            }
+        _mm256_storeu_si256((__m256i *)idx, best);
+        for (int l = 0; l < 8; l++)
+            if (idx[l] >= 0) dx[(j + l) * sw + idx[l]] += g[j + l];
+    }
+    if (j < n) maxpool_back_row_portable(in + j * sw, dx + j * sw, y + j, g + j, n - j, sw, kh, kw, rs, dw);
+}
+
 void zoo_maxpool_back_row(const float *in, float *dx, const float *y, const float *g, ptrdiff_t n, int sw, int kh, int kw,
                           ptrdiff_t rs, int dw, int allow_simd) {
     if (allow_simd && (sw == 1 || sw == 2) && zoo_kernels_avx512()) {
         maxpool_back_row_avx512(in, dx, y, g, n, sw, kh, kw, rs, dw);
+        return;
+    }
+    if (allow_simd && (sw == 1 || sw == 2) && zoo_kernels_avx2()) {
+        maxpool_back_row_avx2(in, dx, y, g, n, sw, kh, kw, rs, dw);
         return;
     }
     maxpool_back_row_portable(in, dx, y, g, n, sw, kh, kw, rs, dw);

@@ -1,5 +1,6 @@
 // Training kernels for small convolutions and sigmoid (see ZooTrainKernels.h). AVX-512F bodies use function-level
-// target attributes and are chosen at run time (zoo_kernels_avx512); the portable bodies are plain C.
+// target attributes and are chosen at run time (zoo_kernels_avx512); AVX2+FMA bodies of the hot ones are in
+// trainkernels_avx2.c (zoo_kernels_avx2); the portable bodies are plain C.
 #include "CZooKernels.h"
 #include <immintrin.h>
 #include <math.h>
@@ -72,6 +73,7 @@ static void corr_portable(const float *in, ptrdiff_t S, int cin, const ptrdiff_t
 void zoo_tc_corr(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
                  ptrdiff_t nvec, float *out, ptrdiff_t outStride, int portable) {
     if (!portable && zoo_kernels_avx512()) corr_avx512(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
+    else if (!portable && zoo_kernels_avx2()) zoo_tc_corr_avx2(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
     else corr_portable(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
 }
 
@@ -139,6 +141,7 @@ static void dw_portable(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, co
 void zoo_tc_dw(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, const float *dy, ptrdiff_t dyImg, ptrdiff_t S2, int nOut,
                int nimg, const ptrdiff_t *off, int taps, ptrdiff_t nvec, float *dw, int portable) {
     if (!portable && zoo_kernels_avx512()) dw_avx512(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
+    else if (!portable && zoo_kernels_avx2()) zoo_tc_dw_avx2(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
     else dw_portable(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
 }
 
@@ -179,6 +182,7 @@ static TK_AVX512 void sigmoid_avx512(const float *x, float *y, ptrdiff_t n) {
 
 void zoo_sigmoid(const float *x, float *y, ptrdiff_t n, int portable) {
     if (!portable && zoo_kernels_avx512()) { sigmoid_avx512(x, y, n); return; }
+    if (!portable && zoo_kernels_avx2()) { zoo_sigmoid_avx2(x, y, n); return; }
     for (ptrdiff_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
@@ -296,6 +300,7 @@ static TK_AVX512 void cvec_fwd_avx512(const float *in, const ptrdiff_t *koff, in
 void zoo_tc_cvec_fwd(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp,
                      float *T, int portable) {
     if (!portable && zoo_kernels_avx512()) { cvec_fwd_avx512(in, koff, K, wv, oh, ow, wp, T); return; }
+    if (!portable && zoo_kernels_avx2()) { zoo_tc_cvec_fwd_avx2(in, koff, K, wv, oh, ow, wp, T); return; }
     for (ptrdiff_t oy = 0; oy < oh; oy++)
         for (ptrdiff_t ox = 0; ox < ow; ox++) {
             float *t = T + 16 * (oy * ow + ox);
@@ -345,6 +350,7 @@ static TK_AVX512 void cvec_dw_avx512(const float *x, ptrdiff_t xImg, const ptrdi
 void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg, int nimg,
                     ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc, int portable) {
     if (!portable && zoo_kernels_avx512()) { cvec_dw_avx512(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
+    if (!portable && zoo_kernels_avx2()) { zoo_tc_cvec_dw_avx2(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
     for (int k = 0; k < K; k++)
         for (int img = 0; img < nimg; img++)
             for (ptrdiff_t oy = 0; oy < oh; oy++)
@@ -379,6 +385,7 @@ static TK_AVX512 void copy_rows_avx512(const float *src, ptrdiff_t srcRow, ptrdi
 void zoo_copy_rows(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow, ptrdiff_t dstPlane,
                    ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int portable) {
     if (!portable && zoo_kernels_avx512()) { copy_rows_avx512(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
+    if (!portable && zoo_kernels_avx2()) { zoo_copy_rows_avx2(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
     for (ptrdiff_t p = 0; p < planes; p++)
         for (ptrdiff_t r = 0; r < rows; r++)
             for (ptrdiff_t c = 0; c < cols; c++) {
@@ -440,6 +447,7 @@ static TK_AVX512 float sum_avx512(const float *x, ptrdiff_t n) {
 
 float zoo_sum(const float *x, ptrdiff_t n, int portable) {
     if (!portable && zoo_kernels_avx512()) return sum_avx512(x, n);
+    if (!portable && zoo_kernels_avx2()) return zoo_sum_avx2(x, n);
     float s = 0;
     for (ptrdiff_t i = 0; i < n; i++) s += x[i];
     return s;

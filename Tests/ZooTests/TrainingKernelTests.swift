@@ -30,10 +30,13 @@ final class TrainingKernelTests: XCTestCase {
             let x = randoms(n * c * h * w, &rng), wt = randoms(o * (c / grp) * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
             let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
             let savedMin = trainWinogradMinTiles, savedOn = TrainFast.on, savedWhole = convBackwardWholeMax
-            let savedAny = convBackwardWholeAnyKernel
+            let savedAny = convBackwardWholeAnyKernel, savedDWMin = trainWinogradWeightMinTiles
             convBackwardWholeAnyKernel = true
-            defer { trainWinogradMinTiles = savedMin; TrainFast.on = savedOn; convBackwardWholeMax = savedWhole; convBackwardWholeAnyKernel = savedAny }
-            // 0: dx of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im. TrainFast off: batch split and
+            defer {
+                trainWinogradMinTiles = savedMin; TrainFast.on = savedOn; convBackwardWholeMax = savedWhole; convBackwardWholeAnyKernel = savedAny
+                trainWinogradWeightMinTiles = savedDWMin
+            }
+            // 0: dx (and, TrainFast on, dw) of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im. TrainFast off: batch split and
             // portable stride-2 rows; on: whole-batch GEMMs (wholeMax large) or batch split (0) with SIMD stride-2 rows.
             let savedDirect = convDirectMinPlane
             defer { convDirectMinPlane = savedDirect }
@@ -41,7 +44,7 @@ final class TrainingKernelTests: XCTestCase {
             for (fast, wholeMax, directPlane) in [(false, 0, 1024), (true, 1 << 30, 1024), (true, 0, 1024), (true, 0, 1)] {
             TrainFast.on = fast; convBackwardWholeMax = wholeMax; convDirectMinPlane = directPlane
             for (threads, minTiles) in [(1, 0), (2, 0), (3, 0), (2, 1 << 30)] {
-                trainWinogradMinTiles = minTiles
+                trainWinogradMinTiles = minTiles; trainWinogradWeightMinTiles = minTiles
                 let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
                 XCTAssertLessThan(maxRel(r.dx, ref.dx), 1e-5, "case \(ci) dx, \(threads) threads")
                 XCTAssertLessThan(maxRel(r.dw, ref.dw), 1e-5, "case \(ci) dw, \(threads) threads")
@@ -57,7 +60,39 @@ final class TrainingKernelTests: XCTestCase {
         }
     }
 
-    /// Stride-2 row gather/scatter: the AVX-512 kernels equal the portable loops bit for bit (lengths around the
+    /// The Winograd F(2×2,3×3) weight gradient against the im2col reference: odd planes (ragged edge tiles), pads
+    /// 0..2, rows wider than 16 tiles (the AVX-512 input transform's blocks and tails), several chunks per worker,
+    /// 1–3 workers, the C and the Swift input transform.
+    func testWinogradWeightGradientMatchesReference() {
+        var rng = SeededRandom(seed: 11)
+        // (n, c, h, w, o, pad top/left/bottom/right)
+        let cases: [(Int, Int, Int, Int, Int, Padding2D)] = [
+            (3, 16, 7, 9, 24, Padding2D(1)),
+            (2, 17, 6, 5, 16, Padding2D(top: 0, left: 2, bottom: 2, right: 0)),
+            (2, 16, 5, 70, 16, Padding2D(1)),
+            (9, 20, 6, 6, 18, Padding2D(top: 2, left: 1, bottom: 0, right: 1)),
+        ]
+        let savedChunk = winogradWeightChunkFloats
+        defer { winogradWeightChunkFloats = savedChunk }
+        for (ci, t) in cases.enumerated() {
+            let (n, c, h, w, o, p) = t
+            let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: [3, 3], stride: [1, 1], padding: p, dilation: [1, 1], groups: 1, bias: false)
+            let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
+            let x = randoms(n * c * h * w, &rng), wt = randoms(o * c * 9, &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
+            let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: false, needInput: false, needParams: true)
+            for chunkFloats in [1 << 20, 1] {   // 1: one image per chunk
+                winogradWeightChunkFloats = chunkFloats
+                for threads in [1, 2, 3] { for cT in [true, false] {
+                    let dw = x.withUnsafeBufferPointer { xb in dy.withUnsafeBufferPointer { db in
+                        winogradWeightGradient(x: xb.baseAddress!, dy: db.baseAddress!, geometry: g, threads: threads, cTransforms: cT)
+                    } }
+                    XCTAssertLessThan(maxRel(dw, ref.dw), 1e-5, "case \(ci), chunk \(chunkFloats), \(threads) threads, C \(cT)")
+                } }
+            }
+        }
+    }
+
+    /// Stride-2 row gather/scatter: the SIMD kernels (AVX-512F, or AVX2 without it) equal the portable loops bit for bit (lengths around the
     /// 16-lane blocks), odd elements of the scatter target stay untouched, nothing past the row is written.
     func testStride2RowKernelsMatchPortable() {
         var rng = SeededRandom(seed: 21)

@@ -4,6 +4,10 @@
 
 /// 1 when the CPU runs the AVX-512F kernels below (checked once with __builtin_cpu_supports), else 0.
 int zoo_kernels_avx512(void);
+/// 1 when the CPU has AVX2 and FMA (the AVX2 kernels' condition; checked once).
+int zoo_kernels_avx2(void);
+/// 1 when the Winograd tile transforms run in C: AVX-512F kernels, or AVX2+FMA ones (winograd_avx2.c).
+int zoo_wino_c_transforms(void);
 /// Vector level of zoo_dw_plane, zoo_pw_compute and zoo_conv_taps_row: 2 = AVX-512F, 1 = AVX2 + FMA (CPUs without
 /// AVX-512F; same multiply-add order per element, so results are bit-identical to the AVX-512F kernels), 0 = none
 /// (the functions return 0). `ZOO_AVX2=0` in the environment, or zoo_kernels_set_avx2(0), turns the AVX2 level off.
@@ -50,6 +54,17 @@ int zoo_conv_taps_row(int m, int k, const float *pa, const float *base, const pt
 /// AVX-512F only (and tiles ≤ 512): returns 0 without writing when unsupported.
 int zoo_wino_input_row(int m, const float *rows, ptrdiff_t rowStride, int tiles, float *out, ptrdiff_t outStride, float *scratch);
 int zoo_wino_scratch_floats(int m, int tiles);
+/// The AVX2+FMA transforms (winograd_avx2.c) behind zoo_wino_input_row / zoo_wino_output_row on CPUs without AVX-512F;
+/// call only when zoo_kernels_avx2(). The output ones take scratch of (m + 2)·m·tiles floats.
+void zoo_wino_input4_avx2(const float *rows, ptrdiff_t rowStride, int tiles, float *out, ptrdiff_t outStride, float *t);
+void zoo_wino_input2_avx2(const float *rows, ptrdiff_t rowStride, int tiles, float *out, ptrdiff_t outStride, float *t);
+void zoo_wino_output4_avx2(const float *M, ptrdiff_t mStride, int tiles, float bias, int clamp, float lo, float hi, float *y,
+                           ptrdiff_t yStride, int outW, int rows, float *s);
+/// P of one row of F(2×2) tiles of dy for the Winograd weight gradient: out[(i·4 + j)·stride + x] = (A dY_x Aᵀ)[i][j],
+/// dY_x = columns 2x, 2x + 1 of rows `first` and `second` (NULL: zeros), zero past `width`. `portable`: plain C loop.
+void zoo_wino_grad_row2(const float *first, const float *second, int width, int tiles, float *out, ptrdiff_t stride, int portable);
+void zoo_wino_output2_avx2(const float *M, ptrdiff_t mStride, int tiles, float bias, int clamp, float lo, float hi, float *y,
+                           ptrdiff_t yStride, int outW, int rows, float *s);
 
 /// Winograd output transform of one row of tiles of one output channel: M[(i·α + j)·mStride + t] → the first `rows`
 /// (≤ m) output rows y[r·yStride + c], c < outW, each Aᵀ M_t A + bias, clamped to [lo, hi] (NaN kept) when clamp.

@@ -58,4 +58,20 @@ float zoo_sum(const float *x, ptrdiff_t n, int portable);
 /// y = (((x00 + x01) + x10) + x11) / 4.
 void zoo_avgpool2(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdiff_t w, ptrdiff_t oh, ptrdiff_t ow, int portable);
 
+/// AVX2+FMA bodies (trainkernels_avx2.c) behind zoo_tc_corr, zoo_tc_dw, zoo_tc_cvec_fwd and zoo_tc_cvec_dw on CPUs without
+/// AVX-512F; same arguments. Call only when zoo_kernels_avx2().
+void zoo_tc_corr_avx2(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
+                      ptrdiff_t nvec, float *out, ptrdiff_t outStride);
+void zoo_tc_dw_avx2(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, const float *dy, ptrdiff_t dyImg, ptrdiff_t S2,
+                    int nOut, int nimg, const ptrdiff_t *off, int taps, ptrdiff_t nvec, float *dw);
+void zoo_tc_cvec_fwd_avx2(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow,
+                          ptrdiff_t wp, float *T);
+void zoo_tc_cvec_dw_avx2(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg,
+                         int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc);
+
+void zoo_sigmoid_avx2(const float *x, float *y, ptrdiff_t n);
+void zoo_copy_rows_avx2(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow, ptrdiff_t dstPlane,
+                        ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias);
+float zoo_sum_avx2(const float *x, ptrdiff_t n);
+
 #endif

@@ -137,11 +137,19 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
         dx = SharedForward.conv2d(geo, x: dy, w: wf, b: nil, threads: threads, weightCache: ConvWeightCache())
     }
     let colsForInput = needInput && dataGeo == nil
+    // 3×3 stride-1 dweight by Winograd F(2×2,3×3) (WinogradWeightGradient.swift); else from the columns below.
+    let paramsByWinograd = needParams && convWeightGradientByWinograd(g)
+    if paramsByWinograd {
+        dw = x.withUnsafeBufferPointer { xb in dy.withUnsafeBufferPointer { dyb in
+            winogradWeightGradient(x: xb.baseAddress!, dy: dyb.baseAddress!, geometry: g, threads: threads)
+        } }
+    }
+    let needParams = needParams && !paramsByWinograd
     if !needParams && !colsForInput { return (dx, dw, db) }
     if convBackwardWholeBatch(g) {
         let r = trainConv2dBackwardWholeBatch(x: x, weight: weight, dy: dy, geometry: g, needInput: colsForInput, needParams: needParams,
                                               threads: threads)
-        return (colsForInput ? r.dx : dx, r.dw, db)
+        return (colsForInput ? r.dx : dx, needParams ? r.dw : dw, db)
     }
     let wCount = weight.count
     let workers = max(1, min(threads, g.n))

@@ -17,11 +17,15 @@ enum SmallConv {
     nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["ZOO_TRAIN_DIRECT"] != "0"
     /// ZOO_TRAIN_CVEC=0 (A/B only): layers with ≥ 12 output channels also use the flat (dropped-column) kernels.
     nonisolated(unsafe) static var channelVectors = ProcessInfo.processInfo.environment["ZOO_TRAIN_CVEC"] != "0"
-    /// Tests: run the portable C bodies instead of the AVX-512F ones.
+    /// Tests: run the portable C bodies instead of the AVX-512F / AVX2 ones.
     nonisolated(unsafe) static var portable = false
 
+    /// Only where the kernels have a SIMD body (AVX-512F or AVX2+FMA): the portable C loops are about 3× slower than
+    /// im2col + GEMM (lenet b256 step on Zen 3: 63 vs 19 ms); tests that set `portable` run them anyway.
+    static var simdBodies: Bool { zoo_kernels_avx512() != 0 || zoo_kernels_avx2() != 0 }
+
     static func applies(_ g: ConvGeometry) -> Bool {
-        enabled && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.c <= 16 && g.o <= 32
+        enabled && (simdBodies || portable) && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.c <= 16 && g.o <= 32
             && g.kh * g.kw <= 64 && g.oh > 0 && g.ow > 0 && g.n > 0 && g.pt >= 0 && g.pl >= 0
     }
 

@@ -218,7 +218,7 @@ extension Fast {
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
             let ntPad = (nt + nr - 1) / nr * nr
             let mPad = (nt + mrow - 1) / mrow * mrow
-            let useC = winogradCTransforms && zoo_kernels_avx512() != 0 && tilesW <= 512
+            let useC = winogradCTransforms && zoo_wino_c_transforms() != 0 && tilesW <= 512
             let cScratch = useC ? Int(zoo_wino_scratch_floats(Int32(m), Int32(tilesW))) : 0
             parallelFor(inC * nrows, threads: threads, grain: 2) { range in
                 // padded rows, then the Swift column stage's e[α][α][tilesW] or the C transform's scratch
@@ -390,7 +390,7 @@ extension Fast {
             }
             let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // Y = Aᵀ M A + bias, activation
-            let useCOut = winogradCTransforms && !swapped && zoo_kernels_avx512() != 0 && tilesW <= 512
+            let useCOut = winogradCTransforms && !swapped && zoo_wino_c_transforms() != 0 && tilesW <= 512
             let (clampOut, cLo, cHi): (Int32, Float, Float) = switch act {
             case .relu: (1, 0, .infinity)
             case let .clip(l, h): (1, l, h)

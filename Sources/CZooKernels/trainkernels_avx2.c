@@ -1,0 +1,268 @@
+// AVX2+FMA bodies of the small-convolution training kernels (trainkernels.c, ZooTrainKernels.h) for CPUs without
+// AVX-512F (e.g. Zen 3): the same loops with 8-lane vectors and register blocks sized for 16 ymm registers. Chosen at
+// run time by the zoo_tc_* entry points; the portable C bodies stay the reference the tests compare against.
+#include "CZooKernels.h"
+#include <immintrin.h>
+
+#define TK_AVX2 __attribute__((target("avx2,fma")))
+#define TK_INLINE __attribute__((always_inline)) static inline
+
+TK_INLINE TK_AVX2 float hsum8(__m256 v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Correlation over staged planes: OB (≤ 4) outputs × VB (≤ 3) vectors of 8 positions per register block.
+
+TK_INLINE TK_AVX2 void corr_block8(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt,
+                                   int nOut, const int OB, const int VB, float *out, ptrdiff_t outStride) {
+    __m256 acc[4][4];
+    for (int b = 0; b < OB; b++)
+        for (int v = 0; v < VB; v++) acc[b][v] = _mm256_setzero_ps();
+    for (int ci = 0; ci < cin; ci++) {
+        const float *ip = in + ci * S;
+        const float *wp = wt + (ptrdiff_t)ci * taps * nOut;
+        for (int t = 0; t < taps; t++) {
+            const float *p = ip + off[t];
+            const float *wq = wp + (ptrdiff_t)t * nOut;
+            __m256 xv[4];
+            for (int v = 0; v < VB; v++) xv[v] = _mm256_loadu_ps(p + 8 * v);
+            for (int b = 0; b < OB; b++) {
+                const __m256 wb = _mm256_broadcast_ss(wq + b);
+                for (int v = 0; v < VB; v++) acc[b][v] = _mm256_fmadd_ps(wb, xv[v], acc[b][v]);
+            }
+        }
+    }
+    for (int b = 0; b < OB; b++)
+        for (int v = 0; v < VB; v++) _mm256_storeu_ps(out + b * outStride + 8 * v, acc[b][v]);
+}
+
+#define CORR8_CASE(OB, VB)                                                                                         \
+    case (OB) * 8 + (VB):                                                                                          \
+        corr_block8(in + 8 * j, S, cin, off, taps, wt + b0, nOut, OB, VB, out + b0 * outStride + 8 * j, outStride); \
+        break;
+#define CORR8_CASES(OB) CORR8_CASE(OB, 1) CORR8_CASE(OB, 2) CORR8_CASE(OB, 3)
+
+TK_AVX2 void zoo_tc_corr_avx2(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
+                              ptrdiff_t nvec, float *out, ptrdiff_t outStride) {
+    const ptrdiff_t n8 = 2 * nvec;
+    // Output blocks of 4 × 3 vectors, or of 3 × 4 when 3 divides the outputs and 4 does not (lenet's 6)
+    const int obMax = (nOut % 4 != 0 && nOut % 3 == 0) ? 3 : 4;
+    for (int b0 = 0; b0 < nOut; b0 += obMax) {
+        const int ob = nOut - b0 < obMax ? nOut - b0 : obMax;
+        const ptrdiff_t vbMax = ob == 4 ? 3 : 4;
+        for (ptrdiff_t j = 0; j < n8;) {
+            const int vb = (int)(n8 - j < vbMax ? n8 - j : vbMax);
+            switch (ob * 8 + vb) { CORR8_CASES(1) CORR8_CASE(1, 4) CORR8_CASES(2) CORR8_CASE(2, 4) CORR8_CASES(3) CORR8_CASE(3, 4) CORR8_CASES(4) }
+            j += vb;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Weight gradient: OB (≤ 3) outputs × TB (≤ 4) taps of one input channel per register block.
+
+TK_INLINE TK_AVX2 void dw_block8(const float *x, ptrdiff_t xImg, const float *dy, ptrdiff_t dyImg, ptrdiff_t S2, int nimg,
+                                 const ptrdiff_t *off, ptrdiff_t nvec, const int OB, const int TB, float *dw, ptrdiff_t dwStride) {
+    __m256 acc[3][4];
+    for (int b = 0; b < OB; b++)
+        for (int t = 0; t < TB; t++) acc[b][t] = _mm256_setzero_ps();
+    for (int img = 0; img < nimg; img++) {
+        const float *xp = x + img * xImg, *dp = dy + img * dyImg;
+        for (ptrdiff_t j = 0; j < 16 * nvec; j += 8) {
+            __m256 dv[3];
+            for (int b = 0; b < OB; b++) dv[b] = _mm256_loadu_ps(dp + b * S2 + j);
+            for (int t = 0; t < TB; t++) {
+                const __m256 xv = _mm256_loadu_ps(xp + off[t] + j);
+                for (int b = 0; b < OB; b++) acc[b][t] = _mm256_fmadd_ps(dv[b], xv, acc[b][t]);
+            }
+        }
+    }
+    for (int b = 0; b < OB; b++)
+        for (int t = 0; t < TB; t++) dw[b * dwStride + t] += hsum8(acc[b][t]);
+}
+
+#define DW8_CASE(OB, TB)                                                                                           \
+    case (OB) * 8 + (TB):                                                                                          \
+        dw_block8(x + ci * S, xImg, dy + b0 * S2, dyImg, S2, nimg, off + t0, nvec, OB, TB,                         \
+                  dw + ((ptrdiff_t)b0 * cin + ci) * taps + t0, (ptrdiff_t)cin * taps);                             \
+        break;
+#define DW8_CASES(OB) DW8_CASE(OB, 1) DW8_CASE(OB, 2) DW8_CASE(OB, 3) DW8_CASE(OB, 4)
+
+TK_AVX2 void zoo_tc_dw_avx2(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, const float *dy, ptrdiff_t dyImg, ptrdiff_t S2,
+                            int nOut, int nimg, const ptrdiff_t *off, int taps, ptrdiff_t nvec, float *dw) {
+    for (int b0 = 0; b0 < nOut; b0 += 3) {
+        const int ob = nOut - b0 < 3 ? nOut - b0 : 3;
+        for (int ci = 0; ci < cin; ci++)
+            for (int t0 = 0; t0 < taps;) {
+                const int tb = taps - t0 < 4 ? taps - t0 : 4;
+                switch (ob * 8 + tb) { DW8_CASES(1) DW8_CASES(2) DW8_CASES(3) }
+                t0 += tb;
+            }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Channel-vectorized forward: 16 output channels as two ymm halves, PB (≤ 6) pixels of a row per block.
+
+TK_INLINE TK_AVX2 void cvec_fwd_block8(const float *in, const ptrdiff_t *koff, int K, const float *wv, const int PB, float *T) {
+    __m256 acc[6][2];
+    for (int p = 0; p < PB; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const __m256 w0 = _mm256_loadu_ps(wv + 16 * k), w1 = _mm256_loadu_ps(wv + 16 * k + 8);
+        const float *r = in + koff[k];
+        for (int p = 0; p < PB; p++) {
+            const __m256 v = _mm256_broadcast_ss(r + p);
+            acc[p][0] = _mm256_fmadd_ps(w0, v, acc[p][0]);
+            acc[p][1] = _mm256_fmadd_ps(w1, v, acc[p][1]);
+        }
+    }
+    for (int p = 0; p < PB; p++) {
+        _mm256_storeu_ps(T + 16 * p, acc[p][0]);
+        _mm256_storeu_ps(T + 16 * p + 8, acc[p][1]);
+    }
+}
+
+#define CF8_CASE(PB) case PB: cvec_fwd_block8(in + oy * wp + ox, koff, K, wv, PB, T + 16 * (oy * ow + ox)); break;
+
+TK_AVX2 void zoo_tc_cvec_fwd_avx2(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow,
+                                  ptrdiff_t wp, float *T) {
+    const ptrdiff_t nb = (ow + 5) / 6, pbMax = (ow + nb - 1) / nb;
+    for (ptrdiff_t oy = 0; oy < oh; oy++)
+        for (ptrdiff_t ox = 0; ox < ow;) {
+            const int pb = (int)(ow - ox < pbMax ? ow - ox : pbMax);
+            switch (pb) { CF8_CASE(1) CF8_CASE(2) CF8_CASE(3) CF8_CASE(4) CF8_CASE(5) CF8_CASE(6) }
+            ox += pb;
+        }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Channel-vectorized weight gradient: one 8-channel half × KB (10 or 5) taps × PB (≤ 5) pixels per register block.
+// K is a multiple of 25 (the caller pads it), so the tap blocks are 10, 10, 5.
+
+TK_INLINE TK_AVX2 void cvec_dw_block8(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, const float *dyT, ptrdiff_t dyTImg,
+                                      int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, const int KB, const int PB, int half,
+                                      float *acc) {
+    __m256 a[10];
+    for (int k = 0; k < KB; k++) a[k] = _mm256_setzero_ps();
+    for (int img = 0; img < nimg; img++) {
+        const float *xi = x + img * xImg, *di = dyT + img * dyTImg + 8 * half;
+        for (ptrdiff_t oy = 0; oy < oh; oy++)
+            for (ptrdiff_t ox = 0; ox + PB <= ow; ox += PB) {
+                __m256 dv[5];
+                const float *d = di + 16 * (oy * ow + ox), *xr = xi + oy * wp + ox;
+                for (int p = 0; p < PB; p++) dv[p] = _mm256_loadu_ps(d + 16 * p);
+                for (int k = 0; k < KB; k++) {
+                    const float *r = xr + koff[k];
+                    for (int p = 0; p < PB; p++) a[k] = _mm256_fmadd_ps(dv[p], _mm256_broadcast_ss(r + p), a[k]);
+                }
+            }
+    }
+    for (int k = 0; k < KB; k++) {
+        float *o = acc + 16 * k + 8 * half;
+        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a[k]));
+    }
+}
+
+#define CD8_CASE(KB, PB)                                                                                          \
+    case (KB) * 8 + (PB):                                                                                         \
+        cvec_dw_block8(x, xImg, koff + k0, dyT, dyTImg, nimg, oh, ow, wp, KB, PB, half, acc + 16 * k0);          \
+        break;
+#define CD8_CASES(KB) CD8_CASE(KB, 1) CD8_CASE(KB, 2) CD8_CASE(KB, 3) CD8_CASE(KB, 4) CD8_CASE(KB, 5)
+
+TK_AVX2 void zoo_tc_cvec_dw_avx2(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg,
+                                 int nimg, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc) {
+    int pb = 5;
+    while (ow % pb != 0) pb--;
+    for (int half = 0; half < 2; half++)
+        for (int k0 = 0; k0 < K;) {
+            const int kb = K - k0 >= 10 ? 10 : 5;
+            if (K - k0 < kb) break;   // K is a multiple of 5
+            switch (kb * 8 + pb) { CD8_CASES(5) CD8_CASES(10) }
+            k0 += kb;
+        }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sigmoid, copies and sums (the AVX-512F bodies' formulas with 8 lanes).
+
+TK_INLINE TK_AVX2 __m256i tail_mask8(ptrdiff_t n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), idx);
+}
+
+TK_INLINE TK_AVX2 __m256 sigmoid8(__m256 x) {
+    // e = exp(-x) with -x clamped to [-104, 104] (NaN kept: min/max return their second operand on NaN);
+    // 2^n applied in two halves so that every factor stays a normal float.
+    __m256 t = _mm256_max_ps(_mm256_set1_ps(-104.0f), _mm256_min_ps(_mm256_set1_ps(104.0f), _mm256_sub_ps(_mm256_setzero_ps(), x)));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), t);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    // a NaN x: n converts to INT_MIN; keep the NaN (t is NaN there, and so is r and p)
+    e = _mm256_blendv_ps(e, t, _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
+    return _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+TK_AVX2 void zoo_sigmoid_avx2(const float *x, float *y, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = sigmoid8(_mm256_loadu_ps(x + i)), b = sigmoid8(_mm256_loadu_ps(x + i + 8));
+        _mm256_storeu_ps(y + i, a);
+        _mm256_storeu_ps(y + i + 8, b);
+    }
+    for (; i < n; i += 8) {
+        const __m256i m = tail_mask8(n - i);
+        _mm256_maskstore_ps(y + i, m, sigmoid8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+TK_AVX2 void zoo_copy_rows_avx2(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow,
+                                ptrdiff_t dstPlane, ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias) {
+    for (ptrdiff_t p = 0; p < planes; p++) {
+        const __m256 b = _mm256_set1_ps(bias ? bias[p] : 0.0f);
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const float *s = src + p * srcPlane + r * srcRow;
+            float *d = dst + p * dstPlane + r * dstRow;
+            ptrdiff_t c = 0;
+            for (; c + 8 <= cols; c += 8) {
+                __m256 v = _mm256_loadu_ps(s + c);
+                if (bias) v = _mm256_add_ps(v, b);
+                _mm256_storeu_ps(d + c, v);
+            }
+            if (c < cols) {
+                const __m256i m = tail_mask8(cols - c);
+                __m256 v = _mm256_maskload_ps(s + c, m);
+                if (bias) v = _mm256_add_ps(v, b);
+                _mm256_maskstore_ps(d + c, m, v);
+            }
+        }
+    }
+}
+
+TK_AVX2 float zoo_sum_avx2(const float *x, ptrdiff_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    for (; i < n; i += 8) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(x + i, tail_mask8(n - i)));
+    return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
