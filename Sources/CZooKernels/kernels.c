@@ -215,7 +215,11 @@ maxpool_avx512(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH
 
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out) {
-    if (!zoo_kernels_avx512()) return 0;
+    if (!zoo_kernels_avx512()) {
+        if (!zoo_kernels_avx2()) return 0;
+        zoo_maxpool_plane_avx2(buf, offs, taps, outH, outW, rowStep, out);
+        return 1;
+    }
     maxpool_avx512(buf, offs, taps, outH, outW, rowStep, out);
     return 1;
 }

@@ -24,6 +24,9 @@ int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float 
 
 /// One output plane of max pooling over a staged (-inf padded) plane: taps in order with the rule
 /// m = (m >= v || m != m) ? m : v (NaN propagates). AVX-512F only: returns 0 without writing when unsupported.
+/// AVX2 body of zoo_maxpool_plane (kernels_avx2.c); call only when zoo_kernels_avx2().
+void zoo_maxpool_plane_avx2(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
+                            float *out);
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out);
 
