@@ -1,6 +1,7 @@
 // AVX-512F kernels chosen at run time (function-level target attributes; no CPU flags for the whole target).
 #include "CZooKernels.h"
 #include <immintrin.h>
+#include <stdlib.h>
 
 int zoo_kernels_avx512(void) {
     static int cached = -1;
@@ -21,6 +22,19 @@ int zoo_kernels_avx2(void) {
 }
 
 int zoo_wino_c_transforms(void) { return zoo_kernels_avx512() || zoo_kernels_avx2(); }
+
+static int avx2_on = -1, simd_cap = 2;
+void zoo_kernels_set_avx2(int on) { avx2_on = on ? 1 : 0; }
+void zoo_kernels_set_simd_cap(int cap) { simd_cap = cap; }
+
+int zoo_kernels_simd(void) {
+    if (zoo_kernels_avx512() && simd_cap >= 2) return 2;
+    if (avx2_on < 0) {
+        const char *e = getenv("ZOO_AVX2");
+        avx2_on = e && e[0] == '0' ? 0 : 1;
+    }
+    return zoo_kernels_avx2() && avx2_on && simd_cap >= 1 ? 1 : 0;
+}
 
 // Output blocks ("jobs") of 16 columns, numbered row by row; four at a time with independent accumulators
 // (hides the FMA latency), the last column block of each row masked.
@@ -85,10 +99,76 @@ dw_avx512(const float *buf, const ptrdiff_t *offs, int taps, const float *wk, fl
     else dw_impl(buf, offs, taps, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
 }
 
+// AVX2 + FMA twin of dw_impl for CPUs without AVX-512F: blocks of 8 columns (the row's last block masked), four full
+// blocks at a time; per element the same bias-then-taps FMA chain, so the results equal dw_impl's bit for bit.
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+AVX2_TARGET static inline __m256i avx2_mask(int w) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw2_impl(const float *buf, const ptrdiff_t *offs, const int taps, const float *wk, float bias, int clamp, float lo, float hi,
+         ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
+    const ptrdiff_t full = outW / 8, tailw = outW % 8;
+    const __m256i mt = avx2_mask((int)tailw);
+    const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    __m256 w[taps];
+    for (int t = 0; t < taps; t++) w[t] = _mm256_set1_ps(wk[t]);
+    for (ptrdiff_t oy = 0; oy < outH; oy++) {
+        const float *base = buf + oy * rowStep;
+        float *dst = out + oy * outW;
+        ptrdiff_t bi = 0;
+        for (; bi + 4 <= full; bi += 4) {
+            const float *c = base + bi * 8;
+            __m256 a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+            for (int t = 0; t < taps; t++) {
+                const float *ct = c + offs[t];
+                a0 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(ct), a0);
+                a1 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(ct + 8), a1);
+                a2 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(ct + 16), a2);
+                a3 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(ct + 24), a3);
+            }
+            if (clamp) {
+                a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
+                a1 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a1));
+                a2 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a2));
+                a3 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a3));
+            }
+            _mm256_storeu_ps(dst + bi * 8, a0);
+            _mm256_storeu_ps(dst + bi * 8 + 8, a1);
+            _mm256_storeu_ps(dst + bi * 8 + 16, a2);
+            _mm256_storeu_ps(dst + bi * 8 + 24, a3);
+        }
+        for (; bi < full; bi++) {
+            const float *c = base + bi * 8;
+            __m256 a0 = vb;
+            for (int t = 0; t < taps; t++) a0 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(c + offs[t]), a0);
+            if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
+            _mm256_storeu_ps(dst + bi * 8, a0);
+        }
+        if (tailw) {
+            const float *c = base + full * 8;
+            __m256 a0 = vb;
+            for (int t = 0; t < taps; t++) a0 = _mm256_fmadd_ps(w[t], _mm256_maskload_ps(c + offs[t], mt), a0);
+            if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
+            _mm256_maskstore_ps(dst + full * 8, mt, a0);
+        }
+    }
+}
+
+AVX2_TARGET static void dw_avx2(const float *buf, const ptrdiff_t *offs, int taps, const float *wk, float bias, int clamp,
+                                float lo, float hi, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
+    if (taps == 9) dw2_impl(buf, offs, 9, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+    else dw2_impl(buf, offs, taps, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+}
+
 int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float *wk, float bias, int clamp, float lo, float hi,
                  ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
-    if (!zoo_kernels_avx512()) return 0;
-    dw_avx512(buf, offs, taps, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+    const int level = zoo_kernels_simd();
+    if (level == 2) dw_avx512(buf, offs, taps, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+    else if (level == 1) dw_avx2(buf, offs, taps, wk, bias, clamp, lo, hi, outH, outW, rowStep, out);
+    else return 0;
     return 1;
 }
 

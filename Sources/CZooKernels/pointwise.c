@@ -113,10 +113,257 @@ PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, p
     }
 }
 
+// AVX2 + FMA twins for CPUs without AVX-512F: tiles of 4 rows (half of an 8-row panel) × up to 2 ymm vectors of 8
+// columns the last vector masked, and the 4 × 24 assembly tile below. Per element the same
+// FMA chain over k from zero, then + bias, clamp, + residual, as the AVX-512F tiles: bit-identical results.
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+AVX2_TARGET static inline __m256i pw2_mask(int w) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+#define PW2_TILE(NV, M, NAME, ROW)                                                                                    \
+    __attribute__((target("avx2,fma"), noinline)) static void NAME(int k, const float *a, const float *x, ptrdiff_t ldx,  \
+                                 const ptrdiff_t *offs, __m256i mlast, int rows, const float *bias, int clamp, float lo, float hi, \
+                                 const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy) {                          \
+        __m256 c[4][NV];                                                                                              \
+        for (int i = 0; i < 4; i++)                                                                                   \
+            for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_ps();                                               \
+        for (int kk = 0; kk < k; kk++) {                                                                              \
+            const float *xr = ROW;                                                                                    \
+            __m256 b[NV];                                                                                             \
+            for (int v = 0; v < NV; v++) b[v] = M ? _mm256_maskload_ps(xr, mlast) : _mm256_loadu_ps(xr + 8 * v);     \
+            const float *av = a + kk * 8;                                                                             \
+            for (int i = 0; i < 4; i++) {                                                                             \
+                const __m256 ai = _mm256_broadcast_ss(av + i);                                                        \
+                for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(ai, b[v], c[i][v]);                            \
+            }                                                                                                         \
+        }                                                                                                             \
+        const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);                                              \
+        for (int i = 0; i < 4; i++) {                                                                                 \
+            if (i >= rows) break;                                                                                     \
+            const __m256 bi = _mm256_set1_ps(bias ? bias[i] : 0.0f);                                                  \
+            for (int v = 0; v < NV; v++) {                                                                            \
+                __m256 t = _mm256_add_ps(c[i][v], bi);                                                                \
+                if (clamp) t = _mm256_min_ps(vhi, _mm256_max_ps(vlo, t));                                             \
+                if (M) {                                                                                              \
+                    if (res) t = _mm256_add_ps(t, _mm256_maskload_ps(res + i * ldr, mlast));                          \
+                    _mm256_maskstore_ps(y + i * ldy, mlast, t);                                                       \
+                } else {                                                                                              \
+                    if (res) t = _mm256_add_ps(t, _mm256_loadu_ps(res + i * ldr + 8 * v));                            \
+                    _mm256_storeu_ps(y + i * ldy + 8 * v, t);                                                         \
+                }                                                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+// Full vectors (no mask; 8 accumulators: with 3 vectors, 12 accumulators + 3 loads + 1 broadcast, clang spilled an
+// accumulator in the k loop) and one masked vector.
+PW2_TILE(1, 0, pw2_tile_1, x + kk * ldx)
+PW2_TILE(2, 0, pw2_tile_2, x + kk * ldx)
+PW2_TILE(1, 1, pw2_tile_m, x + kk * ldx)
+PW2_TILE(1, 0, tap2_tile_1, x + offs[kk])
+PW2_TILE(2, 0, tap2_tile_2, x + offs[kk])
+PW2_TILE(1, 1, tap2_tile_m, x + offs[kk])
+
+
+// 4 rows × 24 columns (12 accumulators + 3 inputs + 1 broadcast = all 16 ymm registers) with the k loop in inline
+// assembly: clang spilled an accumulator of the C version of this tile in the loop. Same vfmadd231ps per element and k
+// order as the other tiles: bit-identical results.
+__attribute__((target("avx2,fma"), noinline)) static void pw2_tile_3(int k, const float *a, const float *x, ptrdiff_t ldx,
+                                                                     int rows, const float *bias, int clamp, float lo,
+                                                                     float hi, const float *res, ptrdiff_t ldr, float *y,
+                                                                     ptrdiff_t ldy) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(), c12 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c22 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c32 = _mm256_setzero_ps();
+    if (k > 0) {
+        long kk = k;
+        const float *xp = x, *ap = a;
+        const long ldxb = (long)ldx * 4;
+        __asm__ volatile(
+            "1:\n\t"
+            "vmovups (%[x]), %%ymm12\n\t"
+            "vmovups 32(%[x]), %%ymm13\n\t"
+            "vmovups 64(%[x]), %%ymm14\n\t"
+            "vbroadcastss 0(%[a]), %%ymm15\n\t"
+            "vfmadd231ps %%ymm12, %%ymm15, %[c00]\n\t"
+            "vfmadd231ps %%ymm13, %%ymm15, %[c01]\n\t"
+            "vfmadd231ps %%ymm14, %%ymm15, %[c02]\n\t"
+            "vbroadcastss 4(%[a]), %%ymm15\n\t"
+            "vfmadd231ps %%ymm12, %%ymm15, %[c10]\n\t"
+            "vfmadd231ps %%ymm13, %%ymm15, %[c11]\n\t"
+            "vfmadd231ps %%ymm14, %%ymm15, %[c12]\n\t"
+            "vbroadcastss 8(%[a]), %%ymm15\n\t"
+            "vfmadd231ps %%ymm12, %%ymm15, %[c20]\n\t"
+            "vfmadd231ps %%ymm13, %%ymm15, %[c21]\n\t"
+            "vfmadd231ps %%ymm14, %%ymm15, %[c22]\n\t"
+            "vbroadcastss 12(%[a]), %%ymm15\n\t"
+            "vfmadd231ps %%ymm12, %%ymm15, %[c30]\n\t"
+            "vfmadd231ps %%ymm13, %%ymm15, %[c31]\n\t"
+            "vfmadd231ps %%ymm14, %%ymm15, %[c32]\n\t"
+            "add %[ldx], %[x]\n\t"
+            "add $32, %[a]\n\t"
+            "dec %[k]\n\t"
+            "jnz 1b\n\t"
+            : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c10] "+x"(c10), [c11] "+x"(c11), [c12] "+x"(c12), [c20] "+x"(c20), [c21] "+x"(c21), [c22] "+x"(c22), [c30] "+x"(c30), [c31] "+x"(c31), [c32] "+x"(c32), [x] "+r"(xp), [a] "+r"(ap), [k] "+r"(kk)
+            : [ldx] "r"(ldxb)
+            : "ymm12", "ymm13", "ymm14", "ymm15", "cc", "memory");
+    }
+    __m256 c[4][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (int i = 0; i < 4; i++) {
+        if (i >= rows) break;
+        const __m256 bi = _mm256_set1_ps(bias ? bias[i] : 0.0f);
+        for (int v = 0; v < 3; v++) {
+            __m256 t = _mm256_add_ps(c[i][v], bi);
+            if (clamp) t = _mm256_min_ps(vhi, _mm256_max_ps(vlo, t));
+            if (res) t = _mm256_add_ps(t, _mm256_loadu_ps(res + i * ldr + 8 * v));
+            _mm256_storeu_ps(y + i * ldy + 8 * v, t);
+        }
+    }
+}
+
+// pw_narrow for AVX2 + FMA (it uses only ymm operations).
+AVX2_TARGET static void pw2_narrow(int k, const float *a, const float *x, ptrdiff_t ldx, int w, int rows, const float *bias,
+                                   int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy) {
+    for (int jj = 0; jj < w; jj++) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int kk = 0; kk < k; kk++)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + kk * 8), _mm256_set1_ps(x[kk * ldx + jj]), acc);
+        float t[8];
+        _mm256_storeu_ps(t, acc);
+        for (int i = 0; i < rows; i++) {
+            float v = t[i] + (bias ? bias[i] : 0.0f);
+            if (clamp) {
+                v = lo > v ? lo : v;
+                v = hi < v ? hi : v;
+            }
+            if (res) v += res[i * ldr + jj];
+            y[i * ldy + jj] = v;
+        }
+    }
+}
+
+// One 8-row panel over columns [j, j + w) (w ≤ 24; taps ≤ 16) as two 4-row halves: the full 8-column vectors in one tile, a
+// partial last vector in a masked one; taps (offs != NULL) or in-place rows.
+AVX2_TARGET static void pw2_panel(int k, const float *a, const float *x, ptrdiff_t ldx, const ptrdiff_t *offs, int w, int rows,
+                                  const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
+                                  ptrdiff_t ldy) {
+    const int nf = w / 8, tw = w % 8;
+    const __m256i mlast = pw2_mask(tw);
+    for (int h = 0; h < 2; h++) {
+        const int r = rows - 4 * h;
+        if (r <= 0) break;
+        const int rr = r < 4 ? r : 4;
+        const float *ah = a + 4 * h, *bh = bias ? bias + 4 * h : 0, *rh = res ? res + 4 * h * ldr : 0;
+        float *yh = y + 4 * h * ldy;
+        if (offs) {
+            if (nf == 2) tap2_tile_2(k, ah, x, 0, offs, mlast, rr, bh, clamp, lo, hi, 0, 0, yh, ldy);
+            else if (nf == 1) tap2_tile_1(k, ah, x, 0, offs, mlast, rr, bh, clamp, lo, hi, 0, 0, yh, ldy);
+            if (tw) tap2_tile_m(k, ah, x + 8 * nf, 0, offs, mlast, rr, bh, clamp, lo, hi, 0, 0, yh + 8 * nf, ldy);
+        } else {
+            if (nf == 3) pw2_tile_3(k, ah, x, ldx, rr, bh, clamp, lo, hi, rh, ldr, yh, ldy);
+            else if (nf == 2) pw2_tile_2(k, ah, x, ldx, 0, mlast, rr, bh, clamp, lo, hi, rh, ldr, yh, ldy);
+            else if (nf == 1) pw2_tile_1(k, ah, x, ldx, 0, mlast, rr, bh, clamp, lo, hi, rh, ldr, yh, ldy);
+            if (tw) pw2_tile_m(k, ah, x + 8 * nf, ldx, 0, mlast, rr, bh, clamp, lo, hi, rh ? rh + 8 * nf : 0, ldr, yh + 8 * nf, ldy);
+        }
+    }
+}
+
+AVX2_TARGET static void pw2_strip(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int j, int w, int p,
+                                  const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
+                                  ptrdiff_t ldy) {
+    const int row0 = p * 8, rows = m - row0 < 8 ? m - row0 : 8;
+    const float *a = pa + (size_t)p * k * 8;
+    const float *bp = bias ? bias + row0 : 0;
+    const float *rp = res ? res + row0 * ldr + j : 0;
+    float *yp = y + row0 * ldy + j;
+    if (w <= 2 && pw_narrow_on) pw2_narrow(k, a, x + j, ldx, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+    else pw2_panel(k, a, x + j, ldx, 0, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+}
+
+// Narrow tails of up to 4 panels at once: the same per-panel chains as pw2_narrow, interleaved (one chain alone is
+// bound by the FMA latency: 1280 × 320 at 7×7 spent 40% of its time in the 49th column).
+AVX2_TARGET static void pw2_narrow4(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int w, int p0, int np,
+                                    const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
+                                    ptrdiff_t ldy) {
+    const float *a = pa + (size_t)p0 * k * 8;
+    const size_t ps = (size_t)k * 8;
+    for (int jj = 0; jj < w; jj++) {
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        if (np == 4) {
+            for (int kk = 0; kk < k; kk++) {
+                const __m256 xv = _mm256_set1_ps(x[kk * ldx + jj]);
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + kk * 8), xv, acc[0]);
+                acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(a + ps + kk * 8), xv, acc[1]);
+                acc[2] = _mm256_fmadd_ps(_mm256_loadu_ps(a + 2 * ps + kk * 8), xv, acc[2]);
+                acc[3] = _mm256_fmadd_ps(_mm256_loadu_ps(a + 3 * ps + kk * 8), xv, acc[3]);
+            }
+        } else {
+            for (int q = 0; q < np; q++)
+                for (int kk = 0; kk < k; kk++)
+                    acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(a + q * ps + kk * 8), _mm256_set1_ps(x[kk * ldx + jj]), acc[q]);
+        }
+        for (int q = 0; q < np; q++) {
+            float t[8];
+            _mm256_storeu_ps(t, acc[q]);
+            const int row0 = (p0 + q) * 8, rows = m - row0 < 8 ? m - row0 : 8;
+            for (int i = 0; i < rows; i++) {
+                float v = t[i] + (bias ? bias[row0 + i] : 0.0f);
+                if (clamp) {
+                    v = lo > v ? lo : v;
+                    v = hi < v ? hi : v;
+                }
+                if (res) v += res[(row0 + i) * ldr + jj];
+                y[(row0 + i) * ldy + jj] = v;
+            }
+        }
+    }
+}
+
+// Column strips of 24 (k ≥ 32; 16 below, where the 24-column tile measured slower at 96 × 16 × 12544) outside, panels
+// inside (the strip's inputs stay in L1); for narrow column ranges (small
+// planes) panels outside, so that weights larger than L2 (1280 × 320 at 7×7) are read once instead of once per strip,
+// and a narrow tail (≤ 2 columns) for 4 panels at a time.
+AVX2_TARGET static void pw_avx2(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int n0, int n1, int p0, int p1,
+                                const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
+                                ptrdiff_t ldy) {
+    const int sw = k >= 32 ? 24 : 16;  /* 24-column strips (the 12-accumulator tile) unless k is small */
+    if (n1 - n0 <= 256) {
+        const int tail = (n1 - n0) % sw, narrow = tail > 0 && tail <= 2 && pw_narrow_on, nb = narrow ? n1 - tail : n1;
+        for (int p = p0; p < p1; p++)
+            for (int j = n0; j < nb; j += sw)
+                pw2_strip(m, k, pa, x, ldx, j, nb - j < sw ? nb - j : sw, p, bias, clamp, lo, hi, res, ldr, y, ldy);
+        if (narrow)
+            for (int p = p0; p < p1; p += 4)
+                pw2_narrow4(m, k, pa, x + nb, ldx, tail, p, p1 - p < 4 ? p1 - p : 4, bias, clamp, lo, hi, res ? res + nb : 0, ldr,
+                            y + nb, ldy);
+    } else {
+        for (int j = n0; j < n1; j += sw)
+            for (int p = p0; p < p1; p++)
+                pw2_strip(m, k, pa, x, ldx, j, n1 - j < sw ? n1 - j : sw, p, bias, clamp, lo, hi, res, ldr, y, ldy);
+    }
+}
+
+AVX2_TARGET static void taps_avx2(int m, int k, const float *pa, const float *base, const ptrdiff_t *offs, int n, int p0, int p1,
+                                  const float *bias, int clamp, float lo, float hi, float *y, ptrdiff_t ldy) {
+    for (int j = 0; j < n; j += 16) {
+        const int w = n - j < 16 ? n - j : 16;
+        for (int p = p0; p < p1; p++) {
+            const int row0 = p * 8, rows = m - row0 < 8 ? m - row0 : 8;
+            pw2_panel(k, pa + (size_t)p * k * 8, base + j, 0, offs, w, rows, bias ? bias + row0 : 0, clamp, lo, hi, 0, 0,
+                      y + row0 * ldy + j, ldy);
+        }
+    }
+}
+
 int zoo_pw_compute(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int n0, int n1, int p0, int p1,
                    const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy) {
-    if (!zoo_kernels_avx512()) return 0;
-    pw_avx512(m, k, pa, x, ldx, n0, n1, p0, p1, bias, clamp, lo, hi, res, ldr, y, ldy);
+    const int level = zoo_kernels_simd();
+    if (level == 2) pw_avx512(m, k, pa, x, ldx, n0, n1, p0, p1, bias, clamp, lo, hi, res, ldr, y, ldy);
+    else if (level == 1) pw_avx2(m, k, pa, x, ldx, n0, n1, p0, p1, bias, clamp, lo, hi, res, ldr, y, ldy);
+    else return 0;
     return 1;
 }
 
@@ -141,7 +388,9 @@ PW_TARGET static void taps_avx512(int m, int k, const float *pa, const float *ba
 
 int zoo_conv_taps_row(int m, int k, const float *pa, const float *base, const ptrdiff_t *offs, int n, int p0, int p1,
                       const float *bias, int clamp, float lo, float hi, float *y, ptrdiff_t ldy) {
-    if (!zoo_kernels_avx512()) return 0;
-    taps_avx512(m, k, pa, base, offs, n, p0, p1, bias, clamp, lo, hi, y, ldy);
+    const int level = zoo_kernels_simd();
+    if (level == 2) taps_avx512(m, k, pa, base, offs, n, p0, p1, bias, clamp, lo, hi, y, ldy);
+    else if (level == 1) taps_avx2(m, k, pa, base, offs, n, p0, p1, bias, clamp, lo, hi, y, ldy);
+    else return 0;
     return 1;
 }

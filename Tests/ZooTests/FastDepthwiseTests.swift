@@ -75,7 +75,7 @@ final class FastPointwiseTests: XCTestCase {
             for mode in ["", "blas", "gather", "legacy"] {
                 Fast.pointwiseMode = mode
                 XCTAssertEqual(Fast.pointwiseApplies(g), mode != "legacy", line: line)
-                let inPlace = mode == "" && zoo_kernels_avx512() != 0 && act != .sigmoid && act != .tanh
+                let inPlace = mode == "" && zoo_kernels_simd() != 0 && act != .sigmoid && act != .tanh
                 XCTAssertEqual(Fast.pointwiseInPlaceApplies(g, act: act), inPlace, line: line)
                 var got = [Float](repeating: .nan, count: want.count)
                 var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
@@ -110,7 +110,7 @@ final class FastPointwiseTests: XCTestCase {
 
     /// The C tiles directly: every column/row range split, a residual, NaN through the clamp; against a triple loop.
     func testInPlaceTilesMatchLoops() throws {
-        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
         var rng = SeededRandom(seed: 77)
         for (m, k, n) in [(8, 3, 48), (13, 17, 50), (24, 64, 97), (3, 300, 16), (40, 5, 113), (17, 40, 49), (9, 6, 1)] {
             let w = (0..<m * k).map { _ in rng.nextFloat() * 2 - 1 }
@@ -164,7 +164,7 @@ final class FastPointwiseTests: XCTestCase {
 final class FastTapConvTests: XCTestCase {
     func check(batch: Int, inC: Int, outC: Int, h: Int, w: Int, k: Int, stride: Int, pad: (Int, Int, Int, Int), dil: Int = 1,
                act: Activation, threads: Int, line: UInt = #line) throws {
-        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
         let (pt, pl, pb, pr) = pad
         let oh = (h + pt + pb - dil * (k - 1) - 1) / stride + 1, ow = (w + pl + pr - dil * (k - 1) - 1) / stride + 1
         let g = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: outC, outH: oh, outW: ow, kH: k, kW: k,
@@ -247,7 +247,7 @@ final class FastMaxPoolTests: XCTestCase {
 final class FastExpandDepthwiseTests: XCTestCase {
     func check(batch: Int, inC: Int, c: Int, h: Int, w: Int, stride: Int, actE: Activation = .clip(0, 6), actD: Activation = .clip(0, 6),
                bias: Bool = true, threads: Int, line: UInt = #line) throws {
-        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
         let ge = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: c, outH: h, outW: w, kH: 1, kW: 1,
                                 strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
         let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1
@@ -293,7 +293,7 @@ final class FastExpandDepthwiseTests: XCTestCase {
 /// `Fast.expandDepthwise` with its project stage (and residual) against the three layers run apart and the reference.
 final class FastInvertedResidualTests: XCTestCase {
     func check(batch: Int, inC: Int, c: Int, outC: Int, h: Int, w: Int, stride: Int, residual: Bool, threads: Int, line: UInt = #line) throws {
-        try XCTSkipIf(zoo_kernels_avx512() == 0, "no AVX-512F on this CPU")
+        try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
         let ge = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: c, outH: h, outW: w, kH: 1, kW: 1,
                                 strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
         let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1

@@ -8,6 +8,13 @@ int zoo_kernels_avx512(void);
 int zoo_kernels_avx2(void);
 /// 1 when the Winograd tile transforms run in C: AVX-512F kernels, or AVX2+FMA ones (winograd_avx2.c).
 int zoo_wino_c_transforms(void);
+/// Vector level of zoo_dw_plane, zoo_pw_compute and zoo_conv_taps_row: 2 = AVX-512F, 1 = AVX2 + FMA (CPUs without
+/// AVX-512F; same multiply-add order per element, so results are bit-identical to the AVX-512F kernels), 0 = none
+/// (the functions return 0). `ZOO_AVX2=0` in the environment, or zoo_kernels_set_avx2(0), turns the AVX2 level off.
+int zoo_kernels_simd(void);
+void zoo_kernels_set_avx2(int on);
+/// Tests: caps zoo_kernels_simd() at `cap` (2 = no cap), so the AVX2 kernels can be compared with the AVX-512F ones.
+void zoo_kernels_set_simd_cap(int cap);
 
 /// One output plane of a depthwise convolution over a staged input plane (see Fast.DepthwiseStage in Swift):
 /// out[oy*outW + ox] = act(bias + sum_t wk[t] * buf[oy*rowStep + ox + offs[t]]) with fused multiply-adds,

@@ -35,12 +35,16 @@ extension Fast {
     static func expandDepthwiseApplies(_ ge: Conv2dGeometry, actE: Activation, _ gd: Conv2dGeometry, actD: Activation) -> Bool {
         guard fuseExpandDepthwise, pointwiseInPlaceApplies(ge, act: actE), isDepthwise(gd), depthwiseStagedApplies(gd),
               gd.groups == gd.inC, gd.outC == gd.inC, gd.inC == ge.outC, gd.batch == ge.batch, gd.inH == ge.outH, gd.inW == ge.outW,
-              zoo_kernels_avx512() != 0 else { return false }
+              zoo_kernels_simd() != 0 else { return false }
         switch actD {
         case .none, .relu, .clip: return true
         case .sigmoid, .tanh: return false
         }
     }
+
+    /// `ZOO_FUSE_BANDS=1`: `expandDepthwisePlan` never splits channels (small planes get one band of rows per worker),
+    /// so the project 1×1 (and residual) run fused in every block (A/B switch; same results either way).
+    nonisolated(unsafe) static var preferBands = ProcessInfo.processInfo.environment["ZOO_FUSE_BANDS"] == "1"
 
     /// Expanded-tensor floats one task may hold (≈ 512 KB, half of a core's L2).
     static let expandBandFloats = 1 << 17
@@ -54,9 +58,15 @@ extension Fast {
         while bandOut > 1 && c * Swift.min(gd.inH, (bandOut - 1) * gd.strideH + (gd.kH - 1) * gd.dilH + 1) * w > expandBandFloats {
             bandOut -= 1
         }
-        let bands = (gd.outH + bandOut - 1) / bandOut
+        var bands = (gd.outH + bandOut - 1) / bandOut
+        if preferBands && threads > 1 && gd.batch * bands < threads {
+            // Small planes at a small batch: one band of rows per worker (their halo rows computed twice) instead of
+            // channel groups, so that the project stage stays in the same tasks.
+            bands = Swift.min(gd.outH, (threads + gd.batch - 1) / gd.batch)
+        }
         bandOut = (gd.outH + bands - 1) / bands
         let panels = (c + 7) / 8
+        if preferBands { return (bandOut, 1) }
         let groups = threads <= 1 ? 1 : Swift.max(1, Swift.min(panels, (2 * threads + gd.batch * bands - 1) / (gd.batch * bands)))
         return (bandOut, groups)
     }

@@ -26,7 +26,7 @@ extension Fast {
     /// Whether a 1×1 convolution runs on `pointwiseInPlace` (default on AVX-512F CPUs, for no activation, ReLU or clip).
     /// `ZOO_PW=blas` keeps the OpenBLAS direct path below (A/B); `legacy` and `gather` as before.
     static func pointwiseInPlaceApplies(_ g: Conv2dGeometry, act: Activation) -> Bool {
-        guard pointwiseMode == "", pointwiseApplies(g), zoo_kernels_avx512() != 0 else { return false }
+        guard pointwiseMode == "", pointwiseApplies(g), zoo_kernels_simd() != 0 else { return false }
         switch act {
         case .none, .relu, .clip: return true
         case .sigmoid, .tanh: return false

@@ -9,7 +9,7 @@ extension Fast {
     /// stem with 3 input channels), horizontal stride 1 or 2, no activation or ReLU/clip, on AVX-512F CPUs.
     static func tapConvApplies(_ g: Conv2dGeometry, act: Activation) -> Bool {
         guard tapConvOn, g.groups == 1, !isPointwise(g), g.inC * g.kH * g.kW <= 32, g.strideW == 1 || g.strideW == 2,
-              g.outH > 0, g.outW > 0, zoo_kernels_avx512() != 0 else { return false }
+              g.outH > 0, g.outW > 0, zoo_kernels_simd() != 0 else { return false }
         switch act {
         case .none, .relu, .clip: return true
         case .sigmoid, .tanh: return false
