@@ -258,6 +258,7 @@ static void avgpool2_backward_portable(const float *dy, const float *y, float *d
 void zoo_avgpool2_sigmoid_backward(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
                                    ptrdiff_t h, ptrdiff_t w, int portable) {
     if (!portable && zoo_kernels_avx512()) avgpool2_backward_avx512(dy, y, dx, planes, oh, ow, h, w);
+    else if (!portable && zoo_kernels_avx2()) zoo_avgpool2_backward_avx2(dy, y, dx, planes, oh, ow, h, w);
     else avgpool2_backward_portable(dy, y, dx, planes, oh, ow, h, w);
 }
 
@@ -481,6 +482,7 @@ static TK_AVX512 void avgpool2_avx512(const float *x, float *y, ptrdiff_t planes
 
 void zoo_avgpool2(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdiff_t w, ptrdiff_t oh, ptrdiff_t ow, int portable) {
     if (!portable && zoo_kernels_avx512()) { avgpool2_avx512(x, y, planes, h, w, oh, ow); return; }
+    if (!portable && zoo_kernels_avx2()) { zoo_avgpool2_avx2(x, y, planes, h, w, oh, ow); return; }
     for (ptrdiff_t p = 0; p < planes; p++)
         for (ptrdiff_t oy = 0; oy < oh; oy++)
             for (ptrdiff_t ox = 0; ox < ow; ox++) {

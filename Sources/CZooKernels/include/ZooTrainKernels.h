@@ -74,4 +74,8 @@ void zoo_copy_rows_avx2(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, 
                         ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias);
 float zoo_sum_avx2(const float *x, ptrdiff_t n);
 
+void zoo_avgpool2_avx2(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdiff_t w, ptrdiff_t oh, ptrdiff_t ow);
+void zoo_avgpool2_backward_avx2(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
+                                ptrdiff_t h, ptrdiff_t w);
+
 #endif
