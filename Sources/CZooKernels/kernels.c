@@ -21,7 +21,7 @@ int zoo_kernels_avx2(void) {
     return cached;
 }
 
-int zoo_wino_c_transforms(void) { return zoo_kernels_avx512() || zoo_kernels_avx2(); }
+int zoo_wino_c_transforms(void) { return zoo_kernels_simd() != 0; }
 
 static int avx2_on = -1, simd_cap = 2;
 void zoo_kernels_set_avx2(int on) { avx2_on = on ? 1 : 0; }
@@ -215,8 +215,9 @@ maxpool_avx512(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH
 
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out) {
-    if (!zoo_kernels_avx512()) {
-        if (!zoo_kernels_avx2()) return 0;
+    const int level = zoo_kernels_simd();
+    if (level != 2) {
+        if (level != 1) return 0;
         zoo_maxpool_plane_avx2(buf, offs, taps, outH, outW, rowStep, out);
         return 1;
     }

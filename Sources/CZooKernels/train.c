@@ -80,14 +80,14 @@ TR_AVX2 static void scatter_add2_avx2(const float *src, float *dst, ptrdiff_t n)
 }
 
 void zoo_gather2(const float *src, float *dst, ptrdiff_t n, int allow_simd) {
-    if (allow_simd && zoo_kernels_avx512()) { gather2_avx512(src, dst, n); return; }
-    if (allow_simd && zoo_kernels_avx2()) { gather2_avx2(src, dst, n); return; }
+    if (allow_simd && (zoo_kernels_simd() == 2)) { gather2_avx512(src, dst, n); return; }
+    if (allow_simd && (zoo_kernels_simd() == 1)) { gather2_avx2(src, dst, n); return; }
     for (ptrdiff_t i = 0; i < n; i++) dst[i] = src[2 * i];
 }
 
 void zoo_scatter_add2(const float *src, float *dst, ptrdiff_t n, int allow_simd) {
-    if (allow_simd && zoo_kernels_avx512()) { scatter_add2_avx512(src, dst, n); return; }
-    if (allow_simd && zoo_kernels_avx2()) { scatter_add2_avx2(src, dst, n); return; }
+    if (allow_simd && (zoo_kernels_simd() == 2)) { scatter_add2_avx512(src, dst, n); return; }
+    if (allow_simd && (zoo_kernels_simd() == 1)) { scatter_add2_avx2(src, dst, n); return; }
     for (ptrdiff_t i = 0; i < n; i++) dst[2 * i] += src[i];
 }
 
@@ -161,11 +161,11 @@ TR_AVX2 static void maxpool_back_row_avx2(const float *in, float *dx, const floa
 
 void zoo_maxpool_back_row(const float *in, float *dx, const float *y, const float *g, ptrdiff_t n, int sw, int kh, int kw,
                           ptrdiff_t rs, int dw, int allow_simd) {
-    if (allow_simd && (sw == 1 || sw == 2) && zoo_kernels_avx512()) {
+    if (allow_simd && (sw == 1 || sw == 2) && (zoo_kernels_simd() == 2)) {
         maxpool_back_row_avx512(in, dx, y, g, n, sw, kh, kw, rs, dw);
         return;
     }
-    if (allow_simd && (sw == 1 || sw == 2) && zoo_kernels_avx2()) {
+    if (allow_simd && (sw == 1 || sw == 2) && (zoo_kernels_simd() == 1)) {
         maxpool_back_row_avx2(in, dx, y, g, n, sw, kh, kw, rs, dw);
         return;
     }

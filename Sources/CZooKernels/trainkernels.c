@@ -72,8 +72,8 @@ static void corr_portable(const float *in, ptrdiff_t S, int cin, const ptrdiff_t
 
 void zoo_tc_corr(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
                  ptrdiff_t nvec, float *out, ptrdiff_t outStride, int portable) {
-    if (!portable && zoo_kernels_avx512()) corr_avx512(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
-    else if (!portable && zoo_kernels_avx2()) zoo_tc_corr_avx2(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
+    if (!portable && (zoo_kernels_simd() == 2)) corr_avx512(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
+    else if (!portable && (zoo_kernels_simd() == 1)) zoo_tc_corr_avx2(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
     else corr_portable(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
 }
 
@@ -140,8 +140,8 @@ static void dw_portable(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, co
 
 void zoo_tc_dw(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, const float *dy, ptrdiff_t dyImg, ptrdiff_t S2, int nOut,
                int nimg, const ptrdiff_t *off, int taps, ptrdiff_t nvec, float *dw, int portable) {
-    if (!portable && zoo_kernels_avx512()) dw_avx512(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
-    else if (!portable && zoo_kernels_avx2()) zoo_tc_dw_avx2(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
+    if (!portable && (zoo_kernels_simd() == 2)) dw_avx512(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
+    else if (!portable && (zoo_kernels_simd() == 1)) zoo_tc_dw_avx2(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
     else dw_portable(x, xImg, S, cin, dy, dyImg, S2, nOut, nimg, off, taps, nvec, dw);
 }
 
@@ -181,8 +181,8 @@ static TK_AVX512 void sigmoid_avx512(const float *x, float *y, ptrdiff_t n) {
 }
 
 void zoo_sigmoid(const float *x, float *y, ptrdiff_t n, int portable) {
-    if (!portable && zoo_kernels_avx512()) { sigmoid_avx512(x, y, n); return; }
-    if (!portable && zoo_kernels_avx2()) { zoo_sigmoid_avx2(x, y, n); return; }
+    if (!portable && (zoo_kernels_simd() == 2)) { sigmoid_avx512(x, y, n); return; }
+    if (!portable && (zoo_kernels_simd() == 1)) { zoo_sigmoid_avx2(x, y, n); return; }
     for (ptrdiff_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
@@ -257,8 +257,8 @@ static void avgpool2_backward_portable(const float *dy, const float *y, float *d
 
 void zoo_avgpool2_sigmoid_backward(const float *dy, const float *y, float *dx, ptrdiff_t planes, ptrdiff_t oh, ptrdiff_t ow,
                                    ptrdiff_t h, ptrdiff_t w, int portable) {
-    if (!portable && zoo_kernels_avx512()) avgpool2_backward_avx512(dy, y, dx, planes, oh, ow, h, w);
-    else if (!portable && zoo_kernels_avx2()) zoo_avgpool2_backward_avx2(dy, y, dx, planes, oh, ow, h, w);
+    if (!portable && (zoo_kernels_simd() == 2)) avgpool2_backward_avx512(dy, y, dx, planes, oh, ow, h, w);
+    else if (!portable && (zoo_kernels_simd() == 1)) zoo_avgpool2_backward_avx2(dy, y, dx, planes, oh, ow, h, w);
     else avgpool2_backward_portable(dy, y, dx, planes, oh, ow, h, w);
 }
 
@@ -300,8 +300,8 @@ static TK_AVX512 void cvec_fwd_avx512(const float *in, const ptrdiff_t *koff, in
 
 void zoo_tc_cvec_fwd(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp,
                      float *T, int portable) {
-    if (!portable && zoo_kernels_avx512()) { cvec_fwd_avx512(in, koff, K, wv, oh, ow, wp, T); return; }
-    if (!portable && zoo_kernels_avx2()) { zoo_tc_cvec_fwd_avx2(in, koff, K, wv, oh, ow, wp, T); return; }
+    if (!portable && (zoo_kernels_simd() == 2)) { cvec_fwd_avx512(in, koff, K, wv, oh, ow, wp, T); return; }
+    if (!portable && (zoo_kernels_simd() == 1)) { zoo_tc_cvec_fwd_avx2(in, koff, K, wv, oh, ow, wp, T); return; }
     for (ptrdiff_t oy = 0; oy < oh; oy++)
         for (ptrdiff_t ox = 0; ox < ow; ox++) {
             float *t = T + 16 * (oy * ow + ox);
@@ -350,8 +350,8 @@ static TK_AVX512 void cvec_dw_avx512(const float *x, ptrdiff_t xImg, const ptrdi
 
 void zoo_tc_cvec_dw(const float *x, ptrdiff_t xImg, const ptrdiff_t *koff, int K, const float *dyT, ptrdiff_t dyTImg, int nimg,
                     ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t wp, float *acc, int portable) {
-    if (!portable && zoo_kernels_avx512()) { cvec_dw_avx512(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
-    if (!portable && zoo_kernels_avx2()) { zoo_tc_cvec_dw_avx2(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
+    if (!portable && (zoo_kernels_simd() == 2)) { cvec_dw_avx512(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
+    if (!portable && (zoo_kernels_simd() == 1)) { zoo_tc_cvec_dw_avx2(x, xImg, koff, K, dyT, dyTImg, nimg, oh, ow, wp, acc); return; }
     for (int k = 0; k < K; k++)
         for (int img = 0; img < nimg; img++)
             for (ptrdiff_t oy = 0; oy < oh; oy++)
@@ -385,8 +385,8 @@ static TK_AVX512 void copy_rows_avx512(const float *src, ptrdiff_t srcRow, ptrdi
 
 void zoo_copy_rows(const float *src, ptrdiff_t srcRow, ptrdiff_t srcPlane, float *dst, ptrdiff_t dstRow, ptrdiff_t dstPlane,
                    ptrdiff_t planes, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int portable) {
-    if (!portable && zoo_kernels_avx512()) { copy_rows_avx512(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
-    if (!portable && zoo_kernels_avx2()) { zoo_copy_rows_avx2(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
+    if (!portable && (zoo_kernels_simd() == 2)) { copy_rows_avx512(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
+    if (!portable && (zoo_kernels_simd() == 1)) { zoo_copy_rows_avx2(src, srcRow, srcPlane, dst, dstRow, dstPlane, planes, rows, cols, bias); return; }
     for (ptrdiff_t p = 0; p < planes; p++)
         for (ptrdiff_t r = 0; r < rows; r++)
             for (ptrdiff_t c = 0; c < cols; c++) {
@@ -404,7 +404,7 @@ static TK_AVX512 void to_lanes_avx512(const float *src, ptrdiff_t srcPlane, int 
 }
 
 void zoo_to_lanes(const float *src, ptrdiff_t srcPlane, int lanes, ptrdiff_t n, float *T, int portable) {
-    if (!portable && zoo_kernels_avx512() && (ptrdiff_t)lanes * srcPlane < (1L << 31)) { to_lanes_avx512(src, srcPlane, lanes, n, T); return; }
+    if (!portable && (zoo_kernels_simd() == 2) && (ptrdiff_t)lanes * srcPlane < (1L << 31)) { to_lanes_avx512(src, srcPlane, lanes, n, T); return; }
     for (ptrdiff_t i = 0; i < n; i++)
         for (int l = 0; l < 16; l++) T[16 * i + l] = l < lanes ? src[l * srcPlane + i] : 0;
 }
@@ -425,7 +425,7 @@ static TK_AVX512 void from_lanes_avx512(const float *T, int lanes, ptrdiff_t n, 
 }
 
 void zoo_from_lanes(const float *T, int lanes, ptrdiff_t n, const float *bias, float *dst, ptrdiff_t dstPlane, int portable) {
-    if (!portable && zoo_kernels_avx512() && 16 * n < (1L << 31)) { from_lanes_avx512(T, lanes, n, bias, dst, dstPlane); return; }
+    if (!portable && (zoo_kernels_simd() == 2) && 16 * n < (1L << 31)) { from_lanes_avx512(T, lanes, n, bias, dst, dstPlane); return; }
     for (int l = 0; l < lanes; l++)
         for (ptrdiff_t i = 0; i < n; i++) dst[l * dstPlane + i] = bias ? T[16 * i + l] + bias[l] : T[16 * i + l];
 }
@@ -447,8 +447,8 @@ static TK_AVX512 float sum_avx512(const float *x, ptrdiff_t n) {
 }
 
 float zoo_sum(const float *x, ptrdiff_t n, int portable) {
-    if (!portable && zoo_kernels_avx512()) return sum_avx512(x, n);
-    if (!portable && zoo_kernels_avx2()) return zoo_sum_avx2(x, n);
+    if (!portable && (zoo_kernels_simd() == 2)) return sum_avx512(x, n);
+    if (!portable && (zoo_kernels_simd() == 1)) return zoo_sum_avx2(x, n);
     float s = 0;
     for (ptrdiff_t i = 0; i < n; i++) s += x[i];
     return s;
@@ -481,8 +481,8 @@ static TK_AVX512 void avgpool2_avx512(const float *x, float *y, ptrdiff_t planes
 }
 
 void zoo_avgpool2(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdiff_t w, ptrdiff_t oh, ptrdiff_t ow, int portable) {
-    if (!portable && zoo_kernels_avx512()) { avgpool2_avx512(x, y, planes, h, w, oh, ow); return; }
-    if (!portable && zoo_kernels_avx2()) { zoo_avgpool2_avx2(x, y, planes, h, w, oh, ow); return; }
+    if (!portable && (zoo_kernels_simd() == 2)) { avgpool2_avx512(x, y, planes, h, w, oh, ow); return; }
+    if (!portable && (zoo_kernels_simd() == 1)) { zoo_avgpool2_avx2(x, y, planes, h, w, oh, ow); return; }
     for (ptrdiff_t p = 0; p < planes; p++)
         for (ptrdiff_t oy = 0; oy < oh; oy++)
             for (ptrdiff_t ox = 0; ox < ow; ox++) {

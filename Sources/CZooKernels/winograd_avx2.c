@@ -197,6 +197,6 @@ static void grad_row2_plain(const float *first, const float *second, int width, 
 }
 
 void zoo_wino_grad_row2(const float *first, const float *second, int width, int tiles, float *out, ptrdiff_t stride, int portable) {
-    if (!portable && zoo_kernels_avx2()) grad_row2_avx2(first, second, width, tiles, out, stride);
+    if (!portable && (zoo_kernels_simd() == 1)) grad_row2_avx2(first, second, width, tiles, out, stride);
     else grad_row2_plain(first, second, width, tiles, out, stride);
 }

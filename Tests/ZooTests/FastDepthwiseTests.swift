@@ -231,14 +231,16 @@ final class FastMaxPoolTests: XCTestCase {
     }
 
     func testStagedMaxPoolMatchesReference() {
-        check(planes: 3, h: 112, w: 112, k: [3, 3], s: [2, 2], ceil: true)
-        check(planes: 5, h: 28, w: 28, k: [3, 3], s: [1, 1], pad: Padding2D(1), nans: true)
-        check(planes: 4, h: 14, w: 14, k: [3, 3], s: [2, 2], ceil: true, nans: true, threads: 1)
-        check(planes: 4, h: 7, w: 7, k: [3, 3], s: [1, 1], pad: Padding2D(1))
-        check(planes: 2, h: 14, w: 14, k: [2, 2], s: [2, 2], ceil: true)
-        check(planes: 2, h: 9, w: 35, k: [3, 2], s: [2, 1], pad: Padding2D(top: 1, left: 0, bottom: 1, right: 0))
-        check(planes: 2, h: 10, w: 19, k: [3, 3], s: [2, 2], pad: Padding2D(1), dil: [2, 2], ceil: true)
-        check(planes: 2, h: 8, w: 7, k: [3, 3], s: [2, 2], pad: Padding2D(top: 0, left: 1, bottom: 1, right: 0))
+        forEachSIMDLevel { _ in
+            check(planes: 3, h: 112, w: 112, k: [3, 3], s: [2, 2], ceil: true)
+            check(planes: 5, h: 28, w: 28, k: [3, 3], s: [1, 1], pad: Padding2D(1), nans: true)
+            check(planes: 4, h: 14, w: 14, k: [3, 3], s: [2, 2], ceil: true, nans: true, threads: 1)
+            check(planes: 4, h: 7, w: 7, k: [3, 3], s: [1, 1], pad: Padding2D(1))
+            check(planes: 2, h: 14, w: 14, k: [2, 2], s: [2, 2], ceil: true)
+            check(planes: 2, h: 9, w: 35, k: [3, 2], s: [2, 1], pad: Padding2D(top: 1, left: 0, bottom: 1, right: 0))
+            check(planes: 2, h: 10, w: 19, k: [3, 3], s: [2, 2], pad: Padding2D(1), dil: [2, 2], ceil: true)
+            check(planes: 2, h: 8, w: 7, k: [3, 3], s: [2, 2], pad: Padding2D(top: 0, left: 1, bottom: 1, right: 0))
+        }
     }
 }
 

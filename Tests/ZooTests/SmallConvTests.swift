@@ -22,46 +22,48 @@ final class SmallConvTests: XCTestCase {
     ]
 
     func testSmallConvMatchesReference() {
-        var rng = SeededRandom(seed: 23)
-        let saved = (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors)
-        defer { (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors) = saved }
-        for (ci, t) in cases.enumerated() {
-            let (n, c, h, w, o, k, p, bias) = t
-            let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: [1, 1], padding: p, dilation: [1, 1], groups: 1, bias: bias)
-            let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
-            SmallConv.enabled = true
-            XCTAssertTrue(SmallConv.applies(g), "case \(ci)")
-            let x = randoms(n * c * h * w, &rng), wt = randoms(o * c * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
-            let b = bias ? randoms(o, &rng) : nil
-            let geo = Conv2dGeometry(conv: attrs, input: [n, c, h, w])
-            var ref = [Float](repeating: 0, count: n * o * g.oh * g.ow)
-            x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in ref.withUnsafeMutableBufferPointer { rp in
-                SharedForward.withOptional(b) { bp in Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, y: rp.baseAddress!) }
-            } } }
-            let refB = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
-            // direct AVX-512 (where the CPU has it) and portable C, channel-vectorized (≥ 12 outputs) or flat, and the
-            // im2col + GEMM path they replace
-            for (enabled, portable, cvec) in [(true, false, true), (true, true, true), (true, false, false), (true, true, false), (false, false, false)] {
-                if !cvec && o < 12 && enabled && portable { continue }   // same as the cvec run
-                SmallConv.enabled = enabled; SmallConv.portable = portable; SmallConv.channelVectors = cvec
-                XCTAssertEqual(SmallConvPlan(g).channelVectors, enabled && cvec && o >= 12)
-                let label = "case \(ci) direct \(enabled) portable \(portable) cvec \(cvec)"
-                for (threads, perThread) in [(1, 2), (2, 2), (3, 2), (2, 1), (2, 5)] {
-                    SmallConv.tasksPerThread = perThread
-                    defer { SmallConv.tasksPerThread = 2 }
-                    let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
-                    XCTAssertLessThan(maxRel(y, ref), 1e-5, "\(label) forward, \(threads) threads")
-                    let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
-                    XCTAssertLessThan(maxRel(r.dx, refB.dx), 1e-5, "\(label) dx, \(threads) threads")
-                    XCTAssertLessThan(maxRel(r.dw, refB.dw), 1e-5, "\(label) dw, \(threads) threads")
-                    XCTAssertLessThan(maxRel(r.db, refB.db), 1e-5, "\(label) db, \(threads) threads")
-                    let onlyP = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: false, needParams: true, threads: threads)
-                    XCTAssertNil(onlyP.dx)
-                    XCTAssertLessThan(maxRel(onlyP.dw, refB.dw), 1e-5, "\(label) dw only")
-                    let onlyX = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: false, threads: threads)
-                    XCTAssertNil(onlyX.dw)
-                    XCTAssertNil(onlyX.db)
-                    XCTAssertLessThan(maxRel(onlyX.dx, refB.dx), 1e-5, "\(label) dx only")
+        forEachSIMDLevel { _ in
+            var rng = SeededRandom(seed: 23)
+            let saved = (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors)
+            defer { (SmallConv.enabled, SmallConv.portable, SmallConv.channelVectors) = saved }
+            for (ci, t) in cases.enumerated() {
+                let (n, c, h, w, o, k, p, bias) = t
+                let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: [1, 1], padding: p, dilation: [1, 1], groups: 1, bias: bias)
+                let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
+                SmallConv.enabled = true
+                XCTAssertTrue(SmallConv.applies(g), "case \(ci)")
+                let x = randoms(n * c * h * w, &rng), wt = randoms(o * c * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
+                let b = bias ? randoms(o, &rng) : nil
+                let geo = Conv2dGeometry(conv: attrs, input: [n, c, h, w])
+                var ref = [Float](repeating: 0, count: n * o * g.oh * g.ow)
+                x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in ref.withUnsafeMutableBufferPointer { rp in
+                    SharedForward.withOptional(b) { bp in Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, y: rp.baseAddress!) }
+                } } }
+                let refB = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
+                // direct AVX-512 (where the CPU has it) and portable C, channel-vectorized (≥ 12 outputs) or flat, and the
+                // im2col + GEMM path they replace
+                for (enabled, portable, cvec) in [(true, false, true), (true, true, true), (true, false, false), (true, true, false), (false, false, false)] {
+                    if !cvec && o < 12 && enabled && portable { continue }   // same as the cvec run
+                    SmallConv.enabled = enabled; SmallConv.portable = portable; SmallConv.channelVectors = cvec
+                    XCTAssertEqual(SmallConvPlan(g).channelVectors, enabled && cvec && o >= 12)
+                    let label = "case \(ci) direct \(enabled) portable \(portable) cvec \(cvec)"
+                    for (threads, perThread) in [(1, 2), (2, 2), (3, 2), (2, 1), (2, 5)] {
+                        SmallConv.tasksPerThread = perThread
+                        defer { SmallConv.tasksPerThread = 2 }
+                        let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
+                        XCTAssertLessThan(maxRel(y, ref), 1e-5, "\(label) forward, \(threads) threads")
+                        let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
+                        XCTAssertLessThan(maxRel(r.dx, refB.dx), 1e-5, "\(label) dx, \(threads) threads")
+                        XCTAssertLessThan(maxRel(r.dw, refB.dw), 1e-5, "\(label) dw, \(threads) threads")
+                        XCTAssertLessThan(maxRel(r.db, refB.db), 1e-5, "\(label) db, \(threads) threads")
+                        let onlyP = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: false, needParams: true, threads: threads)
+                        XCTAssertNil(onlyP.dx)
+                        XCTAssertLessThan(maxRel(onlyP.dw, refB.dw), 1e-5, "\(label) dw only")
+                        let onlyX = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: false, threads: threads)
+                        XCTAssertNil(onlyX.dw)
+                        XCTAssertNil(onlyX.db)
+                        XCTAssertLessThan(maxRel(onlyX.dx, refB.dx), 1e-5, "\(label) dx only")
+                    }
                 }
             }
         }
@@ -86,70 +88,74 @@ final class SmallConvTests: XCTestCase {
     }
 
     func testSigmoidMatchesDoubleReference() {
-        var xs: [Float] = [0, -0, 1e-30, -1e-30, 1e-7, -1e-7, 87, -87, 88.5, -88.5, 89, -89, 103, -103, 104, -104, 105, -105,
-                           200, -200, 1e30, -1e30, .infinity, -.infinity, .greatestFiniteMagnitude, -.greatestFiniteMagnitude]
-        var rng = SeededRandom(seed: 5)
-        for _ in 0..<4000 { xs.append((rng.nextFloat() * 2 - 1) * 30) }
-        for i in 0..<2000 { xs.append(Float(i - 1000) * 0.0173) }
-        xs.append(.nan)
-        for count in [xs.count, 1, 15, 16, 17, 33] {
-            let input = Array(xs.prefix(count))
-            for portable in [false, true] {
-                var y = [Float](repeating: -1, count: input.count + 3)   // nothing written past the end
-                input.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { zoo_sigmoid(xp.baseAddress!, $0.baseAddress!, input.count, portable ? 1 : 0) } }
-                XCTAssertEqual(Array(y[input.count...]), [-1, -1, -1])
-                for (i, v) in input.enumerated() {
-                    let r = 1 / (1 + Foundation.exp(-Double(v)))
-                    if v.isNaN { XCTAssertTrue(y[i].isNaN); continue }
-                    if r < 1e-37 { XCTAssertLessThanOrEqual(Double(y[i]), 1e-37, "x \(v)"); XCTAssertGreaterThanOrEqual(y[i], 0); continue }
-                    XCTAssertLessThanOrEqual(abs(Double(y[i]) - r) / r, 4e-7, "x \(v) portable \(portable): \(y[i]) vs \(r)")
+        forEachSIMDLevel { _ in
+            var xs: [Float] = [0, -0, 1e-30, -1e-30, 1e-7, -1e-7, 87, -87, 88.5, -88.5, 89, -89, 103, -103, 104, -104, 105, -105,
+                               200, -200, 1e30, -1e30, .infinity, -.infinity, .greatestFiniteMagnitude, -.greatestFiniteMagnitude]
+            var rng = SeededRandom(seed: 5)
+            for _ in 0..<4000 { xs.append((rng.nextFloat() * 2 - 1) * 30) }
+            for i in 0..<2000 { xs.append(Float(i - 1000) * 0.0173) }
+            xs.append(.nan)
+            for count in [xs.count, 1, 15, 16, 17, 33] {
+                let input = Array(xs.prefix(count))
+                for portable in [false, true] {
+                    var y = [Float](repeating: -1, count: input.count + 3)   // nothing written past the end
+                    input.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { zoo_sigmoid(xp.baseAddress!, $0.baseAddress!, input.count, portable ? 1 : 0) } }
+                    XCTAssertEqual(Array(y[input.count...]), [-1, -1, -1])
+                    for (i, v) in input.enumerated() {
+                        let r = 1 / (1 + Foundation.exp(-Double(v)))
+                        if v.isNaN { XCTAssertTrue(y[i].isNaN); continue }
+                        if r < 1e-37 { XCTAssertLessThanOrEqual(Double(y[i]), 1e-37, "x \(v)"); XCTAssertGreaterThanOrEqual(y[i], 0); continue }
+                        XCTAssertLessThanOrEqual(abs(Double(y[i]) - r) / r, 4e-7, "x \(v) portable \(portable): \(y[i]) vs \(r)")
+                    }
                 }
             }
+            // the training engine's sigmoid node (split over workers) gives the same values as the kernel on one thread
+            let big = (0..<100_003).map { Float($0 % 997) * 0.05 - 25 }
+            var one = [Float](repeating: 0, count: big.count)
+            big.withUnsafeBufferPointer { xp in one.withUnsafeMutableBufferPointer { zoo_sigmoid(xp.baseAddress!, $0.baseAddress!, big.count, 0) } }
+            XCTAssertEqual(SharedForward.sigmoid(big), one)
         }
-        // the training engine's sigmoid node (split over workers) gives the same values as the kernel on one thread
-        let big = (0..<100_003).map { Float($0 % 997) * 0.05 - 25 }
-        var one = [Float](repeating: 0, count: big.count)
-        big.withUnsafeBufferPointer { xp in one.withUnsafeMutableBufferPointer { zoo_sigmoid(xp.baseAddress!, $0.baseAddress!, big.count, 0) } }
-        XCTAssertEqual(SharedForward.sigmoid(big), one)
     }
 
     func testAvgPool2x2BackwardMatchesWindowLoop() {
-        var rng = SeededRandom(seed: 9)
-        let saved = trainFastAvgPool2Backward
-        defer { trainFastAvgPool2Backward = saved }
-        for shape in [[3, 6, 28, 28], [2, 3, 7, 37], [1, 2, 5, 34], [2, 1, 2, 2], [1, 1, 3, 3]] {
-            let attrs = Pool2dAttrs(kernel: [2, 2], stride: [2, 2])
-            let g = PoolGeometry(shape, attrs)
-            let dy = randoms(g.n * g.c * g.oh * g.ow, &rng)
-            // each input element gets dy / 4 of its window; rows/columns outside every window 0
-            var ref = [Float](repeating: 0, count: shape.reduce(1, *))
-            for p in 0..<(g.n * g.c) { for oy in 0..<g.oh { for ox in 0..<g.ow { for a in 0..<2 { for b in 0..<2 {
-                ref[p * g.h * g.w + (2 * oy + a) * g.w + 2 * ox + b] = dy[(p * g.oh + oy) * g.ow + ox] / 4
-            } } } } }
-            trainFastAvgPool2Backward = true
-            for portable in [false, true] {
-                for threads in [1, 2, 3] {
-                    XCTAssertEqual(avgPool2x2Backward(dy: dy, g, threads: threads, portable: portable), ref, "\(shape) portable \(portable)")
+        forEachSIMDLevel { _ in
+            var rng = SeededRandom(seed: 9)
+            let saved = trainFastAvgPool2Backward
+            defer { trainFastAvgPool2Backward = saved }
+            for shape in [[3, 6, 28, 28], [2, 3, 7, 37], [1, 2, 5, 34], [2, 1, 2, 2], [1, 1, 3, 3]] {
+                let attrs = Pool2dAttrs(kernel: [2, 2], stride: [2, 2])
+                let g = PoolGeometry(shape, attrs)
+                let dy = randoms(g.n * g.c * g.oh * g.ow, &rng)
+                // each input element gets dy / 4 of its window; rows/columns outside every window 0
+                var ref = [Float](repeating: 0, count: shape.reduce(1, *))
+                for p in 0..<(g.n * g.c) { for oy in 0..<g.oh { for ox in 0..<g.ow { for a in 0..<2 { for b in 0..<2 {
+                    ref[p * g.h * g.w + (2 * oy + a) * g.w + 2 * ox + b] = dy[(p * g.oh + oy) * g.ow + ox] / 4
+                } } } } }
+                trainFastAvgPool2Backward = true
+                for portable in [false, true] {
+                    for threads in [1, 2, 3] {
+                        XCTAssertEqual(avgPool2x2Backward(dy: dy, g, threads: threads, portable: portable), ref, "\(shape) portable \(portable)")
+                    }
                 }
+                XCTAssertEqual(trainAvgPoolBackward(dy: dy, inputShape: shape, attrs: attrs, threads: 2), ref)
+                trainFastAvgPool2Backward = false
+                XCTAssertNil(avgPool2x2Backward(dy: dy, g, threads: 1))
+                XCTAssertEqual(trainAvgPoolBackward(dy: dy, inputShape: shape, attrs: attrs, threads: 2), ref)
             }
-            XCTAssertEqual(trainAvgPoolBackward(dy: dy, inputShape: shape, attrs: attrs, threads: 2), ref)
-            trainFastAvgPool2Backward = false
-            XCTAssertNil(avgPool2x2Backward(dy: dy, g, threads: 1))
-            XCTAssertEqual(trainAvgPoolBackward(dy: dy, inputShape: shape, attrs: attrs, threads: 2), ref)
+            // forward: the C kernel (AVX-512 and portable) equals the inference kernel bit for bit
+            for shape in [[3, 6, 28, 28], [2, 3, 7, 37], [1, 2, 5, 34], [2, 1, 2, 2], [1, 1, 3, 3], [2, 16, 10, 10]] {
+                let geo = Pool2dGeometry(pool: Pool2dAttrs(kernel: [2, 2]), input: shape)
+                let x = randoms(shape.reduce(1, *), &rng)
+                var ref = [Float](repeating: 0, count: geo.planes * geo.outH * geo.outW)
+                x.withUnsafeBufferPointer { xp in ref.withUnsafeMutableBufferPointer { Fast.avgPool2d(geo, x: xp.baseAddress!, y: $0.baseAddress!, threads: 1) } }
+                XCTAssertEqual(SharedForward.avgPool2x2C(geo, x), ref, "\(shape)")
+                XCTAssertEqual(SharedForward.avgPool2x2C(geo, x, portable: true), ref, "\(shape) portable")
+            }
+            // other poolings are not taken by the fast path
+            trainFastAvgPool2Backward = true
+            XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 9), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 3], stride: [2, 2])), threads: 1))
+            XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 16), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [2, 2], stride: [2, 2], ceilMode: true)), threads: 1))
         }
-        // forward: the C kernel (AVX-512 and portable) equals the inference kernel bit for bit
-        for shape in [[3, 6, 28, 28], [2, 3, 7, 37], [1, 2, 5, 34], [2, 1, 2, 2], [1, 1, 3, 3], [2, 16, 10, 10]] {
-            let geo = Pool2dGeometry(pool: Pool2dAttrs(kernel: [2, 2]), input: shape)
-            let x = randoms(shape.reduce(1, *), &rng)
-            var ref = [Float](repeating: 0, count: geo.planes * geo.outH * geo.outW)
-            x.withUnsafeBufferPointer { xp in ref.withUnsafeMutableBufferPointer { Fast.avgPool2d(geo, x: xp.baseAddress!, y: $0.baseAddress!, threads: 1) } }
-            XCTAssertEqual(SharedForward.avgPool2x2C(geo, x), ref, "\(shape)")
-            XCTAssertEqual(SharedForward.avgPool2x2C(geo, x, portable: true), ref, "\(shape) portable")
-        }
-        // other poolings are not taken by the fast path
-        trainFastAvgPool2Backward = true
-        XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 9), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 3], stride: [2, 2])), threads: 1))
-        XCTAssertNil(avgPool2x2Backward(dy: [Float](repeating: 0, count: 2 * 16), PoolGeometry([1, 2, 7, 7], Pool2dAttrs(kernel: [2, 2], stride: [2, 2], ceilMode: true)), threads: 1))
     }
 
     /// LeNet through the training engine: every fast path of this file on (direct convolutions, channel vectors,

@@ -7,55 +7,57 @@ import CZooKernels
 final class TrainingKernelTests: XCTestCase {
 
     func testConvBackwardMatchesReference() {
-        var rng = SeededRandom(seed: 7)
-        // (n, c, h, w, o, k, stride, pad, dilation, groups, bias)
-        let cases: [(Int, Int, Int, Int, Int, [Int], [Int], Padding2D, [Int], Int, Bool)] = [
-            (3, 4, 9, 7, 6, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, true),
-            (5, 6, 11, 10, 4, [5, 3], [2, 1], Padding2D(top: 2, left: 0, bottom: 1, right: 1), [1, 2], 2, true),
-            (1, 3, 8, 8, 5, [1, 1], [2, 2], Padding2D(top: 0, left: 0, bottom: 0, right: 0), [1, 1], 1, false),
-            // 3×3 stride 1 with ≥ 16 channels: dx by a Winograd convolution; odd sizes, pads 0..2
-            (3, 16, 7, 9, 24, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, false),
-            (2, 17, 6, 5, 16, [3, 3], [1, 1], Padding2D(top: 0, left: 2, bottom: 2, right: 0), [1, 1], 1, true),
-            // many images, small plane (several chunks per worker)
-            (37, 8, 4, 4, 8, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, true),
-            // stride 2, rows wider than 16 outputs (SIMD gather/scatter blocks and tails): stem 7×7/2, 3×3/2, 1×1/2
-            (2, 3, 40, 45, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, false),
-            (3, 5, 9, 70, 6, [3, 3], [2, 2], Padding2D(1), [1, 1], 1, true),
-            (2, 4, 6, 67, 5, [1, 1], [2, 2], Padding2D(0), [1, 1], 1, false),
-        ]
-        for (ci, t) in cases.enumerated() {
-            let (n, c, h, w, o, k, s, p, d, grp, bias) = t
-            let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: s, padding: p, dilation: d, groups: grp, bias: bias)
-            let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
-            let x = randoms(n * c * h * w, &rng), wt = randoms(o * (c / grp) * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
-            let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
-            let savedMin = trainWinogradMinTiles, savedOn = TrainFast.on, savedWhole = convBackwardWholeMax
-            let savedAny = convBackwardWholeAnyKernel, savedDWMin = trainWinogradWeightMinTiles
-            convBackwardWholeAnyKernel = true
-            defer {
-                trainWinogradMinTiles = savedMin; TrainFast.on = savedOn; convBackwardWholeMax = savedWhole; convBackwardWholeAnyKernel = savedAny
-                trainWinogradWeightMinTiles = savedDWMin
-            }
-            // 0: dx (and, TrainFast on, dw) of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im. TrainFast off: batch split and
-            // portable stride-2 rows; on: whole-batch GEMMs (wholeMax large) or batch split (0) with SIMD stride-2 rows.
-            let savedDirect = convDirectMinPlane
-            defer { convDirectMinPlane = savedDirect }
-            // direct plane 1: one GEMM per image for every case (batch split only, wholeMax 0).
-            for (fast, wholeMax, directPlane) in [(false, 0, 1024), (true, 1 << 30, 1024), (true, 0, 1024), (true, 0, 1)] {
-            TrainFast.on = fast; convBackwardWholeMax = wholeMax; convDirectMinPlane = directPlane
-            for (threads, minTiles) in [(1, 0), (2, 0), (3, 0), (2, 1 << 30)] {
-                trainWinogradMinTiles = minTiles; trainWinogradWeightMinTiles = minTiles
-                let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
-                XCTAssertLessThan(maxRel(r.dx, ref.dx), 1e-5, "case \(ci) dx, \(threads) threads")
-                XCTAssertLessThan(maxRel(r.dw, ref.dw), 1e-5, "case \(ci) dw, \(threads) threads")
-                XCTAssertLessThan(maxRel(r.db, ref.db), 1e-5, "case \(ci) db, \(threads) threads")
-                let onlyP = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: false, needParams: true, threads: threads)
-                XCTAssertNil(onlyP.dx)
-                XCTAssertLessThan(maxRel(onlyP.dw, ref.dw), 1e-5, "case \(ci) dw only")
-                let onlyX = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: false, threads: threads)
-                XCTAssertNil(onlyX.dw)
-                XCTAssertLessThan(maxRel(onlyX.dx, ref.dx), 1e-5, "case \(ci) dx only")
-            }
+        forEachSIMDLevel { _ in
+            var rng = SeededRandom(seed: 7)
+            // (n, c, h, w, o, k, stride, pad, dilation, groups, bias)
+            let cases: [(Int, Int, Int, Int, Int, [Int], [Int], Padding2D, [Int], Int, Bool)] = [
+                (3, 4, 9, 7, 6, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, true),
+                (5, 6, 11, 10, 4, [5, 3], [2, 1], Padding2D(top: 2, left: 0, bottom: 1, right: 1), [1, 2], 2, true),
+                (1, 3, 8, 8, 5, [1, 1], [2, 2], Padding2D(top: 0, left: 0, bottom: 0, right: 0), [1, 1], 1, false),
+                // 3×3 stride 1 with ≥ 16 channels: dx by a Winograd convolution; odd sizes, pads 0..2
+                (3, 16, 7, 9, 24, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, false),
+                (2, 17, 6, 5, 16, [3, 3], [1, 1], Padding2D(top: 0, left: 2, bottom: 2, right: 0), [1, 1], 1, true),
+                // many images, small plane (several chunks per worker)
+                (37, 8, 4, 4, 8, [3, 3], [1, 1], Padding2D(top: 1, left: 1, bottom: 1, right: 1), [1, 1], 1, true),
+                // stride 2, rows wider than 16 outputs (SIMD gather/scatter blocks and tails): stem 7×7/2, 3×3/2, 1×1/2
+                (2, 3, 40, 45, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, false),
+                (3, 5, 9, 70, 6, [3, 3], [2, 2], Padding2D(1), [1, 1], 1, true),
+                (2, 4, 6, 67, 5, [1, 1], [2, 2], Padding2D(0), [1, 1], 1, false),
+            ]
+            for (ci, t) in cases.enumerated() {
+                let (n, c, h, w, o, k, s, p, d, grp, bias) = t
+                let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: s, padding: p, dilation: d, groups: grp, bias: bias)
+                let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
+                let x = randoms(n * c * h * w, &rng), wt = randoms(o * (c / grp) * k[0] * k[1], &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
+                let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true)
+                let savedMin = trainWinogradMinTiles, savedOn = TrainFast.on, savedWhole = convBackwardWholeMax
+                let savedAny = convBackwardWholeAnyKernel, savedDWMin = trainWinogradWeightMinTiles
+                convBackwardWholeAnyKernel = true
+                defer {
+                    trainWinogradMinTiles = savedMin; TrainFast.on = savedOn; convBackwardWholeMax = savedWhole; convBackwardWholeAnyKernel = savedAny
+                    trainWinogradWeightMinTiles = savedDWMin
+                }
+                // 0: dx (and, TrainFast on, dw) of 3×3 stride-1 cases by Winograd; 1 << 30: always by GEMM + col2im. TrainFast off: batch split and
+                // portable stride-2 rows; on: whole-batch GEMMs (wholeMax large) or batch split (0) with SIMD stride-2 rows.
+                let savedDirect = convDirectMinPlane
+                defer { convDirectMinPlane = savedDirect }
+                // direct plane 1: one GEMM per image for every case (batch split only, wholeMax 0).
+                for (fast, wholeMax, directPlane) in [(false, 0, 1024), (true, 1 << 30, 1024), (true, 0, 1024), (true, 0, 1)] {
+                TrainFast.on = fast; convBackwardWholeMax = wholeMax; convDirectMinPlane = directPlane
+                for (threads, minTiles) in [(1, 0), (2, 0), (3, 0), (2, 1 << 30)] {
+                    trainWinogradMinTiles = minTiles; trainWinogradWeightMinTiles = minTiles
+                    let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
+                    XCTAssertLessThan(maxRel(r.dx, ref.dx), 1e-5, "case \(ci) dx, \(threads) threads")
+                    XCTAssertLessThan(maxRel(r.dw, ref.dw), 1e-5, "case \(ci) dw, \(threads) threads")
+                    XCTAssertLessThan(maxRel(r.db, ref.db), 1e-5, "case \(ci) db, \(threads) threads")
+                    let onlyP = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: false, needParams: true, threads: threads)
+                    XCTAssertNil(onlyP.dx)
+                    XCTAssertLessThan(maxRel(onlyP.dw, ref.dw), 1e-5, "case \(ci) dw only")
+                    let onlyX = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: false, threads: threads)
+                    XCTAssertNil(onlyX.dw)
+                    XCTAssertLessThan(maxRel(onlyX.dx, ref.dx), 1e-5, "case \(ci) dx only")
+                }
+                }
             }
         }
     }
@@ -64,30 +66,32 @@ final class TrainingKernelTests: XCTestCase {
     /// 0..2, rows wider than 16 tiles (the AVX-512 input transform's blocks and tails), several chunks per worker,
     /// 1–3 workers, the C and the Swift input transform.
     func testWinogradWeightGradientMatchesReference() {
-        var rng = SeededRandom(seed: 11)
-        // (n, c, h, w, o, pad top/left/bottom/right)
-        let cases: [(Int, Int, Int, Int, Int, Padding2D)] = [
-            (3, 16, 7, 9, 24, Padding2D(1)),
-            (2, 17, 6, 5, 16, Padding2D(top: 0, left: 2, bottom: 2, right: 0)),
-            (2, 16, 5, 70, 16, Padding2D(1)),
-            (9, 20, 6, 6, 18, Padding2D(top: 2, left: 1, bottom: 0, right: 1)),
-        ]
-        let savedChunk = winogradWeightChunkFloats
-        defer { winogradWeightChunkFloats = savedChunk }
-        for (ci, t) in cases.enumerated() {
-            let (n, c, h, w, o, p) = t
-            let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: [3, 3], stride: [1, 1], padding: p, dilation: [1, 1], groups: 1, bias: false)
-            let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
-            let x = randoms(n * c * h * w, &rng), wt = randoms(o * c * 9, &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
-            let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: false, needInput: false, needParams: true)
-            for chunkFloats in [1 << 20, 1] {   // 1: one image per chunk
-                winogradWeightChunkFloats = chunkFloats
-                for threads in [1, 2, 3] { for cT in [true, false] {
-                    let dw = x.withUnsafeBufferPointer { xb in dy.withUnsafeBufferPointer { db in
-                        winogradWeightGradient(x: xb.baseAddress!, dy: db.baseAddress!, geometry: g, threads: threads, cTransforms: cT)
+        forEachSIMDLevel { _ in
+            var rng = SeededRandom(seed: 11)
+            // (n, c, h, w, o, pad top/left/bottom/right)
+            let cases: [(Int, Int, Int, Int, Int, Padding2D)] = [
+                (3, 16, 7, 9, 24, Padding2D(1)),
+                (2, 17, 6, 5, 16, Padding2D(top: 0, left: 2, bottom: 2, right: 0)),
+                (2, 16, 5, 70, 16, Padding2D(1)),
+                (9, 20, 6, 6, 18, Padding2D(top: 2, left: 1, bottom: 0, right: 1)),
+            ]
+            let savedChunk = winogradWeightChunkFloats
+            defer { winogradWeightChunkFloats = savedChunk }
+            for (ci, t) in cases.enumerated() {
+                let (n, c, h, w, o, p) = t
+                let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: [3, 3], stride: [1, 1], padding: p, dilation: [1, 1], groups: 1, bias: false)
+                let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: attrs)
+                let x = randoms(n * c * h * w, &rng), wt = randoms(o * c * 9, &rng), dy = randoms(n * o * g.oh * g.ow, &rng)
+                let ref = referenceConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: false, needInput: false, needParams: true)
+                for chunkFloats in [1 << 20, 1] {   // 1: one image per chunk
+                    winogradWeightChunkFloats = chunkFloats
+                    for threads in [1, 2, 3] { for cT in [true, false] {
+                        let dw = x.withUnsafeBufferPointer { xb in dy.withUnsafeBufferPointer { db in
+                            winogradWeightGradient(x: xb.baseAddress!, dy: db.baseAddress!, geometry: g, threads: threads, cTransforms: cT)
+                        } }
+                        XCTAssertLessThan(maxRel(dw, ref.dw), 1e-5, "case \(ci), chunk \(chunkFloats), \(threads) threads, C \(cT)")
                     } }
-                    XCTAssertLessThan(maxRel(dw, ref.dw), 1e-5, "case \(ci), chunk \(chunkFloats), \(threads) threads, C \(cT)")
-                } }
+                }
             }
         }
     }
@@ -95,27 +99,29 @@ final class TrainingKernelTests: XCTestCase {
     /// Stride-2 row gather/scatter: the SIMD kernels (AVX-512F, or AVX2 without it) equal the portable loops bit for bit (lengths around the
     /// 16-lane blocks), odd elements of the scatter target stay untouched, nothing past the row is written.
     func testStride2RowKernelsMatchPortable() {
-        var rng = SeededRandom(seed: 21)
-        for n in [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 50] {
-            let src = randoms(2 * n + 3, &rng)
-            var a = [Float](repeating: 9, count: n + 2), b = a
-            src.withUnsafeBufferPointer { sp in
-                a.withUnsafeMutableBufferPointer { zoo_gather2(sp.baseAddress!, $0.baseAddress!, n, 1) }
-                b.withUnsafeMutableBufferPointer { zoo_gather2(sp.baseAddress!, $0.baseAddress!, n, 0) }
-            }
-            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "gather n=\(n)")
-            XCTAssertEqual(Array(a[..<n]), (0..<n).map { src[2 * $0] })
-            XCTAssertEqual(Array(a[n...]), [9, 9])
-            let s2 = randoms(n + 1, &rng), base = randoms(2 * n + 4, &rng)
-            var c = base, d = base
-            s2.withUnsafeBufferPointer { sp in
-                c.withUnsafeMutableBufferPointer { zoo_scatter_add2(sp.baseAddress!, $0.baseAddress!, n, 1) }
-                d.withUnsafeMutableBufferPointer { zoo_scatter_add2(sp.baseAddress!, $0.baseAddress!, n, 0) }
-            }
-            XCTAssertEqual(c.map(\.bitPattern), d.map(\.bitPattern), "scatter n=\(n)")
-            for i in 0..<base.count {
-                let expect = i % 2 == 0 && i / 2 < n ? base[i] + s2[i / 2] : base[i]
-                XCTAssertEqual(c[i].bitPattern, expect.bitPattern, "scatter n=\(n) element \(i)")
+        forEachSIMDLevel { _ in
+            var rng = SeededRandom(seed: 21)
+            for n in [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 50] {
+                let src = randoms(2 * n + 3, &rng)
+                var a = [Float](repeating: 9, count: n + 2), b = a
+                src.withUnsafeBufferPointer { sp in
+                    a.withUnsafeMutableBufferPointer { zoo_gather2(sp.baseAddress!, $0.baseAddress!, n, 1) }
+                    b.withUnsafeMutableBufferPointer { zoo_gather2(sp.baseAddress!, $0.baseAddress!, n, 0) }
+                }
+                XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "gather n=\(n)")
+                XCTAssertEqual(Array(a[..<n]), (0..<n).map { src[2 * $0] })
+                XCTAssertEqual(Array(a[n...]), [9, 9])
+                let s2 = randoms(n + 1, &rng), base = randoms(2 * n + 4, &rng)
+                var c = base, d = base
+                s2.withUnsafeBufferPointer { sp in
+                    c.withUnsafeMutableBufferPointer { zoo_scatter_add2(sp.baseAddress!, $0.baseAddress!, n, 1) }
+                    d.withUnsafeMutableBufferPointer { zoo_scatter_add2(sp.baseAddress!, $0.baseAddress!, n, 0) }
+                }
+                XCTAssertEqual(c.map(\.bitPattern), d.map(\.bitPattern), "scatter n=\(n)")
+                for i in 0..<base.count {
+                    let expect = i % 2 == 0 && i / 2 < n ? base[i] + s2[i / 2] : base[i]
+                    XCTAssertEqual(c[i].bitPattern, expect.bitPattern, "scatter n=\(n) element \(i)")
+                }
             }
         }
     }
@@ -123,30 +129,32 @@ final class TrainingKernelTests: XCTestCase {
     /// Max-pool backward by comparing with the output equals the arg-max scatter (ties, NaN, padding, ceil mode,
     /// dilation, planes over 1–3 workers), bit for bit.
     func testMaxPoolBackwardByValueMatchesArgmax() {
-        var rng = SeededRandom(seed: 23)
-        let savedThreads = TrainingThreads.count
-        defer { TrainingThreads.count = savedThreads }
-        for (shp, at) in [([2, 3, 9, 8], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))),
-                          ([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 2], stride: [2, 3], padding: Padding2D(top: 1, left: 0, bottom: 1, right: 1), ceilMode: true)),
-                          ([2, 2, 6, 6], Pool2dAttrs(kernel: [2, 2], dilation: [2, 1])),
-                          ([3, 4, 20, 37], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))),
-                          ([2, 3, 5, 5], Pool2dAttrs(kernel: [5, 5])),
-                          ([2, 2, 6, 40], Pool2dAttrs(kernel: [3, 3], stride: [1, 1], padding: Padding2D(1))),
-                          ([1, 2, 9, 75], Pool2dAttrs(kernel: [2, 3], stride: [2, 2], padding: Padding2D(top: 0, left: 1, bottom: 0, right: 1), dilation: [2, 1]))] {
-            let g = Pool2dGeometry(pool: at, input: shp)
-            var x = randoms(shp.reduce(1, *), &rng).map { ($0 * 4).rounded() / 4 }   // many ties
-            x[5] = .nan; x[17] = x[16]; x[x.count - 1] = .nan; x[x.count - 2] = .nan
-            let savedOn = TrainFast.on
-            defer { TrainFast.on = savedOn }
-            for (threads, fast) in [(1, false), (1, true), (2, true), (3, false)] {
-                TrainingThreads.count = threads
-                TrainFast.on = fast   // AVX-512 interior rows or the portable loop
-                let (y, am) = SharedForward.maxPool2dWithArgmax(g, x)
-                XCTAssertEqual(y.map(\.bitPattern), SharedForward.maxPool2d(g, x).map(\.bitPattern))
-                let dy = randoms(y.count, &rng)
-                let ref = trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x.count)
-                let got = trainMaxPoolBackwardByValue(x: x, y: y, dy: dy, geometry: g, threads: threads)
-                XCTAssertEqual(got.map(\.bitPattern), ref.map(\.bitPattern), "\(shp) \(threads) threads")
+        forEachSIMDLevel { _ in
+            var rng = SeededRandom(seed: 23)
+            let savedThreads = TrainingThreads.count
+            defer { TrainingThreads.count = savedThreads }
+            for (shp, at) in [([2, 3, 9, 8], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))),
+                              ([1, 2, 7, 7], Pool2dAttrs(kernel: [3, 2], stride: [2, 3], padding: Padding2D(top: 1, left: 0, bottom: 1, right: 1), ceilMode: true)),
+                              ([2, 2, 6, 6], Pool2dAttrs(kernel: [2, 2], dilation: [2, 1])),
+                              ([3, 4, 20, 37], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))),
+                              ([2, 3, 5, 5], Pool2dAttrs(kernel: [5, 5])),
+                              ([2, 2, 6, 40], Pool2dAttrs(kernel: [3, 3], stride: [1, 1], padding: Padding2D(1))),
+                              ([1, 2, 9, 75], Pool2dAttrs(kernel: [2, 3], stride: [2, 2], padding: Padding2D(top: 0, left: 1, bottom: 0, right: 1), dilation: [2, 1]))] {
+                let g = Pool2dGeometry(pool: at, input: shp)
+                var x = randoms(shp.reduce(1, *), &rng).map { ($0 * 4).rounded() / 4 }   // many ties
+                x[5] = .nan; x[17] = x[16]; x[x.count - 1] = .nan; x[x.count - 2] = .nan
+                let savedOn = TrainFast.on
+                defer { TrainFast.on = savedOn }
+                for (threads, fast) in [(1, false), (1, true), (2, true), (3, false)] {
+                    TrainingThreads.count = threads
+                    TrainFast.on = fast   // AVX-512 interior rows or the portable loop
+                    let (y, am) = SharedForward.maxPool2dWithArgmax(g, x)
+                    XCTAssertEqual(y.map(\.bitPattern), SharedForward.maxPool2d(g, x).map(\.bitPattern))
+                    let dy = randoms(y.count, &rng)
+                    let ref = trainMaxPoolBackward(dy: dy, argmax: am, inputCount: x.count)
+                    let got = trainMaxPoolBackwardByValue(x: x, y: y, dy: dy, geometry: g, threads: threads)
+                    XCTAssertEqual(got.map(\.bitPattern), ref.map(\.bitPattern), "\(shp) \(threads) threads")
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import CZooKernels
 @testable import Zoo
 
 enum TrainFixtures {
@@ -42,6 +43,18 @@ enum TrainFixtures {
 
 /// Shared by the kernel batteries: uniform randoms in [-1, 1) and the largest difference relative to max|b|.
 extension XCTestCase {
+    /// Runs `body` once per distinct vector level of CZooKernels the CPU has (2 = AVX-512F, 1 = AVX2 + FMA, capped with
+    /// `zoo_kernels_set_simd_cap`), so a battery covers the AVX2 kernels on AVX-512F machines too; the cap is lifted after.
+    func forEachSIMDLevel(_ body: (Int32) -> Void) {
+        defer { zoo_kernels_set_simd_cap(2) }
+        var seen: Set<Int32> = []
+        for cap: Int32 in [2, 1] {
+            zoo_kernels_set_simd_cap(cap)
+            let level = zoo_kernels_simd()
+            if seen.insert(level).inserted { body(level) }
+        }
+    }
+
     func randoms(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
 
     func maxRel(_ a: [Float]?, _ b: [Float]?, file: StaticString = #filePath, line: UInt = #line) -> Float {

@@ -46,47 +46,49 @@ final class WinogradBenchTests: XCTestCase {
     }
 
     func testWinogradMatchesReferenceOnOddEvenSizesPaddingAndBatch() {
-        eachTile { _ in
-            check(batch: 1, inC: 16, outC: 16, h: 8, w: 8, pad: 1, bias: false, act: .none, threads: 1)
-            check(batch: 3, inC: 17, outC: 20, h: 7, w: 9, pad: 1, bias: true, act: .relu, threads: 2)
-            check(batch: 2, inC: 32, outC: 16, h: 5, w: 6, pad: 0, bias: true, act: .clip(0, 6), threads: 2)
-            check(batch: 1, inC: 16, outC: 24, h: 3, w: 4, pad: 2, bias: false, act: .relu, threads: 2)
-            check(batch: 2, inC: 64, outC: 32, h: 14, w: 11, pad: 1, bias: true, act: .none, threads: 2)
-            check(batch: 1, inC: 256, outC: 16, h: 10, w: 13, pad: 1, bias: true, act: .relu, threads: 2)
-            // Packed GEMM: inC 300 spans two KC blocks, outC 20 a partial MR panel, 33 tiles a partial NR panel.
-            check(batch: 1, inC: 300, outC: 20, h: 11, w: 21, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache())
-            check(batch: 2, inC: 17, outC: 40, h: 30, w: 29, pad: 1, bias: false, act: .none, threads: 1, cache: ConvWeightCache())
-            // Rows of more than 16 tiles (several 16-tile blocks in the C transforms, the last one partial), runs split
-            // across packed panels, an activation the C store does not apply itself.
-            check(batch: 1, inC: 16, outC: 16, h: 9, w: 70, pad: 1, bias: true, act: .sigmoid, threads: 2)
-            check(batch: 1, inC: 16, outC: 16, h: 10, w: 131, pad: 0, bias: true, act: .clip(-1, 6), threads: 2, cache: ConvWeightCache())
+        forEachSIMDLevel { _ in
+            eachTile { _ in
+                check(batch: 1, inC: 16, outC: 16, h: 8, w: 8, pad: 1, bias: false, act: .none, threads: 1)
+                check(batch: 3, inC: 17, outC: 20, h: 7, w: 9, pad: 1, bias: true, act: .relu, threads: 2)
+                check(batch: 2, inC: 32, outC: 16, h: 5, w: 6, pad: 0, bias: true, act: .clip(0, 6), threads: 2)
+                check(batch: 1, inC: 16, outC: 24, h: 3, w: 4, pad: 2, bias: false, act: .relu, threads: 2)
+                check(batch: 2, inC: 64, outC: 32, h: 14, w: 11, pad: 1, bias: true, act: .none, threads: 2)
+                check(batch: 1, inC: 256, outC: 16, h: 10, w: 13, pad: 1, bias: true, act: .relu, threads: 2)
+                // Packed GEMM: inC 300 spans two KC blocks, outC 20 a partial MR panel, 33 tiles a partial NR panel.
+                check(batch: 1, inC: 300, outC: 20, h: 11, w: 21, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache())
+                check(batch: 2, inC: 17, outC: 40, h: 30, w: 29, pad: 1, bias: false, act: .none, threads: 1, cache: ConvWeightCache())
+                // Rows of more than 16 tiles (several 16-tile blocks in the C transforms, the last one partial), runs split
+                // across packed panels, an activation the C store does not apply itself.
+                check(batch: 1, inC: 16, outC: 16, h: 9, w: 70, pad: 1, bias: true, act: .sigmoid, threads: 2)
+                check(batch: 1, inC: 16, outC: 16, h: 10, w: 131, pad: 0, bias: true, act: .clip(-1, 6), threads: 2, cache: ConvWeightCache())
+            }
+            // The geometry picks F(4×4) when there are at least 16 of its 4×4 tiles, else F(2×2).
+            func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {
+                Conv2dGeometry(batch: batch, inC: 16, inH: s, inW: s, outC: 16, outH: s, outW: s, kH: 3, kW: 3,
+                               strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
+            }
+            XCTAssertEqual(Fast.winogradTile(geo(56)), 4)
+            XCTAssertEqual(Fast.winogradTile(geo(28)), 4)
+            XCTAssertEqual(Fast.winogradTile(geo(14)), 4)
+            XCTAssertEqual(Fast.winogradTile(geo(12)), 2)
+            XCTAssertEqual(Fast.winogradTile(geo(7)), 2)
+            XCTAssertEqual(Fast.winogradTile(geo(7, batch: 3)), 2)
+            XCTAssertEqual(Fast.winogradTile(geo(7, batch: 4)), 4)
+            // Several chunks of whole tile rows: 3 images × 3 tile rows of 4×4 tiles (F(4×4), 12×12 outputs); a budget
+            // of 2 rows' V and M makes 5 chunks, the last one partial.
+            let saved = Fast.winogradChunkFloats
+            Fast.winogradChunkFloats = 36 * 40 * 3 * 2
+            defer { Fast.winogradChunkFloats = saved }
+            let g12 = Conv2dGeometry(batch: 3, inC: 16, inH: 12, inW: 12, outC: 24, outH: 12, outW: 12, kH: 3, kW: 3,
+                                     strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
+            XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).rows, 9)
+            XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).chunkRows, 2)
+            eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2) }
+            // The same through the caller-owned cache (zoo's packed GEMM, V in packed panels; the last chunk's panel padded).
+            eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2, cache: ConvWeightCache()) }
+            // The caller-owned weight cache gives the same result as the hashed one.
+            eachTile { _ in check(batch: 2, inC: 32, outC: 24, h: 9, w: 10, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache()) }
         }
-        // The geometry picks F(4×4) when there are at least 16 of its 4×4 tiles, else F(2×2).
-        func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {
-            Conv2dGeometry(batch: batch, inC: 16, inH: s, inW: s, outC: 16, outH: s, outW: s, kH: 3, kW: 3,
-                           strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
-        }
-        XCTAssertEqual(Fast.winogradTile(geo(56)), 4)
-        XCTAssertEqual(Fast.winogradTile(geo(28)), 4)
-        XCTAssertEqual(Fast.winogradTile(geo(14)), 4)
-        XCTAssertEqual(Fast.winogradTile(geo(12)), 2)
-        XCTAssertEqual(Fast.winogradTile(geo(7)), 2)
-        XCTAssertEqual(Fast.winogradTile(geo(7, batch: 3)), 2)
-        XCTAssertEqual(Fast.winogradTile(geo(7, batch: 4)), 4)
-        // Several chunks of whole tile rows: 3 images × 3 tile rows of 4×4 tiles (F(4×4), 12×12 outputs); a budget
-        // of 2 rows' V and M makes 5 chunks, the last one partial.
-        let saved = Fast.winogradChunkFloats
-        Fast.winogradChunkFloats = 36 * 40 * 3 * 2
-        defer { Fast.winogradChunkFloats = saved }
-        let g12 = Conv2dGeometry(batch: 3, inC: 16, inH: 12, inW: 12, outC: 24, outH: 12, outW: 12, kH: 3, kW: 3,
-                                 strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
-        XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).rows, 9)
-        XCTAssertEqual(Fast.winogradChunk(g12, tile: 4).chunkRows, 2)
-        eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2) }
-        // The same through the caller-owned cache (zoo's packed GEMM, V in packed panels; the last chunk's panel padded).
-        eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2, cache: ConvWeightCache()) }
-        // The caller-owned weight cache gives the same result as the hashed one.
-        eachTile { _ in check(batch: 2, inC: 32, outC: 24, h: 9, w: 10, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache()) }
     }
 
     func testWinogradSeesWeightsChangedInPlace() {

@@ -8,7 +8,7 @@ int zoo_kernels_avx512(void);
 int zoo_kernels_avx2(void);
 /// 1 when the Winograd tile transforms run in C: AVX-512F kernels, or AVX2+FMA ones (winograd_avx2.c).
 int zoo_wino_c_transforms(void);
-/// Vector level of zoo_dw_plane, zoo_pw_compute and zoo_conv_taps_row: 2 = AVX-512F, 1 = AVX2 + FMA (CPUs without
+/// Vector level of every CZooKernels entry point (rows, 1×1 tiles, Winograd transforms, training kernels): 2 = AVX-512F, 1 = AVX2 + FMA (CPUs without
 /// AVX-512F; same multiply-add order per element, so results are bit-identical to the AVX-512F kernels), 0 = none
 /// (the functions return 0). `ZOO_AVX2=0` in the environment, or zoo_kernels_set_avx2(0), turns the AVX2 level off.
 int zoo_kernels_simd(void);

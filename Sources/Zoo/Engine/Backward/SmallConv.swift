@@ -22,7 +22,7 @@ enum SmallConv {
 
     /// Only where the kernels have a SIMD body (AVX-512F or AVX2+FMA): the portable C loops are about 3× slower than
     /// im2col + GEMM (lenet b256 step on Zen 3: 63 vs 19 ms); tests that set `portable` run them anyway.
-    static var simdBodies: Bool { zoo_kernels_avx512() != 0 || zoo_kernels_avx2() != 0 }
+    static var simdBodies: Bool { zoo_kernels_simd() != 0 }
 
     static func applies(_ g: ConvGeometry) -> Bool {
         enabled && (simdBodies || portable) && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.c <= 16 && g.o <= 32
