@@ -25,8 +25,16 @@ extension Fast {
     static var gemmMR: Int { _ = gemmLevel; return Int(zoo_gemm_current().mr) }
 
     /// Convolutions use the packed GEMM (im2col written straight into packed panels) instead of im2col + OpenBLAS
-    /// when the executor supplies packed weights. `ZOO_PACKED_GEMM=0` turns it off (A/B measurements).
-    nonisolated(unsafe) public static var usePackedGemm = ProcessInfo.processInfo.environment["ZOO_PACKED_GEMM"] != "0"
+    /// when the executor supplies packed weights: by default only with the AVX-512 kernel. On AVX2 (Zen 3) OpenBLAS'
+    /// kernel is faster for these shapes (`zoo-tool bench --gemm`, 1 thread: 0.58–0.95× of OpenBLAS's GFLOP/s) and
+    /// resnet18 b1 ran faster without it (interleaved, 2026-12-04). `ZOO_PACKED_GEMM=1|0` forces it on or off.
+    nonisolated(unsafe) public static var usePackedGemm: Bool = {
+        switch ProcessInfo.processInfo.environment["ZOO_PACKED_GEMM"] {
+        case "0": return false
+        case "1": return true
+        default: return gemmLevel >= 2
+        }
+    }()
 
     /// Floats of packed B for a k × n right-hand side.
     static func packedBFloats(k: Int, n: Int) -> Int {
