@@ -1,6 +1,7 @@
 // AVX-512F kernels chosen at run time (function-level target attributes; no CPU flags for the whole target).
 #include "CZooKernels.h"
 #include <immintrin.h>
+#include "avx2_common.h"
 #include <stdlib.h>
 
 int zoo_kernels_avx512(void) {
@@ -20,8 +21,6 @@ int zoo_kernels_avx2(void) {
     }
     return cached;
 }
-
-int zoo_wino_c_transforms(void) { return zoo_kernels_simd() != 0; }
 
 static int avx2_on = -1, simd_cap = 2;
 void zoo_kernels_set_avx2(int on) { avx2_on = on ? 1 : 0; }
@@ -103,15 +102,11 @@ dw_avx512(const float *buf, const ptrdiff_t *offs, int taps, const float *wk, fl
 // blocks at a time; per element the same bias-then-taps FMA chain, so the results equal dw_impl's bit for bit.
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 
-AVX2_TARGET static inline __m256i avx2_mask(int w) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 dw2_impl(const float *buf, const ptrdiff_t *offs, const int taps, const float *wk, float bias, int clamp, float lo, float hi,
          ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
     const ptrdiff_t full = outW / 8, tailw = outW % 8;
-    const __m256i mt = avx2_mask((int)tailw);
+    const __m256i mt = zk_mask8(tailw);
     const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     __m256 w[taps];
     for (int t = 0; t < taps; t++) w[t] = _mm256_set1_ps(wk[t]);
@@ -213,12 +208,58 @@ maxpool_avx512(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH
     else maxpool_impl(buf, offs, taps, outH, outW, rowStep, out);
 }
 
+// AVX2 twin of maxpool_impl (CPUs without AVX-512F): 8 columns at a time, each row's last block masked.
+ZK_AVX2 static inline __m256 max_nan8(__m256 m, __m256 v) {
+    // keep m where m >= v or m is NaN, else take v (as the AVX-512F kernel and the Swift rows)
+    const __m256 keep = _mm256_or_ps(_mm256_cmp_ps(m, v, _CMP_GE_OQ), _mm256_cmp_ps(m, m, _CMP_UNORD_Q));
+    return _mm256_blendv_ps(v, m, keep);
+}
+
+ZK_AVX2 static inline void maxpool_impl8(const float *buf, const ptrdiff_t *offs, const int taps, ptrdiff_t outH, ptrdiff_t outW,
+                                        ptrdiff_t rowStep, float *out) {
+    const ptrdiff_t full = outW / 8, rem = outW % 8;
+    const __m256i tail = zk_mask8(rem);
+    for (ptrdiff_t oy = 0; oy < outH; oy++) {
+        const float *row = buf + oy * rowStep;
+        float *dst = out + oy * outW;
+        ptrdiff_t b = 0;
+        for (; b + 2 <= full; b += 2) {
+            const float *c0 = row + 8 * b, *c1 = c0 + 8;
+            __m256 a0 = _mm256_loadu_ps(c0 + offs[0]), a1 = _mm256_loadu_ps(c1 + offs[0]);
+            for (int t = 1; t < taps; t++) {
+                a0 = max_nan8(a0, _mm256_loadu_ps(c0 + offs[t]));
+                a1 = max_nan8(a1, _mm256_loadu_ps(c1 + offs[t]));
+            }
+            _mm256_storeu_ps(dst + 8 * b, a0);
+            _mm256_storeu_ps(dst + 8 * b + 8, a1);
+        }
+        for (; b < full; b++) {
+            const float *c0 = row + 8 * b;
+            __m256 a0 = _mm256_loadu_ps(c0 + offs[0]);
+            for (int t = 1; t < taps; t++) a0 = max_nan8(a0, _mm256_loadu_ps(c0 + offs[t]));
+            _mm256_storeu_ps(dst + 8 * b, a0);
+        }
+        if (rem) {
+            const float *c0 = row + 8 * full;
+            __m256 a0 = _mm256_maskload_ps(c0 + offs[0], tail);
+            for (int t = 1; t < taps; t++) a0 = max_nan8(a0, _mm256_maskload_ps(c0 + offs[t], tail));
+            _mm256_maskstore_ps(dst + 8 * full, tail, a0);
+        }
+    }
+}
+
+ZK_AVX2 static void maxpool_avx2(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
+                                   float *out) {
+    if (taps == 9) maxpool_impl8(buf, offs, 9, outH, outW, rowStep, out);
+    else maxpool_impl8(buf, offs, taps, outH, outW, rowStep, out);
+}
+
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out) {
     const int level = zoo_kernels_simd();
     if (level != 2) {
         if (level != 1) return 0;
-        zoo_maxpool_plane_avx2(buf, offs, taps, outH, outW, rowStep, out);
+        maxpool_avx2(buf, offs, taps, outH, outW, rowStep, out);
         return 1;
     }
     maxpool_avx512(buf, offs, taps, outH, outW, rowStep, out);

@@ -3,6 +3,7 @@
 // strided by the plane. AVX-512F micro-tiles of 8 rows × up to 48 columns, masked column tails, chosen at run time.
 #include "CZooKernels.h"
 #include <immintrin.h>
+#include "avx2_common.h"
 
 size_t zoo_pw_packed_floats(int m, int k) { return (size_t)((m + 7) / 8) * 8 * (size_t)(k > 0 ? k : 1); }
 
@@ -68,8 +69,8 @@ PW_TILE(3, tap_tile, x + offs[kk])
 
 // Narrow tails (≤ 2 columns, e.g. the 49th column of a 7×7 plane; at 4 columns the masked tiles were faster): one
 // column at a time with the 8 rows of a panel in one ymm (1 FMA per k instead of 8 masked zmm FMAs); same multiply-add order per element as the tiles, so the
-// results are bit-identical to theirs.
-PW_TARGET static void pw_narrow(int k, const float *a, const float *x, ptrdiff_t ldx, int w, int rows, const float *bias,
+// results are bit-identical to theirs. Only ymm operations: the AVX-512F and the AVX2 tiles both call it.
+ZK_AVX2 static void pw_narrow(int k, const float *a, const float *x, ptrdiff_t ldx, int w, int rows, const float *bias,
                                 int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy) {
     for (int jj = 0; jj < w; jj++) {
         __m256 acc = _mm256_setzero_ps();
@@ -117,10 +118,6 @@ PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, p
 // columns the last vector masked, and the 4 × 24 assembly tile below. Per element the same
 // FMA chain over k from zero, then + bias, clamp, + residual, as the AVX-512F tiles: bit-identical results.
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
-
-AVX2_TARGET static inline __m256i pw2_mask(int w) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 #define PW2_TILE(NV, M, NAME, ROW)                                                                                    \
     __attribute__((target("avx2,fma"), noinline)) static void NAME(int k, const float *a, const float *x, ptrdiff_t ldx,  \
@@ -224,34 +221,13 @@ __attribute__((target("avx2,fma"), noinline)) static void pw2_tile_3(int k, cons
     }
 }
 
-// pw_narrow for AVX2 + FMA (it uses only ymm operations).
-AVX2_TARGET static void pw2_narrow(int k, const float *a, const float *x, ptrdiff_t ldx, int w, int rows, const float *bias,
-                                   int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy) {
-    for (int jj = 0; jj < w; jj++) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int kk = 0; kk < k; kk++)
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + kk * 8), _mm256_set1_ps(x[kk * ldx + jj]), acc);
-        float t[8];
-        _mm256_storeu_ps(t, acc);
-        for (int i = 0; i < rows; i++) {
-            float v = t[i] + (bias ? bias[i] : 0.0f);
-            if (clamp) {
-                v = lo > v ? lo : v;
-                v = hi < v ? hi : v;
-            }
-            if (res) v += res[i * ldr + jj];
-            y[i * ldy + jj] = v;
-        }
-    }
-}
-
 // One 8-row panel over columns [j, j + w) (w ≤ 24; taps ≤ 16) as two 4-row halves: the full 8-column vectors in one tile, a
 // partial last vector in a masked one; taps (offs != NULL) or in-place rows.
 AVX2_TARGET static void pw2_panel(int k, const float *a, const float *x, ptrdiff_t ldx, const ptrdiff_t *offs, int w, int rows,
                                   const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
                                   ptrdiff_t ldy) {
     const int nf = w / 8, tw = w % 8;
-    const __m256i mlast = pw2_mask(tw);
+    const __m256i mlast = zk_mask8(tw);
     for (int h = 0; h < 2; h++) {
         const int r = rows - 4 * h;
         if (r <= 0) break;
@@ -279,7 +255,7 @@ AVX2_TARGET static void pw2_strip(int m, int k, const float *pa, const float *x,
     const float *bp = bias ? bias + row0 : 0;
     const float *rp = res ? res + row0 * ldr + j : 0;
     float *yp = y + row0 * ldy + j;
-    if (w <= 2 && pw_narrow_on) pw2_narrow(k, a, x + j, ldx, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+    if (w <= 2 && pw_narrow_on) pw_narrow(k, a, x + j, ldx, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
     else pw2_panel(k, a, x + j, ldx, 0, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
 }
 

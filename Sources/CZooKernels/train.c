@@ -2,6 +2,7 @@
 // time (function-level target attribute), AVX2 on CPUs without it, portable loops otherwise; all give bit-identical results.
 #include "CZooKernels.h"
 #include <immintrin.h>
+#include "avx2_common.h"
 
 __attribute__((target("avx512f"))) static void gather2_avx512(const float *src, float *dst, ptrdiff_t n) {
     const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -56,8 +57,9 @@ __attribute__((target("avx512f"))) static void scatter_add2_avx512(const float *
 
 TR_AVX2 static inline __m256 even8(const float *p) {
     // p[0], p[2], ..., p[14]; reads p[0 .. 14] only
-    const __m256 a = _mm256_loadu_ps(p), b = _mm256_maskload_ps(p + 8, _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0));
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+    __m256 even, odd;
+    zk_deinterleave8(_mm256_loadu_ps(p), _mm256_maskload_ps(p + 8, zk_mask8(7)), &even, &odd);
+    return even;
 }
 
 TR_AVX2 static void gather2_avx2(const float *src, float *dst, ptrdiff_t n) {

@@ -1,6 +1,6 @@
 // Training kernels for small convolutions and sigmoid (see ZooTrainKernels.h). AVX-512F bodies use function-level
 // target attributes and are chosen at run time (zoo_kernels_avx512); AVX2+FMA bodies of the hot ones are in
-// trainkernels_avx2.c (zoo_kernels_avx2); the portable bodies are plain C.
+// trainkernels_avx2.c (zoo_kernels_simd() == 1); the portable bodies are plain C.
 #include "CZooKernels.h"
 #include <immintrin.h>
 #include <math.h>

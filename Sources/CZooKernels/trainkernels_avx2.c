@@ -2,16 +2,10 @@
 // AVX-512F (e.g. Zen 3): the same loops with 8-lane vectors and register blocks sized for 16 ymm registers. Chosen at
 // run time by the zoo_tc_* entry points; the portable C bodies stay the reference the tests compare against.
 #include "CZooKernels.h"
-#include <immintrin.h>
+#include "avx2_common.h"
 
 #define TK_AVX2 __attribute__((target("avx2,fma")))
 #define TK_INLINE __attribute__((always_inline)) static inline
-
-TK_INLINE TK_AVX2 float hsum8(__m256 v) {
-    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Correlation over staged planes: OB (≤ 4) outputs × VB (≤ 3) vectors of 8 positions per register block.
@@ -81,7 +75,7 @@ TK_INLINE TK_AVX2 void dw_block8(const float *x, ptrdiff_t xImg, const float *dy
         }
     }
     for (int b = 0; b < OB; b++)
-        for (int t = 0; t < TB; t++) dw[b * dwStride + t] += hsum8(acc[b][t]);
+        for (int t = 0; t < TB; t++) dw[b * dwStride + t] += zk_hsum8(acc[b][t]);
 }
 
 #define DW8_CASE(OB, TB)                                                                                           \
@@ -188,11 +182,6 @@ TK_AVX2 void zoo_tc_cvec_dw_avx2(const float *x, ptrdiff_t xImg, const ptrdiff_t
 // ---------------------------------------------------------------------------------------------------------------
 // Sigmoid, copies and sums (the AVX-512F bodies' formulas with 8 lanes).
 
-TK_INLINE TK_AVX2 __m256i tail_mask8(ptrdiff_t n) {
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), idx);
-}
-
 TK_INLINE TK_AVX2 __m256 sigmoid8(__m256 x) {
     // e = exp(-x) with -x clamped to [-104, 104] (NaN kept: min/max return their second operand on NaN);
     // 2^n applied in two halves so that every factor stays a normal float.
@@ -226,7 +215,7 @@ TK_AVX2 void zoo_sigmoid_avx2(const float *x, float *y, ptrdiff_t n) {
         _mm256_storeu_ps(y + i + 8, b);
     }
     for (; i < n; i += 8) {
-        const __m256i m = tail_mask8(n - i);
+        const __m256i m = zk_mask8(n - i);
         _mm256_maskstore_ps(y + i, m, sigmoid8(_mm256_maskload_ps(x + i, m)));
     }
 }
@@ -245,7 +234,7 @@ TK_AVX2 void zoo_copy_rows_avx2(const float *src, ptrdiff_t srcRow, ptrdiff_t sr
                 _mm256_storeu_ps(d + c, v);
             }
             if (c < cols) {
-                const __m256i m = tail_mask8(cols - c);
+                const __m256i m = zk_mask8(cols - c);
                 __m256 v = _mm256_maskload_ps(s + c, m);
                 if (bias) v = _mm256_add_ps(v, b);
                 _mm256_maskstore_ps(d + c, m, v);
@@ -263,8 +252,8 @@ TK_AVX2 float zoo_sum_avx2(const float *x, ptrdiff_t n) {
         a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
         a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
     }
-    for (; i < n; i += 8) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(x + i, tail_mask8(n - i)));
-    return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i += 8) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(x + i, zk_mask8(n - i)));
+    return zk_hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -281,10 +270,9 @@ TK_AVX2 void zoo_avgpool2_avx2(const float *x, float *y, ptrdiff_t planes, ptrdi
             for (; ox + 8 <= ow; ox += 8) {
                 const __m256 a0 = _mm256_loadu_ps(r0 + 2 * ox), a1 = _mm256_loadu_ps(r0 + 2 * ox + 8);
                 const __m256 b0 = _mm256_loadu_ps(r1 + 2 * ox), b1 = _mm256_loadu_ps(r1 + 2 * ox + 8);
-                const __m256 ae = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
-                const __m256 ao = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
-                const __m256 be = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
-                const __m256 bo = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+                __m256 ae, ao, be, bo;
+                zk_deinterleave8(a0, a1, &ae, &ao);
+                zk_deinterleave8(b0, b1, &be, &bo);
                 _mm256_storeu_ps(d + ox, _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(ae, ao), be), bo), q));
             }
             for (; ox < ow; ox++) {

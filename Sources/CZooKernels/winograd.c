@@ -116,7 +116,7 @@ int zoo_wino_scratch_floats(int m, int tiles) {
 }
 
 int zoo_wino_input_row(int m, const float *rows, ptrdiff_t rowStride, int tiles, float *out, ptrdiff_t outStride, float *scratch) {
-    if (!zoo_wino_c_transforms() || tiles < 1 || tiles > ZW_MAX_TILES || (m != 2 && m != 4)) return 0;
+    if (!zoo_kernels_simd() || tiles < 1 || tiles > ZW_MAX_TILES || (m != 2 && m != 4)) return 0;
     if (zoo_kernels_simd() != 2) {
         if (m == 4) zoo_wino_input4_avx2(rows, rowStride, tiles, out, outStride, scratch);
         else zoo_wino_input2_avx2(rows, rowStride, tiles, out, outStride, scratch);
@@ -210,7 +210,7 @@ output2(const float *M, ptrdiff_t mStride, int tiles, float bias, int clamp, flo
 
 int zoo_wino_output_row(int m, const float *M, ptrdiff_t mStride, int tiles, float bias, int clamp, float lo, float hi,
                         float *y, ptrdiff_t yStride, int outW, int rows) {
-    if (!zoo_wino_c_transforms() || tiles < 1 || tiles > ZW_MAX_TILES || (m != 2 && m != 4) || rows < 1 || rows > m) return 0;
+    if (!zoo_kernels_simd() || tiles < 1 || tiles > ZW_MAX_TILES || (m != 2 && m != 4) || rows < 1 || rows > m) return 0;
     if (zoo_kernels_simd() != 2) {
         float s[24 * ZW_MAX_TILES];
         if (m == 4) zoo_wino_output4_avx2(M, mStride, tiles, bias, clamp, lo, hi, y, yStride, outW, rows, s);

@@ -4,7 +4,7 @@
 // stage reads (or writes) element j of every tile as an interleaved group of stride m. Same formulas as the AVX-512F
 // kernels and the Swift SIMD4 reference (Winograd.swift).
 #include "CZooKernels.h"
-#include <immintrin.h>
+#include "avx2_common.h"
 
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 
@@ -155,11 +155,13 @@ static inline void grad_tile2(float a, float b, float c, float d, float *out, pt
     }
 }
 
-// Columns 2x and 2x + 1 of 8 tiles from 16 contiguous floats: in-lane shuffles, then the 64-bit quarters reordered.
-AVX2_TARGET static inline void deinterleave8(const float *p, __m256 *even, __m256 *odd) {
-    const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
-    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
-    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+// Tiles x0 ..< tiles one at a time (the portable body, and the AVX2 body's ragged end).
+static void grad_row2_plain(const float *first, const float *second, int width, int x0, int tiles, float *out, ptrdiff_t stride) {
+    for (int x = x0; x < tiles; x++) {
+        const float a = 2 * x < width ? first[2 * x] : 0, b = 2 * x + 1 < width ? first[2 * x + 1] : 0;
+        const float c = second && 2 * x < width ? second[2 * x] : 0, d = second && 2 * x + 1 < width ? second[2 * x + 1] : 0;
+        grad_tile2(a, b, c, d, out, stride, x);
+    }
 }
 
 AVX2_TARGET static void grad_row2_avx2(const float *restrict first, const float *restrict second, int width, int tiles,
@@ -169,8 +171,8 @@ AVX2_TARGET static void grad_row2_avx2(const float *restrict first, const float 
     int x = 0;
     for (; x + 8 <= full; x += 8) {
         __m256 a, b, c = zero, d = zero;
-        deinterleave8(first + 2 * x, &a, &b);
-        if (second) deinterleave8(second + 2 * x, &c, &d);
+        zk_deinterleave8(_mm256_loadu_ps(first + 2 * x), _mm256_loadu_ps(first + 2 * x + 8), &a, &b);
+        if (second) zk_deinterleave8(_mm256_loadu_ps(second + 2 * x), _mm256_loadu_ps(second + 2 * x + 8), &c, &d);
         const __m256 p[4] = {a, _mm256_add_ps(a, c), _mm256_sub_ps(a, c), _mm256_sub_ps(zero, c)};
         const __m256 q[4] = {b, _mm256_add_ps(b, d), _mm256_sub_ps(b, d), _mm256_sub_ps(zero, d)};
         for (int i = 0; i < 4; i++) {
@@ -181,22 +183,11 @@ AVX2_TARGET static void grad_row2_avx2(const float *restrict first, const float 
             _mm256_storeu_ps(o + 3 * stride, _mm256_sub_ps(zero, q[i]));
         }
     }
-    for (; x < tiles; x++) {
-        const float a = 2 * x < width ? first[2 * x] : 0, b = 2 * x + 1 < width ? first[2 * x + 1] : 0;
-        const float c = second && 2 * x < width ? second[2 * x] : 0, d = second && 2 * x + 1 < width ? second[2 * x + 1] : 0;
-        grad_tile2(a, b, c, d, out, stride, x);
-    }
+    grad_row2_plain(first, second, width, x, tiles, out, stride);
 }
 
-static void grad_row2_plain(const float *first, const float *second, int width, int tiles, float *out, ptrdiff_t stride) {
-    for (int x = 0; x < tiles; x++) {
-        const float a = 2 * x < width ? first[2 * x] : 0, b = 2 * x + 1 < width ? first[2 * x + 1] : 0;
-        const float c = second && 2 * x < width ? second[2 * x] : 0, d = second && 2 * x + 1 < width ? second[2 * x + 1] : 0;
-        grad_tile2(a, b, c, d, out, stride, x);
-    }
-}
 
 void zoo_wino_grad_row2(const float *first, const float *second, int width, int tiles, float *out, ptrdiff_t stride, int portable) {
     if (!portable && (zoo_kernels_simd() == 1)) grad_row2_avx2(first, second, width, tiles, out, stride);
-    else grad_row2_plain(first, second, width, tiles, out, stride);
+    else grad_row2_plain(first, second, width, 0, tiles, out, stride);
 }

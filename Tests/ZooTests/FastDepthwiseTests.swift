@@ -174,7 +174,7 @@ final class FastTapConvTests: XCTestCase {
         func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
         let x = random(batch * inC * h * w), wt = random(outC * inC * k * k), b = random(outC)
         var want = [Float](repeating: 0, count: batch * outC * oh * ow)
-        try x.withUnsafeBufferPointer { xp in try wt.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+        x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
             Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, y: &want)
             let pre = want
             Reference.activation(act, count: want.count, x: pre, y: &want)

@@ -52,17 +52,8 @@ final class SmallConvTests: XCTestCase {
                         defer { SmallConv.tasksPerThread = 2 }
                         let y = trainConv2dForward(x: x, weight: wt, bias: b, geometry: g, threads: threads)
                         XCTAssertLessThan(maxRel(y, ref), 1e-5, "\(label) forward, \(threads) threads")
-                        let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
-                        XCTAssertLessThan(maxRel(r.dx, refB.dx), 1e-5, "\(label) dx, \(threads) threads")
-                        XCTAssertLessThan(maxRel(r.dw, refB.dw), 1e-5, "\(label) dw, \(threads) threads")
-                        XCTAssertLessThan(maxRel(r.db, refB.db), 1e-5, "\(label) db, \(threads) threads")
-                        let onlyP = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: false, needParams: true, threads: threads)
-                        XCTAssertNil(onlyP.dx)
-                        XCTAssertLessThan(maxRel(onlyP.dw, refB.dw), 1e-5, "\(label) dw only")
-                        let onlyX = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: false, threads: threads)
-                        XCTAssertNil(onlyX.dw)
-                        XCTAssertNil(onlyX.db)
-                        XCTAssertLessThan(maxRel(onlyX.dx, refB.dx), 1e-5, "\(label) dx only")
+                        assertConvBackwardMatches(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, threads: threads, ref: refB, label: label,
+                                                  dbNilWithoutParams: true)
                     }
                 }
             }

@@ -46,16 +46,7 @@ final class TrainingKernelTests: XCTestCase {
                 TrainFast.on = fast; convBackwardWholeMax = wholeMax; convDirectMinPlane = directPlane
                 for (threads, minTiles) in [(1, 0), (2, 0), (3, 0), (2, 1 << 30)] {
                     trainWinogradMinTiles = minTiles; trainWinogradWeightMinTiles = minTiles
-                    let r = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: true, threads: threads)
-                    XCTAssertLessThan(maxRel(r.dx, ref.dx), 1e-5, "case \(ci) dx, \(threads) threads")
-                    XCTAssertLessThan(maxRel(r.dw, ref.dw), 1e-5, "case \(ci) dw, \(threads) threads")
-                    XCTAssertLessThan(maxRel(r.db, ref.db), 1e-5, "case \(ci) db, \(threads) threads")
-                    let onlyP = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: false, needParams: true, threads: threads)
-                    XCTAssertNil(onlyP.dx)
-                    XCTAssertLessThan(maxRel(onlyP.dw, ref.dw), 1e-5, "case \(ci) dw only")
-                    let onlyX = trainConv2dBackward(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, needInput: true, needParams: false, threads: threads)
-                    XCTAssertNil(onlyX.dw)
-                    XCTAssertLessThan(maxRel(onlyX.dx, ref.dx), 1e-5, "case \(ci) dx only")
+                    assertConvBackwardMatches(x: x, weight: wt, dy: dy, geometry: g, hasBias: bias, threads: threads, ref: ref, label: "case \(ci)")
                 }
                 }
             }

@@ -45,6 +45,24 @@ enum TrainFixtures {
 extension XCTestCase {
     /// Runs `body` once per distinct vector level of CZooKernels the CPU has (2 = AVX-512F, 1 = AVX2 + FMA, capped with
     /// `zoo_kernels_set_simd_cap`), so a battery covers the AVX2 kernels on AVX-512F machines too; the cap is lifted after.
+    /// `trainConv2dBackward` asked for dx and dw, for dw only and for dx only, each against `ref` at 1e-5 relative
+    /// to max|ref| (what was not asked for is nil; with `dbNilWithoutParams` the bias gradient too).
+    func assertConvBackwardMatches(x: [Float], weight: [Float], dy: [Float], geometry g: ConvGeometry, hasBias: Bool, threads: Int,
+                                   ref: (dx: [Float]?, dw: [Float]?, db: [Float]?), label: String, dbNilWithoutParams: Bool = false,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        let r = trainConv2dBackward(x: x, weight: weight, dy: dy, geometry: g, hasBias: hasBias, needInput: true, needParams: true, threads: threads)
+        XCTAssertLessThan(maxRel(r.dx, ref.dx), 1e-5, "\(label) dx, \(threads) threads", file: file, line: line)
+        XCTAssertLessThan(maxRel(r.dw, ref.dw), 1e-5, "\(label) dw, \(threads) threads", file: file, line: line)
+        XCTAssertLessThan(maxRel(r.db, ref.db), 1e-5, "\(label) db, \(threads) threads", file: file, line: line)
+        let onlyP = trainConv2dBackward(x: x, weight: weight, dy: dy, geometry: g, hasBias: hasBias, needInput: false, needParams: true, threads: threads)
+        XCTAssertNil(onlyP.dx, file: file, line: line)
+        XCTAssertLessThan(maxRel(onlyP.dw, ref.dw), 1e-5, "\(label) dw only", file: file, line: line)
+        let onlyX = trainConv2dBackward(x: x, weight: weight, dy: dy, geometry: g, hasBias: hasBias, needInput: true, needParams: false, threads: threads)
+        XCTAssertNil(onlyX.dw, file: file, line: line)
+        if dbNilWithoutParams { XCTAssertNil(onlyX.db, file: file, line: line) }
+        XCTAssertLessThan(maxRel(onlyX.dx, ref.dx), 1e-5, "\(label) dx only", file: file, line: line)
+    }
+
     func forEachSIMDLevel(_ body: (Int32) -> Void) {
         defer { zoo_kernels_set_simd_cap(2) }
         var seen: Set<Int32> = []

@@ -6,8 +6,6 @@
 int zoo_kernels_avx512(void);
 /// 1 when the CPU has AVX2 and FMA (the AVX2 kernels' condition; checked once).
 int zoo_kernels_avx2(void);
-/// 1 when the Winograd tile transforms run in C: AVX-512F kernels, or AVX2+FMA ones (winograd_avx2.c).
-int zoo_wino_c_transforms(void);
 /// Vector level of every CZooKernels entry point (rows, 1×1 tiles, Winograd transforms, training kernels): 2 = AVX-512F, 1 = AVX2 + FMA (CPUs without
 /// AVX-512F; same multiply-add order per element, so results are bit-identical to the AVX-512F kernels), 0 = none
 /// (the functions return 0). `ZOO_AVX2=0` in the environment, or zoo_kernels_set_avx2(0), turns the AVX2 level off.
@@ -24,9 +22,6 @@ int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float 
 
 /// One output plane of max pooling over a staged (-inf padded) plane: taps in order with the rule
 /// m = (m >= v || m != m) ? m : v (NaN propagates). AVX-512F only: returns 0 without writing when unsupported.
-/// AVX2 body of zoo_maxpool_plane (kernels_avx2.c); call only when zoo_kernels_avx2().
-void zoo_maxpool_plane_avx2(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
-                            float *out);
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out);
 

@@ -45,7 +45,7 @@ func winogradWeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, g
     let most = max(1, min(perWorker, winogradWeightChunkFloats / max(1, 16 * (g.c + g.o) * perImage)))
     let chunk = (perWorker + (perWorker + most - 1) / most - 1) / ((perWorker + most - 1) / most)   // even chunks
     let ucount = 16 * g.o * g.c
-    let useC = cTransforms && Fast.winogradCTransforms && zoo_wino_c_transforms() != 0 && tilesW <= 512
+    let useC = cTransforms && Fast.winogradCTransforms && zoo_kernels_simd() != 0 && tilesW <= 512
     let wp = 2 * tilesW + 2                       // padded row: the columns the tiles of a row read
     let cScratch = useC ? Int(zoo_wino_scratch_floats(2, Int32(tilesW))) : 0
     let vFloats = 16 * g.c * chunk * perImage, pFloats = 16 * g.o * chunk * perImage
@@ -70,15 +70,7 @@ func winogradWeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, g
                         let plane = xs.p + ((n0 + s) * g.c + ic) * g.h * g.w
                         for ty in 0..<tilesH {
                             let pad = rows
-                            let l = min(wp, g.pl), r = min(wp, g.pl + g.w)
-                            for k in 0..<4 {
-                                let iy = 2 * ty - g.pt + k
-                                let dst = pad + k * wp
-                                if iy < 0 || iy >= g.h || r <= l { dst.update(repeating: 0, count: wp); continue }
-                                if l > 0 { dst.update(repeating: 0, count: l) }
-                                (dst + l).update(from: plane + iy * g.w + (l - g.pl), count: r - l)
-                                if r < wp { (dst + r).update(repeating: 0, count: wp - r) }
-                            }
+                            Fast.winogradPaddedRows(plane, h: g.h, w: g.w, top: 2 * ty - g.pt, padLeft: g.pl, rows: 4, width: wp, into: pad)
                             let out = v + ic * nt + s * perImage + ty * tilesW
                             if useC {
                                 _ = zoo_wino_input_row(2, pad, wp, Int32(tilesW), out, vStride, pad + 4 * wp)

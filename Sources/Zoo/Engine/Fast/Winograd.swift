@@ -176,6 +176,22 @@ extension Fast {
         return (s0 + p12 + p34, m12 + 2 * m34, p12 + 4 * p34, m12 + 8 * m34 + s5)
     }
 
+    /// `rows` zero-padded rows of one input plane (h × w) for a row of tiles: dst[k][c] = x[top + k][c − padLeft],
+    /// 0 outside the image, `width` columns each.
+    @inline(__always)
+    static func winogradPaddedRows(_ plane: UnsafePointer<Float>, h: Int, w: Int, top: Int, padLeft: Int, rows: Int, width wp: Int,
+                                   into pad: UnsafeMutablePointer<Float>) {
+        let lo = Swift.min(wp, padLeft), hi = Swift.min(wp, padLeft + w)
+        for k in 0..<rows {
+            let iy = top + k
+            let dst = pad + k * wp
+            if iy < 0 || iy >= h || hi <= lo { dst.update(repeating: 0, count: wp); continue }
+            if lo > 0 { dst.update(repeating: 0, count: lo) }
+            (dst + lo).update(from: plane + iy * w + (lo - padLeft), count: hi - lo)
+            if hi < wp { (dst + hi).update(repeating: 0, count: wp - hi) }
+        }
+    }
+
     public static func winogradConv2d(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                                       act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
                                       weightCache: ConvWeightCache? = nil) {
@@ -218,7 +234,7 @@ extension Fast {
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
             let ntPad = (nt + nr - 1) / nr * nr
             let mPad = (nt + mrow - 1) / mrow * mrow
-            let useC = winogradCTransforms && zoo_wino_c_transforms() != 0 && tilesW <= 512
+            let useC = winogradCTransforms && zoo_kernels_simd() != 0 && tilesW <= 512
             let cScratch = useC ? Int(zoo_wino_scratch_floats(Int32(m), Int32(tilesW))) : 0
             parallelFor(inC * nrows, threads: threads, grain: 2) { range in
                 // padded rows, then the Swift column stage's e[α][α][tilesW] or the C transform's scratch
@@ -230,15 +246,7 @@ extension Fast {
                     let row = r0 + rr, n = row / tilesH, ty = row % tilesH
                     let plane = xs.p + (n * inC + ic) * g.inPlane
                     // α zero-padded input rows: pad[k][c] = x[ty·m − padTop + k][c − padLeft]
-                    let lo = Swift.min(wp, g.padLeft), hi = Swift.min(wp, g.padLeft + g.inW)
-                    for k in 0..<a {
-                        let iy = ty * m - g.padTop + k
-                        let dst = pad + k * wp
-                        if iy < 0 || iy >= g.inH || hi <= lo { dst.update(repeating: 0, count: wp); continue }
-                        if lo > 0 { dst.update(repeating: 0, count: lo) }
-                        (dst + lo).update(from: plane + iy * g.inW + (lo - g.padLeft), count: hi - lo)
-                        if hi < wp { (dst + hi).update(repeating: 0, count: wp - hi) }
-                    }
+                    winogradPaddedRows(plane, h: g.inH, w: g.inW, top: ty * m - g.padTop, padLeft: g.padLeft, rows: a, width: wp, into: pad)
                     // Columns: e[k][j][tx] = (d B)[k][j] for each input row k (the C rows do both stages themselves)
                     for k in 0..<a where !useC {
                         let p = pad + k * wp
@@ -390,7 +398,7 @@ extension Fast {
             }
             let c2 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // Y = Aᵀ M A + bias, activation
-            let useCOut = winogradCTransforms && !swapped && zoo_wino_c_transforms() != 0 && tilesW <= 512
+            let useCOut = winogradCTransforms && !swapped && zoo_kernels_simd() != 0 && tilesW <= 512
             let (clampOut, cLo, cHi): (Int32, Float, Float) = switch act {
             case .relu: (1, 0, .infinity)
             case let .clip(l, h): (1, l, h)
