@@ -4,6 +4,7 @@
 #include "CZooKernels.h"
 #include <immintrin.h>
 #include "avx2_common.h"
+#include <stdlib.h>
 
 size_t zoo_pw_packed_floats(int m, int k) { return (size_t)((m + 7) / 8) * 8 * (size_t)(k > 0 ? k : 1); }
 
@@ -298,14 +299,17 @@ AVX2_TARGET static void pw2_narrow4(int m, int k, const float *pa, const float *
     }
 }
 
-// Column strips of 24 (k ≥ 32; 16 below, where the 24-column tile measured slower at 96 × 16 × 12544) outside, panels
+// Column strips of 24 (k ≥ 16; 16 below; the assembly 4 × 24 tile runs 96 × 16 × 1344 at 31.7 GMAC/s per core against
+// 27.4 with 16-column strips, 144 × 24 × 1120 at 36.1 against 31.9, Zen 3) outside, panels
 // inside (the strip's inputs stay in L1); for narrow column ranges (small
 // planes) panels outside, so that weights larger than L2 (1280 × 320 at 7×7) are read once instead of once per strip,
 // and a narrow tail (≤ 2 columns) for 4 panels at a time.
 AVX2_TARGET static void pw_avx2(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int n0, int n1, int p0, int p1,
                                 const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
                                 ptrdiff_t ldy) {
-    const int sw = k >= 32 ? 24 : 16;  /* 24-column strips (the 12-accumulator tile) unless k is small */
+    static int swk = -1;  /* ZOO_PW_SWK=K: 16-column strips below K (A/B switch; default 16) */
+    if (swk < 0) { const char *e = getenv("ZOO_PW_SWK"); swk = e ? atoi(e) : 16; }
+    const int sw = k >= swk ? 24 : 16;  /* 24-column strips (the 12-accumulator tile) unless k is tiny */
     if (n1 - n0 <= 256) {
         const int tail = (n1 - n0) % sw, narrow = tail > 0 && tail <= 2 && pw_narrow_on, nb = narrow ? n1 - tail : n1;
         for (int p = p0; p < p1; p++)
