@@ -22,11 +22,19 @@ final class FastDepthwiseTests: XCTestCase {
             Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, y: &want)
             let pre = want
             Reference.activation(act, count: want.count, x: pre, y: &want)
-            let savedRows = Fast.stagedRowsInC
-            defer { Fast.stagedRowsInC = savedRows }
-            for (direct, rowsInC) in [(false, true), (false, false), (true, false)] {
+            let savedRows = Fast.stagedRowsInC, savedLanes = Fast.channelLanesMaxWidth
+            defer { Fast.stagedRowsInC = savedRows; Fast.channelLanesMaxWidth = savedLanes }
+            var cRows: [Float] = []
+            for (direct, rowsInC, lanes) in [(false, true, false), (false, false, false), (true, false, false), (false, true, true)] {
                 Fast.stagedRowsInC = rowsInC
+                Fast.channelLanesMaxWidth = lanes ? Int.max : 0
                 var got = [Float](repeating: .nan, count: want.count)
+                defer {
+                    if rowsInC && !lanes { cRows = got }
+                    // The channel-lane kernel (zoo_dwc) has the C rows' FMA chain per element: the same bits.
+                    if lanes && zoo_kernels_simd() >= 1 { XCTAssertEqual(cRows.count, got.count, line: line); XCTAssertEqual(zip(got, cRows).filter { $0.0.bitPattern != $0.1.bitPattern }.count, 0,
+                                                                  "channel lanes vs C rows: elements that differ, C\(c) \(h)×\(w) k\(k) s\(stride)", line: line) }
+                }
                 if direct {
                     Fast.depthwise(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got, threads: threads)
                 } else {
@@ -34,7 +42,7 @@ final class FastDepthwiseTests: XCTestCase {
                                          threads: threads)
                 }
                 let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
-                XCTAssertLessThanOrEqual(maxDiff, 1e-5, "\(direct ? "direct" : rowsInC ? "staged, C rows" : "staged, Swift rows") C\(c)×\(mult) \(h)×\(w) k\(k) s\(stride) d\(dil)",
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5, "\(direct ? "direct" : lanes ? "channel lanes" : rowsInC ? "staged, C rows" : "staged, Swift rows") C\(c)×\(mult) \(h)×\(w) k\(k) s\(stride) d\(dil)",
                                          line: line)
             }
         } } }
@@ -53,6 +61,12 @@ final class FastDepthwiseTests: XCTestCase {
         check(c: 2, mult: 2, h: 12, w: 35, k: 5, stride: 2, pad: (2, 2, 2, 2), dil: 1)
         check(c: 2, h: 3, w: 3, k: 5, stride: 1, pad: (1, 2, 1, 2))
         check(c: 2, h: 13, w: 24, k: 3, stride: 2, pad: (3, 3, 3, 3), dil: 3)
+        // Channel counts around the 8 lanes, mobilenet_v2's small planes, several images.
+        check(batch: 2, c: 13, h: 7, w: 7, stride: 1, act: .clip(0, 6))
+        check(c: 20, h: 14, w: 14, stride: 2, act: .clip(0, 6), threads: 3)
+        check(batch: 2, c: 17, h: 28, w: 28, stride: 1, act: .relu)
+        check(c: 9, h: 5, w: 6, k: 5, stride: 1, pad: (2, 0, 1, 2), dil: 1, act: .tanh)
+        check(c: 8, h: 1, w: 1, stride: 1)
     }
 }
 

@@ -20,6 +20,19 @@ void zoo_kernels_set_simd_cap(int cap);
 int zoo_dw_plane(const float *buf, const ptrdiff_t *offs, int taps, const float *wk, float bias, int clamp, float lo, float hi,
                  ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out);
 
+/// Geometry of one call of zoo_dwc (output rows and columns of the call; padTop/padLeft may be negative).
+typedef struct {
+    int inH, inW, outH, outW, kH, kW, strideH, strideW, dilH, dilW, padTop, padLeft;
+} zoo_dwc_geom;
+/// Scratch floats one zoo_dwc call needs (padded 8-channel plane, one output row, weights).
+size_t zoo_dwc_scratch_floats(const zoo_dwc_geom *g);
+/// Depthwise convolution of `nch` (1 ... 8) channels with the channels in the SIMD lanes (dwchannels.c): input plane
+/// i at x + i*xcs (rows of inW floats), weights wk[i*kH*kW + t], bias[i] (bias may be NULL), output plane i at
+/// y + i*ycs (rows of outW floats). Same FMA chain per element as zoo_dw_plane (bit-identical). Returns 0 without
+/// writing when the CPU has no AVX2 (or nch is out of range).
+int zoo_dwc(int nch, const float *x, ptrdiff_t xcs, const float *wk, const float *bias, const zoo_dwc_geom *g, int clamp,
+            float lo, float hi, float *y, ptrdiff_t ycs, float *scratch);
+
 /// One output plane of max pooling over a staged (-inf padded) plane: taps in order with the rule
 /// m = (m >= v || m != m) ? m : v (NaN propagates). AVX-512F only: returns 0 without writing when unsupported.
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,

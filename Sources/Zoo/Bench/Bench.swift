@@ -143,12 +143,14 @@ public enum Bench {
             body = { _ = try ex.forward(x) }
         }
         // ZOO_BENCH_AB=1 with --train: steps alternate TrainFast.on false/true (A = old kernels, B = new), A/B figures to stderr.
-        let ab = c.train && ProcessInfo.processInfo.environment["ZOO_BENCH_AB"] != nil
+        // Inference: ZOO_BENCH_AB=NAME alternates the inference switch NAME (`Fast.setABSwitch`) off/on.
+        let abName = ProcessInfo.processInfo.environment["ZOO_BENCH_AB"]
+        let ab = abName != nil && (c.train || Fast.setABSwitch(abName!, on: true))
         var abTimes: [Double] = []
         if ab {
             var ta: [Double] = [], tb: [Double] = []
             for i in 0..<(2 * (c.warmup + c.iterations)) {
-                TrainFast.on = i % 2 == 1
+                if c.train { TrainFast.on = i % 2 == 1 } else { _ = Fast.setABSwitch(abName!, on: i % 2 == 1) }
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 try body()
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
@@ -159,7 +161,7 @@ public enum Bench {
                 + "A: " + ta.map { String(format: "%.0f", $0) }.joined(separator: " ") + "\nB: "
                 + tb.map { String(format: "%.0f", $0) }.joined(separator: " ") + "\n"
             FileHandle.standardError.write(line.data(using: .utf8)!)
-            TrainFast.on = true
+            if c.train { TrainFast.on = true } else { _ = Fast.setABSwitch(abName!, on: true) }
             abTimes = tb
         }
         for _ in 0..<(ab ? 0 : c.warmup) { try body() }

@@ -130,6 +130,9 @@ extension Fast {
         var gFull = gd
         gFull.outH = bandOut
         let stMax = DepthwiseStage(StageWindow(gFull))
+        let lanes = channelLanesApply(gd)
+        var geomFull = dwcGeom(gFull)
+        let stageFloats = lanes ? Int(zoo_dwc_scratch_floats(&geomFull)) : stMax.workerFloats
         parallelTasks(gd.batch * bands * groups, threads: threads) { t in
             let img = t / (bands * groups), band = (t / groups) % bands, grp = t % groups
             let oy0 = band * bandOut, oy1 = Swift.min(gd.outH, oy0 + bandOut)
@@ -140,7 +143,7 @@ extension Fast {
             let er1 = Swift.min(gd.inH, (oy1 - 1) * gd.strideH - gd.padTop + (gd.kH - 1) * gd.dilH + 1)
             if er0 >= er1 { return }  // cannot happen for a valid geometry (every output row reads an input row)
             let rowsE = er1 - er0, planeE = rowsE * w
-            ScratchPool.shared.with(maxGroupC * maxRows * w + stMax.workerFloats + dFloats) { e in
+            ScratchPool.shared.with(maxGroupC * maxRows * w + stageFloats + dFloats) { e in
             // Expanded rows er0..<er1 of channels c0..<c1: E[c - c0][row][col].
             _ = zoo_pw_compute(Int32(c), Int32(ge.inC), wes.p, xs.p + img * ge.inC * ge.inPlane + er0 * w, ge.inPlane,
                                0, Int32(planeE), Int32(p0), Int32(p1), bes?.p, clampE, loE, hiE, nil, 0,
@@ -149,14 +152,26 @@ extension Fast {
             var gb = gd
             gb.batch = 1; gb.inH = rowsE; gb.outH = oy1 - oy0
             gb.padTop = gd.padTop + er0 - oy0 * gd.strideH
+            let buf = e + maxGroupC * maxRows * w
+            // Depthwise rows go to the output, or (with a project stage) to D[ch][row][col] of this band.
+            let d = buf + stageFloats
+            let bandPlane = gb.outH * gd.outW
+            if lanes {
+                // 8 channels at a time with the channels in the SIMD lanes (c0 is a multiple of 8).
+                var gg = dwcGeom(gb)
+                let out = wps == nil ? ys.p + (img * c + c0) * gd.outPlane + oy0 * gd.outW : d + c0 * bandPlane
+                let ocs = wps == nil ? gd.outPlane : bandPlane
+                var ch = c0
+                while ch < c1 {
+                    _ = zoo_dwc(Int32(Swift.min(8, c1 - ch)), e + (ch - c0) * planeE, planeE, wds.p + ch * taps, bds.map { $0.p + ch },
+                                &gg, clampD, loD, hiD, out + (ch - c0) * ocs, ocs, buf)
+                    ch += 8
+                }
+            } else {
             let sw = StageWindow(gb)
             let st = DepthwiseStage(sw)
-            let buf = e + maxGroupC * maxRows * w
             prepareStage(st, buf: buf, fill: 0)
             let offsets = sw.tapOffsets(st)
-            // Depthwise rows go to the output, or (with a project stage) to D[ch][row][col] of this band.
-            let d = buf + stMax.workerFloats
-            let bandPlane = gb.outH * gd.outW
             offsets.withUnsafeBufferPointer { offs in
                 for ch in c0..<c1 {
                     stagePlane(sw, st, x: e + (ch - c0) * planeE, buf: buf)
@@ -164,6 +179,7 @@ extension Fast {
                     _ = zoo_dw_plane(buf, offs.baseAddress!, Int32(taps), wds.p + ch * taps, bds?.p[ch] ?? 0, clampD, loD, hiD,
                                      gb.outH, gb.outW, gd.strideH * st.rowFloats, out)
                 }
+            }
             }
             if let wps {
                 let off = img * outP * gd.outPlane + oy0 * gd.outW

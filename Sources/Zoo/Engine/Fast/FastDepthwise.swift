@@ -8,6 +8,81 @@ extension Fast {
     /// AVX-512F C rows (Sources/CZooKernels, chosen at run time when the CPU has AVX-512F).
     nonisolated(unsafe) static var stagedRowsInC = ProcessInfo.processInfo.environment["ZOO_DW"] != "swift"
 
+    /// `ZOO_DWC`: stride-1 depthwise planes with 8 channels in the SIMD lanes (`zoo_dwc`) when the output is at most
+    /// this many columns wide (default 14); `ZOO_DWC=0` never, `ZOO_DWC=all` always (A/B switch). Measured on the Zen 3
+    /// (mobilenet_v2 b1, one thread, layers apart, min of 4 runs, ms, rows → lanes): 7×7 × 960 0.181 → 0.154–0.156,
+    /// 14×14 × 384 0.186 → 0.165, 14×14 × 576 0.280 → 0.264; 28×28 × 192 0.262 → 0.286 (slower: not taken),
+    /// 56×56 × 144 0.646 → 0.632 (even).
+    nonisolated(unsafe) static var channelLanesMaxWidth: Int = {
+        switch ProcessInfo.processInfo.environment["ZOO_DWC"] {
+        case "0": return 0
+        case "all": return Int.max
+        case let s?: return Int(s) ?? 14
+        case nil: return 14
+        }
+    }()
+
+    /// The same for other horizontal strides (`ZOO_DWC2`, same values; default all): stride 2 needs no deinterleaving
+    /// copy of each row here. Same run: 112→56 × 96 1.087 → 1.005–1.012, 56→28 × 144 0.418 → 0.361–0.367,
+    /// 28→14 × 192 0.191 → 0.144–0.150, 14→7 × 576 0.212 → 0.142–0.145.
+    nonisolated(unsafe) static var channelLanesMaxWidthS2: Int = {
+        switch ProcessInfo.processInfo.environment["ZOO_DWC2"] {
+        case "0": return 0
+        case "all": return Int.max
+        case let s?: return Int(s) ?? Int.max
+        case nil: return Int.max
+        }
+    }()
+    static let channelLanesDefault = (channelLanesMaxWidth, channelLanesMaxWidthS2)
+
+    /// In-process A/B of an inference switch (`zoo-tool bench` with `ZOO_BENCH_AB=NAME`): "dwc" = the channel-lane
+    /// depthwise kernel at its configured width (on) or never (off). Returns false for an unknown name.
+    public static func setABSwitch(_ name: String, on: Bool) -> Bool {
+        switch name {
+        case "dwc":
+            channelLanesMaxWidth = on ? channelLanesDefault.0 : 0
+            channelLanesMaxWidthS2 = on ? channelLanesDefault.1 : 0
+        default: return false
+        }
+        return true
+    }
+
+    /// Whether the channel-lane kernel takes this depthwise geometry (one output channel per group).
+    static func channelLanesApply(_ g: Conv2dGeometry) -> Bool {
+        g.outW <= (g.strideW == 1 ? channelLanesMaxWidth : channelLanesMaxWidthS2) && g.outCPerGroup == 1 && g.groups == g.inC && zoo_kernels_simd() >= 1
+    }
+
+    static func dwcGeom(_ g: Conv2dGeometry) -> zoo_dwc_geom {
+        zoo_dwc_geom(inH: Int32(g.inH), inW: Int32(g.inW), outH: Int32(g.outH), outW: Int32(g.outW), kH: Int32(g.kH),
+                     kW: Int32(g.kW), strideH: Int32(g.strideH), strideW: Int32(g.strideW), dilH: Int32(g.dilH),
+                     dilW: Int32(g.dilW), padTop: Int32(g.padTop), padLeft: Int32(g.padLeft))
+    }
+
+    /// Depthwise convolution by `zoo_dwc`: tasks of (image, 8 channels). Activations other than none/ReLU/clip after.
+    static func depthwiseChannelLanes(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                      b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+        var geom = dwcGeom(g)
+        let scratch = zoo_dwc_scratch_floats(&geom)
+        let groups = (g.outC + 7) / 8, taps = g.kH * g.kW
+        let (clamp, lo, hi): (Int32, Float, Float) = {
+            switch act {
+            case .relu: return (1, 0, .infinity)
+            case let .clip(l, h): return (1, l, h)
+            default: return (0, -.infinity, .infinity)
+            }
+        }()
+        let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y), bs = b.map(SendConstPtr.init)
+        parallelTasks(g.batch * groups, threads: threads) { t in
+            let n = t / groups, c0 = (t % groups) * 8, nch = Swift.min(8, g.outC - c0)
+            var gg = geom
+            ScratchPool.shared.with(Int(scratch)) { buf in
+                _ = zoo_dwc(Int32(nch), xs.p + (n * g.inC + c0) * g.inPlane, g.inPlane, ws.p + c0 * taps, bs.map { $0.p + c0 },
+                            &gg, clamp, lo, hi, ys.p + (n * g.outC + c0) * g.outPlane, g.outPlane, buf)
+            }
+            if clamp == 0 { applyActivation(act, ys.p + (n * g.outC + c0) * g.outPlane, count: nch * g.outPlane) }
+        }
+    }
+
     /// Whether `depthwiseStaged` handles this geometry (depthwise with horizontal stride 1 or 2).
     static func depthwiseStagedApplies(_ g: Conv2dGeometry) -> Bool {
         isDepthwise(g) && (g.strideW == 1 || g.strideW == 2) && g.outH > 0 && g.outW > 0
@@ -64,6 +139,10 @@ extension Fast {
     /// reference's (ky, kx) order; ReLU/clip are applied in registers. Planes (image × channel) are split over workers.
     static func depthwiseStaged(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                                 act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
+        if channelLanesApply(g) {
+            depthwiseChannelLanes(g, x: x, w: w, b: b, act: act, y: y, threads: threads)
+            return
+        }
         let sw = StageWindow(g)
         let st = DepthwiseStage(sw)
         let taps = g.kH * g.kW
