@@ -19,6 +19,10 @@ ZK_AVX2 static inline void zk_deinterleave8(__m256 a, __m256 b, __m256 *even, __
     *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
 }
 
+/// Clamp to [lo, hi] as the kernels' activations: max/min return their second operand when either is NaN, so a NaN
+/// stays NaN.
+ZK_AVX2 static inline __m256 zk_clamp8(__m256 a, __m256 lo, __m256 hi) { return _mm256_min_ps(hi, _mm256_max_ps(lo, a)); }
+
 /// Sum of the 8 lanes.
 ZK_AVX2 static inline float zk_hsum8(__m256 v) {
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -18,7 +18,9 @@ size_t zoo_dwc_scratch_floats(const zoo_dwc_geom *g) {
     ptrdiff_t rowsP, colsP;
     dwc_dims(g, &rowsP, &colsP);
     const ptrdiff_t outCols = (g->outW + 7) / 8 * 8;
-    return (size_t)(rowsP * colsP * 8 + outCols * 8 + (ptrdiff_t)g->kH * g->kW * 8 + 8);
+    // S, O, the weights W (8 per tap) and the tap offsets (one ptrdiff_t, 2 floats, per tap; not on the stack: the
+    // kernel size comes from the model).
+    return (size_t)(rowsP * colsP * 8 + outCols * 8 + (ptrdiff_t)g->kH * g->kW * 10 + 8);
 }
 
 // r[0..7] (lanes = 8 consecutive columns of 8 rows) → r[k] = column k across the 8 rows.
@@ -49,6 +51,7 @@ ZK_AVX2 static void dwc_avx2(int nch, const float *x, ptrdiff_t xcs, const float
     const ptrdiff_t inW = g->inW, inH = g->inH, outW = g->outW, outH = g->outH;
     const ptrdiff_t outCols = (outW + 7) / 8 * 8;
     float *S = scratch, *O = scratch + rowsP * colsP * 8, *W = O + outCols * 8;
+    ptrdiff_t *op = (ptrdiff_t *)(W + taps * 8);  // 8-byte aligned: every region above is a multiple of 8 floats
     const float *src[8];
     float *dst[8];
     for (int i = 0; i < 8; i++) {
@@ -66,6 +69,7 @@ ZK_AVX2 static void dwc_avx2(int nch, const float *x, ptrdiff_t xcs, const float
     const ptrdiff_t c0 = g->padLeft < 0 ? -g->padLeft : 0;  // first input column staged
     ptrdiff_t c1 = colsP - g->padLeft;                      // one past the last
     if (c1 > inW) c1 = inW;
+    const ptrdiff_t planeEnd = inH * inW;
     for (ptrdiff_t py = 0; py < rowsP; py++) {
         float *srow = S + py * colsP * 8;
         const ptrdiff_t r = py - g->padTop;
@@ -76,7 +80,6 @@ ZK_AVX2 static void dwc_avx2(int nch, const float *x, ptrdiff_t xcs, const float
         const ptrdiff_t p0 = c0 + g->padLeft, p1 = c1 + g->padLeft;
         for (ptrdiff_t px = 0; px < p0; px++) _mm256_storeu_ps(srow + px * 8, zero);
         for (ptrdiff_t px = p1; px < colsP; px++) _mm256_storeu_ps(srow + px * 8, zero);
-        const ptrdiff_t planeEnd = inH * inW;
         for (ptrdiff_t c = c0; c < c1; c += 8) {
             const ptrdiff_t cnt = c1 - c < 8 ? c1 - c : 8, at = r * inW + c;
             __m256 v[8];
@@ -92,7 +95,6 @@ ZK_AVX2 static void dwc_avx2(int nch, const float *x, ptrdiff_t xcs, const float
         }
     }
 
-    ptrdiff_t op[taps];
     for (int ky = 0; ky < g->kH; ky++)
         for (int kx = 0; kx < g->kW; kx++) op[ky * g->kW + kx] = ((ptrdiff_t)ky * g->dilH * colsP + (ptrdiff_t)kx * g->dilW) * 8;
     const ptrdiff_t sx = (ptrdiff_t)g->strideW * 8;
@@ -113,11 +115,10 @@ ZK_AVX2 static void dwc_avx2(int nch, const float *x, ptrdiff_t xcs, const float
                 a3 = _mm256_fmadd_ps(wt, _mm256_loadu_ps(p + 3 * sx), a3);
             }
             if (clamp) {
-                // max/min return their second operand when either is NaN: NaN stays NaN (as zoo_dw_plane).
-                a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
-                a1 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a1));
-                a2 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a2));
-                a3 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a3));
+                a0 = zk_clamp8(a0, vlo, vhi);
+                a1 = zk_clamp8(a1, vlo, vhi);
+                a2 = zk_clamp8(a2, vlo, vhi);
+                a3 = zk_clamp8(a3, vlo, vhi);
             }
             _mm256_storeu_ps(O + ox * 8, a0);
             _mm256_storeu_ps(O + ox * 8 + 8, a1);
@@ -128,7 +129,7 @@ ZK_AVX2 static void dwc_avx2(int nch, const float *x, ptrdiff_t xcs, const float
             const float *b0 = base + ox * sx;
             __m256 a0 = vb;
             for (int t = 0; t < taps; t++) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(W + t * 8), _mm256_loadu_ps(b0 + op[t]), a0);
-            if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
+            if (clamp) a0 = zk_clamp8(a0, vlo, vhi);
             _mm256_storeu_ps(O + ox * 8, a0);
         }
         // Back to the planes, 8 columns at a time. A partial last block is stored whole when its spill stays inside

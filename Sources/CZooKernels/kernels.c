@@ -125,10 +125,10 @@ dw2_impl(const float *buf, const ptrdiff_t *offs, const int taps, const float *w
                 a3 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(ct + 24), a3);
             }
             if (clamp) {
-                a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
-                a1 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a1));
-                a2 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a2));
-                a3 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a3));
+                a0 = zk_clamp8(a0, vlo, vhi);
+                a1 = zk_clamp8(a1, vlo, vhi);
+                a2 = zk_clamp8(a2, vlo, vhi);
+                a3 = zk_clamp8(a3, vlo, vhi);
             }
             _mm256_storeu_ps(dst + bi * 8, a0);
             _mm256_storeu_ps(dst + bi * 8 + 8, a1);
@@ -139,7 +139,7 @@ dw2_impl(const float *buf, const ptrdiff_t *offs, const int taps, const float *w
             const float *c = base + bi * 8;
             __m256 a0 = vb;
             for (int t = 0; t < taps; t++) a0 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(c + offs[t]), a0);
-            if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
+            if (clamp) a0 = zk_clamp8(a0, vlo, vhi);
             _mm256_storeu_ps(dst + bi * 8, a0);
         }
         if (tailw) {
@@ -151,7 +151,7 @@ dw2_impl(const float *buf, const ptrdiff_t *offs, const int taps, const float *w
             const float *c = base + full * 8;
             __m256 a0 = vb;
             for (int t = 0; t < taps; t++) a0 = _mm256_fmadd_ps(w[t], _mm256_loadu_ps(c + offs[t]), a0);
-            if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));
+            if (clamp) a0 = zk_clamp8(a0, vlo, vhi);
             if ((oy + 1) * outW + 8 - tailw <= outH * outW) _mm256_storeu_ps(dst + full * 8, a0);
             else _mm256_maskstore_ps(dst + full * 8, mt, a0);
         }

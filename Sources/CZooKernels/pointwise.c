@@ -143,7 +143,7 @@ PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, p
             const __m256 bi = _mm256_set1_ps(bias ? bias[i] : 0.0f);                                                  \
             for (int v = 0; v < NV; v++) {                                                                            \
                 __m256 t = _mm256_add_ps(c[i][v], bi);                                                                \
-                if (clamp) t = _mm256_min_ps(vhi, _mm256_max_ps(vlo, t));                                             \
+                if (clamp) t = zk_clamp8(t, vlo, vhi);                                             \
                 if (M) {                                                                                              \
                     if (res) t = _mm256_add_ps(t, _mm256_maskload_ps(res + i * ldr, mlast));                          \
                     _mm256_maskstore_ps(y + i * ldy, mlast, t);                                                       \
@@ -215,7 +215,7 @@ __attribute__((target("avx2,fma"), noinline)) static void pw2_tile_3(int k, cons
         const __m256 bi = _mm256_set1_ps(bias ? bias[i] : 0.0f);
         for (int v = 0; v < 3; v++) {
             __m256 t = _mm256_add_ps(c[i][v], bi);
-            if (clamp) t = _mm256_min_ps(vhi, _mm256_max_ps(vlo, t));
+            if (clamp) t = zk_clamp8(t, vlo, vhi);
             if (res) t = _mm256_add_ps(t, _mm256_loadu_ps(res + i * ldr + 8 * v));
             _mm256_storeu_ps(y + i * ldy + 8 * v, t);
         }

@@ -29,12 +29,6 @@ final class FastDepthwiseTests: XCTestCase {
                 Fast.stagedRowsInC = rowsInC
                 Fast.channelLanesMaxWidth = lanes ? Int.max : 0
                 var got = [Float](repeating: .nan, count: want.count)
-                defer {
-                    if rowsInC && !lanes { cRows = got }
-                    // The channel-lane kernel (zoo_dwc) has the C rows' FMA chain per element: the same bits.
-                    if lanes && zoo_kernels_simd() >= 1 { XCTAssertEqual(cRows.count, got.count, line: line); XCTAssertEqual(zip(got, cRows).filter { $0.0.bitPattern != $0.1.bitPattern }.count, 0,
-                                                                  "channel lanes vs C rows: elements that differ, C\(c) \(h)×\(w) k\(k) s\(stride)", line: line) }
-                }
                 if direct {
                     Fast.depthwise(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got, threads: threads)
                 } else {
@@ -44,6 +38,13 @@ final class FastDepthwiseTests: XCTestCase {
                 let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
                 XCTAssertLessThanOrEqual(maxDiff, 1e-5, "\(direct ? "direct" : lanes ? "channel lanes" : rowsInC ? "staged, C rows" : "staged, Swift rows") C\(c)×\(mult) \(h)×\(w) k\(k) s\(stride) d\(dil)",
                                          line: line)
+                if rowsInC && !lanes { cRows = got }
+                // The channel-lane kernel (zoo_dwc) has the C rows' FMA chain per element: the same bits.
+                if lanes && zoo_kernels_simd() >= 1 {
+                    XCTAssertEqual(cRows.count, got.count, line: line)
+                    XCTAssertEqual(zip(got, cRows).filter { $0.0.bitPattern != $0.1.bitPattern }.count, 0,
+                                   "channel lanes vs C rows: elements that differ, C\(c) \(h)×\(w) k\(k) s\(stride)", line: line)
+                }
             }
         } } }
     }

@@ -144,13 +144,16 @@ public enum Bench {
         }
         // ZOO_BENCH_AB=1 with --train: steps alternate TrainFast.on false/true (A = old kernels, B = new), A/B figures to stderr.
         // Inference: ZOO_BENCH_AB=NAME alternates the inference switch NAME (`Fast.setABSwitch`) off/on.
-        let abName = ProcessInfo.processInfo.environment["ZOO_BENCH_AB"]
-        let ab = abName != nil && (c.train || Fast.setABSwitch(abName!, on: true))
+        let abToggle: ((Bool) -> Void)? = ProcessInfo.processInfo.environment["ZOO_BENCH_AB"].flatMap { name in
+            if c.train { return { TrainFast.on = $0 } }
+            return Fast.setABSwitch(name, on: true) ? { _ = Fast.setABSwitch(name, on: $0) } : nil
+        }
+        let ab = abToggle != nil
         var abTimes: [Double] = []
         if ab {
             var ta: [Double] = [], tb: [Double] = []
             for i in 0..<(2 * (c.warmup + c.iterations)) {
-                if c.train { TrainFast.on = i % 2 == 1 } else { _ = Fast.setABSwitch(abName!, on: i % 2 == 1) }
+                abToggle?(i % 2 == 1)
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 try body()
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
@@ -161,7 +164,7 @@ public enum Bench {
                 + "A: " + ta.map { String(format: "%.0f", $0) }.joined(separator: " ") + "\nB: "
                 + tb.map { String(format: "%.0f", $0) }.joined(separator: " ") + "\n"
             FileHandle.standardError.write(line.data(using: .utf8)!)
-            if c.train { TrainFast.on = true } else { _ = Fast.setABSwitch(abName!, on: true) }
+            abToggle?(true)
             abTimes = tb
         }
         for _ in 0..<(ab ? 0 : c.warmup) { try body() }

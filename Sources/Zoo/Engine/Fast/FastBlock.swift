@@ -103,13 +103,6 @@ extension Fast {
     static func expandDepthwise(_ ge: Conv2dGeometry, x: UnsafePointer<Float>, we: PointwisePacked, be: UnsafePointer<Float>?,
                                 actE: Activation, _ gd: Conv2dGeometry, wd: UnsafePointer<Float>, bd: UnsafePointer<Float>?,
                                 actD: Activation, project: ProjectStage? = nil, y: UnsafeMutablePointer<Float>, threads: Int) {
-        func clampOf(_ a: Activation) -> (Int32, Float, Float) {
-            switch a {
-            case .relu: (1, 0, .infinity)
-            case let .clip(l, h): (1, l, h)
-            default: (0, -.infinity, .infinity)
-            }
-        }
         _ = narrowTails
         let (clampE, loE, hiE) = clampOf(actE), (clampD, loD, hiD) = clampOf(actD)
         let (clampP, loP, hiP) = clampOf(project?.act ?? .none)
@@ -156,30 +149,27 @@ extension Fast {
             // Depthwise rows go to the output, or (with a project stage) to D[ch][row][col] of this band.
             let d = buf + stageFloats
             let bandPlane = gb.outH * gd.outW
+            let ocs = wps == nil ? gd.outPlane : bandPlane  // between output channels
+            let out0 = wps == nil ? ys.p + img * c * gd.outPlane + oy0 * gd.outW : d  // channel 0's rows
             if lanes {
                 // 8 channels at a time with the channels in the SIMD lanes (c0 is a multiple of 8).
                 var gg = dwcGeom(gb)
-                let out = wps == nil ? ys.p + (img * c + c0) * gd.outPlane + oy0 * gd.outW : d + c0 * bandPlane
-                let ocs = wps == nil ? gd.outPlane : bandPlane
-                var ch = c0
-                while ch < c1 {
+                for ch in stride(from: c0, to: c1, by: 8) {
                     _ = zoo_dwc(Int32(Swift.min(8, c1 - ch)), e + (ch - c0) * planeE, planeE, wds.p + ch * taps, bds.map { $0.p + ch },
-                                &gg, clampD, loD, hiD, out + (ch - c0) * ocs, ocs, buf)
-                    ch += 8
+                                &gg, clampD, loD, hiD, out0 + ch * ocs, ocs, buf)
                 }
             } else {
-            let sw = StageWindow(gb)
-            let st = DepthwiseStage(sw)
-            prepareStage(st, buf: buf, fill: 0)
-            let offsets = sw.tapOffsets(st)
-            offsets.withUnsafeBufferPointer { offs in
-                for ch in c0..<c1 {
-                    stagePlane(sw, st, x: e + (ch - c0) * planeE, buf: buf)
-                    let out = wps == nil ? ys.p + (img * c + ch) * gd.outPlane + oy0 * gd.outW : d + ch * bandPlane
-                    _ = zoo_dw_plane(buf, offs.baseAddress!, Int32(taps), wds.p + ch * taps, bds?.p[ch] ?? 0, clampD, loD, hiD,
-                                     gb.outH, gb.outW, gd.strideH * st.rowFloats, out)
+                let sw = StageWindow(gb)
+                let st = DepthwiseStage(sw)
+                prepareStage(st, buf: buf, fill: 0)
+                let offsets = sw.tapOffsets(st)
+                offsets.withUnsafeBufferPointer { offs in
+                    for ch in c0..<c1 {
+                        stagePlane(sw, st, x: e + (ch - c0) * planeE, buf: buf)
+                        _ = zoo_dw_plane(buf, offs.baseAddress!, Int32(taps), wds.p + ch * taps, bds?.p[ch] ?? 0, clampD, loD, hiD,
+                                         gb.outH, gb.outW, gd.strideH * st.rowFloats, out0 + ch * ocs)
+                    }
                 }
-            }
             }
             if let wps {
                 let off = img * outP * gd.outPlane + oy0 * gd.outW

@@ -13,27 +13,32 @@ extension Fast {
     /// (mobilenet_v2 b1, one thread, layers apart, min of 4 runs, ms, rows → lanes): 7×7 × 960 0.181 → 0.154–0.156,
     /// 14×14 × 384 0.186 → 0.165, 14×14 × 576 0.280 → 0.264; 28×28 × 192 0.262 → 0.286 (slower: not taken),
     /// 56×56 × 144 0.646 → 0.632 (even).
-    nonisolated(unsafe) static var channelLanesMaxWidth: Int = {
-        switch ProcessInfo.processInfo.environment["ZOO_DWC"] {
-        case "0": return 0
-        case "all": return Int.max
-        case let s?: return Int(s) ?? 14
-        case nil: return 14
-        }
-    }()
+    nonisolated(unsafe) static var channelLanesMaxWidth = widthLimit("ZOO_DWC", default: 14)
 
     /// The same for other horizontal strides (`ZOO_DWC2`, same values; default all): stride 2 needs no deinterleaving
     /// copy of each row here. Same run: 112→56 × 96 1.087 → 1.005–1.012, 56→28 × 144 0.418 → 0.361–0.367,
     /// 28→14 × 192 0.191 → 0.144–0.150, 14→7 × 576 0.212 → 0.142–0.145.
-    nonisolated(unsafe) static var channelLanesMaxWidthS2: Int = {
-        switch ProcessInfo.processInfo.environment["ZOO_DWC2"] {
-        case "0": return 0
-        case "all": return Int.max
-        case let s?: return Int(s) ?? Int.max
-        case nil: return Int.max
-        }
-    }()
+    nonisolated(unsafe) static var channelLanesMaxWidthS2 = widthLimit("ZOO_DWC2", default: Int.max)
     static let channelLanesDefault = (channelLanesMaxWidth, channelLanesMaxWidthS2)
+
+    /// A width limit from the environment: `0` never, `all` always, a number, else `default`.
+    static func widthLimit(_ name: String, default d: Int) -> Int {
+        switch ProcessInfo.processInfo.environment[name] {
+        case "all": return Int.max
+        case let s?: return Int(s) ?? d
+        case nil: return d
+        }
+    }
+
+    /// An activation the kernels apply in registers: (clamp flag, lo, hi) for ReLU and clip; (0, −∞, ∞) for the
+    /// others, which the caller applies after.
+    static func clampOf(_ a: Activation) -> (Int32, Float, Float) {
+        switch a {
+        case .relu: (1, 0, .infinity)
+        case let .clip(l, h): (1, l, h)
+        default: (0, -.infinity, .infinity)
+        }
+    }
 
     /// In-process A/B of an inference switch (`zoo-tool bench` with `ZOO_BENCH_AB=NAME`): "dwc" = the channel-lane
     /// depthwise kernel at its configured width (on) or never (off). Returns false for an unknown name.
@@ -64,13 +69,7 @@ extension Fast {
         var geom = dwcGeom(g)
         let scratch = zoo_dwc_scratch_floats(&geom)
         let groups = (g.outC + 7) / 8, taps = g.kH * g.kW
-        let (clamp, lo, hi): (Int32, Float, Float) = {
-            switch act {
-            case .relu: return (1, 0, .infinity)
-            case let .clip(l, h): return (1, l, h)
-            default: return (0, -.infinity, .infinity)
-            }
-        }()
+        let (clamp, lo, hi) = clampOf(act)
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y), bs = b.map(SendConstPtr.init)
         parallelTasks(g.batch * groups, threads: threads) { t in
             let n = t / groups, c0 = (t % groups) * 8, nch = Swift.min(8, g.outC - c0)
@@ -150,13 +149,8 @@ extension Fast {
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
         let bs = b.map(SendConstPtr.init)
         let ocpg = g.outCPerGroup
-        let (lo, hi, clampInRegisters): (Float, Float, Bool) = {
-            switch act {
-            case .relu: return (0, .infinity, true)
-            case let .clip(l, h): return (l, h, true)
-            default: return (-.infinity, .infinity, false)
-            }
-        }()
+        let (clampFlag, lo, hi) = clampOf(act)
+        let clampInRegisters = clampFlag != 0
         offsets.withUnsafeBufferPointer { offp in
             let offs = UnsafeSendableBox(offp)
             parallelFor(g.batch * g.outC, threads: threads) { range in
