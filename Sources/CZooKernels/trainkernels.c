@@ -11,15 +11,15 @@
 // ---------------------------------------------------------------------------------------------------------------
 // Correlation over staged planes: OB outputs × VB vectors of 16 positions per register block.
 
-TK_INLINE TK_AVX512 void corr_block(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt,
-                                    int nOut, const int OB, const int VB, float *out, ptrdiff_t outStride) {
+TK_INLINE TK_AVX512 void corr_block(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, int t0, int t1,
+                                    const float *wt, int nOut, const int OB, const int VB, float *out, ptrdiff_t outStride) {
     __m512 acc[8][4];
     for (int b = 0; b < OB; b++)
         for (int v = 0; v < VB; v++) acc[b][v] = _mm512_setzero_ps();
     for (int ci = 0; ci < cin; ci++) {
         const float *ip = in + ci * S;
         const float *wp = wt + (ptrdiff_t)ci * taps * nOut;
-        for (int t = 0; t < taps; t++) {
+        for (int t = t0; t < t1; t++) {
             const float *p = ip + off[t];
             const float *wq = wp + (ptrdiff_t)t * nOut;
             __m512 xv[4];
@@ -36,17 +36,19 @@ TK_INLINE TK_AVX512 void corr_block(const float *in, ptrdiff_t S, int cin, const
 
 #define CORR_CASE(OB, VB)                                                                                          \
     case (OB) * 8 + (VB):                                                                                          \
-        corr_block(in + 16 * j, S, cin, off, taps, wt + b0, nOut, OB, VB, out + b0 * outStride + 16 * j, outStride); \
+        corr_block(in + 16 * j, S, cin, off, taps, t0, t1, wt + b0, nOut, OB, VB, out + b0 * outStride + 16 * j, outStride); \
         break;
 #define CORR_CASES(OB) CORR_CASE(OB, 1) CORR_CASE(OB, 2) CORR_CASE(OB, 3) CORR_CASE(OB, 4)
 
 static TK_AVX512 void corr_avx512(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt,
-                                  int nOut, ptrdiff_t nvec, float *out, ptrdiff_t outStride) {
+                                  int nOut, ptrdiff_t nvec, float *out, ptrdiff_t outStride, ptrdiff_t lo, ptrdiff_t hi) {
     for (int b0 = 0; b0 < nOut; b0 += 8) {
         const int ob = nOut - b0 < 8 ? nOut - b0 : 8;
         const ptrdiff_t vbMax = ob <= 6 ? 4 : 3;
         for (ptrdiff_t j = 0; j < nvec;) {
             const int vb = (int)(nvec - j < vbMax ? nvec - j : vbMax);
+            int t0, t1;
+            zoo_tc_tap_range(off, taps, 16 * j, 16 * vb, lo, hi, &t0, &t1);
             switch (ob * 8 + vb) {
                 CORR_CASES(1) CORR_CASES(2) CORR_CASES(3) CORR_CASES(4)
                 CORR_CASES(5) CORR_CASES(6) CORR_CASES(7) CORR_CASES(8)
@@ -57,24 +59,40 @@ static TK_AVX512 void corr_avx512(const float *in, ptrdiff_t S, int cin, const p
 }
 
 static void corr_portable(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
-                          ptrdiff_t nvec, float *out, ptrdiff_t outStride) {
-    for (int b = 0; b < nOut; b++) {
-        float *o = out + b * outStride;
-        for (ptrdiff_t j = 0; j < 16 * nvec; j++) o[j] = 0;
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < taps; t++) {
-                const float w = wt[((ptrdiff_t)ci * taps + t) * nOut + b];
-                const float *p = in + ci * S + off[t];
-                for (ptrdiff_t j = 0; j < 16 * nvec; j++) o[j] += w * p[j];
-            }
+                          ptrdiff_t nvec, float *out, ptrdiff_t outStride, ptrdiff_t lo, ptrdiff_t hi) {
+    // per 16-position vector, the taps of zoo_tc_tap_range (as the SIMD bodies' blocks, which only add zeros less)
+    for (ptrdiff_t v = 0; v < nvec; v++) {
+        int t0, t1;
+        zoo_tc_tap_range(off, taps, 16 * v, 16, lo, hi, &t0, &t1);
+        for (int b = 0; b < nOut; b++) {
+            float *o = out + b * outStride + 16 * v;
+            for (ptrdiff_t j = 0; j < 16; j++) o[j] = 0;
+            for (int ci = 0; ci < cin; ci++)
+                for (int t = t0; t < t1; t++) {
+                    const float w = wt[((ptrdiff_t)ci * taps + t) * nOut + b];
+                    const float *p = in + ci * S + off[t] + 16 * v;
+                    for (ptrdiff_t j = 0; j < 16; j++) o[j] += w * p[j];
+                }
+        }
     }
 }
 
+void zoo_tc_tap_range(const ptrdiff_t *off, int taps, ptrdiff_t j, ptrdiff_t span, ptrdiff_t lo, ptrdiff_t hi, int *t0, int *t1) {
+    int first = taps, last = -1;
+    for (int t = 0; t < taps; t++)
+        if (j + off[t] < hi && j + span + off[t] > lo) {
+            if (first == taps) first = t;
+            last = t;
+        }
+    *t0 = last < 0 ? 0 : first;
+    *t1 = last < 0 ? 0 : last + 1;
+}
+
 void zoo_tc_corr(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
-                 ptrdiff_t nvec, float *out, ptrdiff_t outStride, int portable) {
-    if (!portable && (zoo_kernels_simd() == 2)) corr_avx512(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
-    else if (!portable && (zoo_kernels_simd() == 1)) zoo_tc_corr_avx2(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
-    else corr_portable(in, S, cin, off, taps, wt, nOut, nvec, out, outStride);
+                 ptrdiff_t nvec, float *out, ptrdiff_t outStride, ptrdiff_t lo, ptrdiff_t hi, int portable) {
+    if (!portable && (zoo_kernels_simd() == 2)) corr_avx512(in, S, cin, off, taps, wt, nOut, nvec, out, outStride, lo, hi);
+    else if (!portable && (zoo_kernels_simd() == 1)) zoo_tc_corr_avx2(in, S, cin, off, taps, wt, nOut, nvec, out, outStride, lo, hi);
+    else corr_portable(in, S, cin, off, taps, wt, nOut, nvec, out, outStride, lo, hi);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -9,9 +9,15 @@
 // the portable one (tests).
 
 /// out[b*outStride + j] = sum_ci sum_t wt[(ci*taps + t)*nOut + b] * in[ci*S + j + off[t]] for b < nOut and
-/// j < 16*nvec. `in` may be read at in[ci*S + j + off[t]] only (the caller sizes and zero-fills it).
+/// j < 16*nvec. `in` may be read at in[ci*S + j + off[t]] only (the caller sizes and zero-fills it); only
+/// in[ci*S + lo ..< ci*S + hi] may be nonzero, and a block of positions skips the taps whose reads all fall outside
+/// that range (zoo_tc_tap_range; the input gradient's dy rows fill about 70% of LeNet conv 2's padded grid).
 void zoo_tc_corr(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
-                 ptrdiff_t nvec, float *out, ptrdiff_t outStride, int portable);
+                 ptrdiff_t nvec, float *out, ptrdiff_t outStride, ptrdiff_t lo, ptrdiff_t hi, int portable);
+
+/// [*t0, *t1): the smallest tap range holding every t whose reads j + off[t] ..< j + span + off[t] meet lo ..< hi
+/// (0 ..< 0 when none does).
+void zoo_tc_tap_range(const ptrdiff_t *off, int taps, ptrdiff_t j, ptrdiff_t span, ptrdiff_t lo, ptrdiff_t hi, int *t0, int *t1);
 
 /// dw[(b*cin + ci)*taps + t] += sum_img sum_{j < 16*nvec} dy[img*dyImg + b*S2 + j] * x[img*xImg + ci*S + j + off[t]]
 /// for b < nOut, ci < cin, t < taps.
@@ -61,7 +67,7 @@ void zoo_avgpool2(const float *x, float *y, ptrdiff_t planes, ptrdiff_t h, ptrdi
 /// AVX2+FMA bodies (trainkernels_avx2.c) behind zoo_tc_corr, zoo_tc_dw, zoo_tc_cvec_fwd and zoo_tc_cvec_dw on CPUs without
 /// AVX-512F; same arguments. Call only when zoo_kernels_avx2().
 void zoo_tc_corr_avx2(const float *in, ptrdiff_t S, int cin, const ptrdiff_t *off, int taps, const float *wt, int nOut,
-                      ptrdiff_t nvec, float *out, ptrdiff_t outStride);
+                      ptrdiff_t nvec, float *out, ptrdiff_t outStride, ptrdiff_t lo, ptrdiff_t hi);
 void zoo_tc_dw_avx2(const float *x, ptrdiff_t xImg, ptrdiff_t S, int cin, const float *dy, ptrdiff_t dyImg, ptrdiff_t S2,
                     int nOut, int nimg, const ptrdiff_t *off, int taps, ptrdiff_t nvec, float *dw);
 void zoo_tc_cvec_fwd_avx2(const float *in, const ptrdiff_t *koff, int K, const float *wv, ptrdiff_t oh, ptrdiff_t ow,
