@@ -234,13 +234,16 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--train-iters", type=int, default=5)
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--trains", default="lenet,resnet18,frozen",
+                    help="training tasks to run: lenet (b256), resnet18 (b32 96x96), frozen (the same, backbone frozen)")
+    ap.add_argument("--no-infer", action="store_true")
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds per task (zoo/ort/torch, then reversed); statistics pool all rounds")
     ap.add_argument("--json-out", default=os.path.join(ROOT, "bench", "last-run.json"))
     a = ap.parse_args()
     rows = []
     tmp = tempfile.mkdtemp(prefix="zoo-bench-")
-    for name in a.models.split(","):
+    for name in ([] if a.no_infer else a.models.split(",")):
         for b in map(int, a.batches.split(",")):
             iters = a.iters if not (name == "vgg11" and b == 8) else max(3, a.iters // 3)
             res = interleaved({"zoo": zoo_bench(name, b, a.threads, iters=iters),
@@ -249,8 +252,11 @@ def main():
             rows.append({"task": f"infer {name} b{b}", **res})
             print(fmt(rows[-1]), flush=True)
     if not a.no_train:
-        for name, b, size, freeze in [("lenet", 256, None, False), ("resnet18", 32, "96x96", False),
-                                      ("resnet18", 32, "96x96", True)]:
+        wanted = set(a.trains.split(","))
+        for key, name, b, size, freeze in [("lenet", "lenet", 256, None, False), ("resnet18", "resnet18", 32, "96x96", False),
+                                           ("frozen", "resnet18", 32, "96x96", True)]:
+            if key not in wanted:
+                continue
             zsize = f"3x{size}" if size else None
             res = interleaved({"zoo": zoo_bench(name, b, a.threads, train=True, freeze=freeze, size=zsize,
                                                 iters=a.train_iters, classes=10),
