@@ -39,17 +39,21 @@ size_t zoo_gemm_packed_a_floats(int m, int k) {
 }
 
 void zoo_gemm_pack_a(int m, int k, const float *a, int lda, float *pa) {
+    zoo_gemm_pack_a_strided(m, k, a, lda, 1, pa, 0, panels(m, zoo_gemm_current().mr));
+}
+
+void zoo_gemm_pack_a_strided(int m, int k, const float *a, ptrdiff_t rs, ptrdiff_t cs, float *pa, int panel_lo, int panel_hi) {
     zoo_gemm_info in = zoo_gemm_current();
     const int mr = in.mr, np = panels(m, mr), mpad = np * mr;
     for (int k0 = 0; k0 < k; k0 += in.kc) {
         const int kb = (k - k0 < in.kc) ? k - k0 : in.kc;
         float *blk = pa + (size_t)k0 * mpad;
-        for (int p = 0; p < np; p++) {
+        for (int p = panel_lo; p < panel_hi; p++) {
             float *dst = blk + (size_t)p * kb * mr;
             for (int kk = 0; kk < kb; kk++)
                 for (int i = 0; i < mr; i++) {
                     const int row = p * mr + i;
-                    dst[kk * mr + i] = row < m ? a[(size_t)row * lda + k0 + kk] : 0.0f;
+                    dst[kk * mr + i] = row < m ? a[(ptrdiff_t)row * rs + (ptrdiff_t)(k0 + kk) * cs] : 0.0f;
                 }
         }
     }
@@ -61,14 +65,28 @@ size_t zoo_gemm_packed_b_floats(int k, int n) {
 }
 
 void zoo_gemm_pack_b(int k, int n, const float *b, int ldb, float *pb, int panel_lo, int panel_hi) {
+    zoo_gemm_pack_b_strided(k, n, b, ldb, 1, pb + (size_t)panel_lo * k * zoo_gemm_current().nr, panel_lo, panel_hi);
+}
+
+void zoo_gemm_pack_b_strided(int k, int n, const float *b, ptrdiff_t rs, ptrdiff_t cs, float *pb, int panel_lo, int panel_hi) {
     zoo_gemm_info in = zoo_gemm_current();
     const int nr = in.nr;
     for (int q = panel_lo; q < panel_hi; q++) {
-        float *dst = pb + (size_t)q * k * nr;
+        float *dst = pb + (size_t)(q - panel_lo) * k * nr;
         const int j0 = q * nr, w = (n - j0 < nr) ? n - j0 : nr;
-        for (int kk = 0; kk < k; kk++) {
-            memcpy(dst + (size_t)kk * nr, b + (size_t)kk * ldb + j0, (size_t)w * sizeof(float));
-            if (w < nr) memset(dst + (size_t)kk * nr + w, 0, (size_t)(nr - w) * sizeof(float));
+        if (cs == 1) {
+            for (int kk = 0; kk < k; kk++) {
+                memcpy(dst + (size_t)kk * nr, b + (ptrdiff_t)kk * rs + j0, (size_t)w * sizeof(float));
+                if (w < nr) memset(dst + (size_t)kk * nr + w, 0, (size_t)(nr - w) * sizeof(float));
+            }
+        } else {
+            /* Column j of the panel is a run of B (rs == 1: B stored transposed); read runs, write strided. */
+            for (int j = 0; j < w; j++) {
+                const float *src = b + (ptrdiff_t)(j0 + j) * cs;
+                for (int kk = 0; kk < k; kk++) dst[(size_t)kk * nr + j] = src[(ptrdiff_t)kk * rs];
+            }
+            if (w < nr)
+                for (int kk = 0; kk < k; kk++) memset(dst + (size_t)kk * nr + w, 0, (size_t)(nr - w) * sizeof(float));
         }
     }
 }
@@ -205,10 +223,17 @@ typedef void (*kernel_fn)(int, const float *, const float *, float *, int, int, 
 void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
                       const float *bias, int act, float lo, float hi,
                       int mp_lo, int mp_hi, int np_lo, int np_hi) {
+    zoo_gemm_compute_acc(m, n, k, pa, pb, c, ldc, bias, act, lo, hi, mp_lo, mp_hi, np_lo, np_hi, 0);
+}
+
+void zoo_gemm_compute_acc(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
+                          const float *bias, int act, float lo, float hi,
+                          int mp_lo, int mp_hi, int np_lo, int np_hi, int accumulate) {
     zoo_gemm_info in = zoo_gemm_current();
     const int mr = in.mr, nr = in.nr, mpad = panels(m, mr) * mr;
     kernel_fn kern = in.level == 2 ? kernel_avx512 : in.level == 1 ? kernel_avx2 : kernel_generic;
     if (k <= 0) {
+        if (accumulate) return;
         for (int i = mp_lo * mr; i < m && i < mp_hi * mr; i++)
             for (int j = np_lo * nr; j < n && j < np_hi * nr; j++)
                 c[(size_t)i * ldc + j] = epi(bias ? bias[i] : 0.0f, act, lo, hi);
@@ -216,7 +241,7 @@ void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, flo
     }
     for (int k0 = 0; k0 < k; k0 += in.kc) {
         const int kb = (k - k0 < in.kc) ? k - k0 : in.kc;
-        const int first = k0 == 0, last = k0 + kb == k;
+        const int first = k0 == 0 && !accumulate, last = k0 + kb == k;
         const float *blk = pa + (size_t)k0 * mpad;
         for (int q = np_lo; q < np_hi; q++) {
             const int j0 = q * nr, nr_eff = (n - j0 < nr) ? n - j0 : nr;

@@ -47,10 +47,13 @@ struct Bench: ParsableCommand {
                     enc.outputFormatting = [.sortedKeys]
                     say(String(decoding: try enc.encode(rows), as: UTF8.self))
                 } else {
-                    say("GEMM M×N×K, \(threads) thread(s): OpenBLAS vs zoo packed (level \(Fast.gemmLevel)), best GFLOP/s")
+                    say("GEMM M×N×K, \(threads) thread(s): OpenBLAS (kernel \(Fast.openblasCoreName)) vs zoo packed (level "
+                        + "\(Fast.gemmLevel); A prepacked) vs zoo sgemm (both packed per call; training's GEMMs "
+                        + "\(Fast.useZooSgemm ? "take it" : "use OpenBLAS")), best GFLOP/s")
                     for r in rows {
-                        say(String(format: "%5d×%5d×%5d  openblas %6.1f  zoo %6.1f  (%.2fx)  max|Δ| %.1e", r.m, r.n, r.k, r.openblasGflops, r.zooGflops,
-                                   r.zooGflops / r.openblasGflops, r.maxAbsDiff))
+                        say(String(format: "%5d×%5d×%5d  openblas %6.1f  zoo %6.1f  (%.2fx)  zoo sgemm %6.1f  (%.2fx)  max|Δ| %.1e", r.m, r.n, r.k,
+                                   r.openblasGflops, r.zooGflops, r.zooGflops / r.openblasGflops, r.zooSgemmGflops,
+                                   r.zooSgemmGflops / r.openblasGflops, r.maxAbsDiff))
                     }
                 }
                 return

@@ -54,6 +54,56 @@ final class PackedGemmTests: XCTestCase {
         }
     }
 
+    /// `Fast.zooSgemm` (the general SGEMM on zoo's kernel that `Fast.sgemm` takes when OpenBLAS runs a lower vector
+    /// level): every transpose pair, C overwritten or accumulated, leading dimensions wider than the matrices, the
+    /// column-split path with several K and column blocks (block sizes made tiny) and the row-split path (few columns),
+    /// one and two workers, against a plain triple loop.
+    func testGeneralSgemmOnZooKernelMatchesTripleLoop() {
+        var rng = SeededRandom(seed: 13)
+        let savedK = Fast.zooSgemmKBlock, savedB = Fast.zooSgemmBlockFloats
+        defer { Fast.zooSgemmKBlock = savedK; Fast.zooSgemmBlockFloats = savedB }
+        forEachLevel { level in
+            for (kBlock, blockFloats) in [(savedK, savedB), (256, 1)] {
+                Fast.zooSgemmKBlock = kBlock; Fast.zooSgemmBlockFloats = blockFloats
+                for (m, n, k) in [(1, 1, 1), (7, 5, 3), (9, 200, 700), (40, 150, 600), (300, 20, 77), (16, 3, 40), (5, 8, 0)] {
+                    for ta in [false, true] { for tb in [false, true] { for accumulate in [false, true] { for threads in [1, 2] {
+                        let lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3
+                        let a = (0..<((ta ? k : m) * lda)).map { _ in rng.nextFloat() - 0.5 }
+                        let b = (0..<((tb ? n : k) * ldb)).map { _ in rng.nextFloat() - 0.5 }
+                        let c0 = (0..<(m * ldc)).map { _ in rng.nextFloat() - 0.5 }
+                        var c = c0
+                        if !accumulate { for i in 0..<m { for j in 0..<n { c[i * ldc + j] = .nan } } }
+                        c.withUnsafeMutableBufferPointer { cp in
+                            Fast.zooSgemm(ta, tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, accumulate: accumulate,
+                                          c: cp.baseAddress!, ldc: ldc, threads: threads)
+                        }
+                        var worst: Float = 0
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                var s: Float = accumulate ? c0[i * ldc + j] : 0
+                                for p in 0..<k { s += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]) }
+                                worst = max(worst, abs(c[i * ldc + j] - s))
+                            }
+                            for j in n..<ldc { XCTAssertEqual(c[i * ldc + j], c0[i * ldc + j], "wrote past n") }
+                        }
+                        XCTAssertLessThan(worst, 1e-4, "level \(level) m\(m) n\(n) k\(k) ta \(ta) tb \(tb) acc \(accumulate) t\(threads)")
+                    } } } }
+                }
+            }
+        }
+    }
+
+    /// OpenBLAS's kernel family name maps to a vector level, so that a misdetected CPU (its "Prescott" fallback)
+    /// routes `Fast.sgemm` to zoo's kernel.
+    func testOpenBLASCoreLevels() {
+        XCTAssertEqual(Fast.openblasLevel(coreName: "Prescott"), 0)
+        XCTAssertEqual(Fast.openblasLevel(coreName: "Haswell"), 1)
+        XCTAssertEqual(Fast.openblasLevel(coreName: "Zen"), 1)
+        XCTAssertEqual(Fast.openblasLevel(coreName: "SkylakeX"), 2)
+        XCTAssertEqual(Fast.openblasLevel(coreName: "SapphireRapids"), 2)
+        XCTAssertFalse(Fast.openblasCoreName.isEmpty)
+    }
+
     func testPackedConvolutionMatchesReference() throws {
         var rng = SeededRandom(seed: 12)
         let cases: [(batch: Int, inC: Int, outC: Int, size: [Int], attrs: (kernel: [Int], stride: [Int], pad: Padding2D, dil: [Int]))] = [

@@ -17,14 +17,25 @@ zoo_gemm_info zoo_gemm_current(void);
 
 size_t zoo_gemm_packed_a_floats(int m, int k);
 void zoo_gemm_pack_a(int m, int k, const float *a, int lda, float *pa);
+/// Packs MR-row panels [panel_lo, panel_hi) of A where element (i, kk) is a[i·rs + kk·cs] (cs = 1: row-major with
+/// row stride rs; rs = 1: A stored transposed). Panels land at their places in the full packed layout.
+void zoo_gemm_pack_a_strided(int m, int k, const float *a, ptrdiff_t rs, ptrdiff_t cs, float *pa, int panel_lo, int panel_hi);
 
 size_t zoo_gemm_packed_b_floats(int k, int n);
 /// Packs column panels [panel_lo, panel_hi) of B (k×n, row stride ldb).
 void zoo_gemm_pack_b(int k, int n, const float *b, int ldb, float *pb, int panel_lo, int panel_hi);
+/// Packs column panels [panel_lo, panel_hi) of B (k×n, element (kk, j) at b[kk·rs + j·cs]) into pb starting at
+/// pb + (q − panel_lo)·k·NR (panel_lo = 0 gives the full layout; otherwise a block of panels of its own).
+void zoo_gemm_pack_b_strided(int k, int n, const float *b, ptrdiff_t rs, ptrdiff_t cs, float *pb, int panel_lo, int panel_hi);
 
 /// Activation applied after the bias: 0 none, 1 clamp to [lo, hi] (ReLU: lo = 0, hi = +inf).
 /// Computes the C tiles of A panels [mp_lo, mp_hi) × B panels [np_lo, np_hi).
 void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
                       const float *bias, int act, float lo, float hi,
                       int mp_lo, int mp_hi, int np_lo, int np_hi);
+/// As `zoo_gemm_compute`, with `accumulate` != 0 adding the product to C (C += A·B; no bias, activation on the last
+/// K block as usual).
+void zoo_gemm_compute_acc(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
+                          const float *bias, int act, float lo, float hi,
+                          int mp_lo, int mp_hi, int np_lo, int np_hi, int accumulate);
 #endif

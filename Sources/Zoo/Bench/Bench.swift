@@ -206,16 +206,18 @@ public enum Bench {
                            peakRSSMB: peakResidentMB(), layers: layers)
     }
 
-    /// One GEMM shape timed through OpenBLAS (`Fast.sgemm`, split over the workers) and through zoo's packed GEMM
-    /// (A packed beforehand, as the executor does for weights; B packed inside the timing), interleaved.
+    /// One GEMM shape timed through OpenBLAS (`Fast.sgemm` on OpenBLAS, split over the workers), through zoo's packed
+    /// GEMM (A packed beforehand, as the executor does for weights; B packed inside the timing) and through zoo's
+    /// general SGEMM (`Fast.zooSgemm`, both operands packed inside the timing, as training's GEMMs run), interleaved.
     public struct GemmRow: Codable, Sendable {
         public var m: Int, n: Int, k: Int, threads: Int
         public var openblasGflops: Double
         public var zooGflops: Double
+        public var zooSgemmGflops: Double
         public var zooLevel: Int
         public var maxAbsDiff: Float
         enum CodingKeys: String, CodingKey {
-            case m, n, k, threads, openblasGflops = "openblas_gflops", zooGflops = "zoo_gflops", zooLevel = "zoo_level"
+            case m, n, k, threads, openblasGflops = "openblas_gflops", zooGflops = "zoo_gflops", zooSgemmGflops = "zoo_sgemm_gflops", zooLevel = "zoo_level"
             case maxAbsDiff = "max_abs_diff"
         }
     }
@@ -232,17 +234,27 @@ public enum Bench {
         return shapes.map { (m, n, k) in
             let a = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
             let b = (0..<(k * n)).map { _ in rng.nextFloat() - 0.5 }
-            var c1 = [Float](repeating: 0, count: m * n), c2 = c1
+            var c1 = [Float](repeating: 0, count: m * n), c2 = c1, c3 = c1
             let pa = PackedMatrix(m: m, k: k, a: a, lda: k)
             let pb = UnsafeMutablePointer<Float>.allocate(capacity: Fast.packedBFloats(k: k, n: n))
             defer { pb.deallocate() }
-            var tb = Double.infinity, tz = Double.infinity
+            var tb = Double.infinity, tz = Double.infinity, ts = Double.infinity
+            let route = Fast.useZooSgemm
+            defer { Fast.useZooSgemm = route }
             for _ in 0..<repeats {
+                Fast.useZooSgemm = false
                 var t0 = DispatchTime.now().uptimeNanoseconds
                 c1.withUnsafeMutableBufferPointer { cp in
                     Fast.sgemm(false, false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: cp.baseAddress!, ldc: n, threads: threads)
                 }
                 tb = Swift.min(tb, Double(DispatchTime.now().uptimeNanoseconds - t0))
+                Fast.useZooSgemm = route
+                t0 = DispatchTime.now().uptimeNanoseconds
+                c3.withUnsafeMutableBufferPointer { cp in
+                    Fast.zooSgemm(false, false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, accumulate: false, c: cp.baseAddress!,
+                                  ldc: n, threads: threads)
+                }
+                ts = Swift.min(ts, Double(DispatchTime.now().uptimeNanoseconds - t0))
                 t0 = DispatchTime.now().uptimeNanoseconds
                 c2.withUnsafeMutableBufferPointer { cp in
                     b.withUnsafeBufferPointer { bp in
@@ -253,8 +265,10 @@ public enum Bench {
                 tz = Swift.min(tz, Double(DispatchTime.now().uptimeNanoseconds - t0))
             }
             let flops = 2 * Double(m * n * k)
-            let diff = zip(c1, c2).reduce(Float(0)) { Swift.max($0, abs($1.0 - $1.1)) }
-            return GemmRow(m: m, n: n, k: k, threads: threads, openblasGflops: flops / tb, zooGflops: flops / tz, zooLevel: Fast.gemmLevel,
+            let diff = Swift.max(zip(c1, c2).reduce(Float(0)) { Swift.max($0, abs($1.0 - $1.1)) },
+                                 zip(c1, c3).reduce(Float(0)) { Swift.max($0, abs($1.0 - $1.1)) })
+            return GemmRow(m: m, n: n, k: k, threads: threads, openblasGflops: flops / tb, zooGflops: flops / tz,
+                           zooSgemmGflops: flops / ts, zooLevel: Fast.gemmLevel,
                            maxAbsDiff: diff)
         }
     }
