@@ -188,6 +188,6 @@ AVX2_TARGET static void grad_row2_avx2(const float *restrict first, const float 
 
 
 void zoo_wino_grad_row2(const float *first, const float *second, int width, int tiles, float *out, ptrdiff_t stride, int portable) {
-    if (!portable && (zoo_kernels_simd() == 1)) grad_row2_avx2(first, second, width, tiles, out, stride);
+    if (!portable && (zoo_kernels_simd() >= 1)) grad_row2_avx2(first, second, width, tiles, out, stride);
     else grad_row2_plain(first, second, width, 0, tiles, out, stride);
 }
