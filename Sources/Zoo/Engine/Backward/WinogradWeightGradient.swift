@@ -14,8 +14,20 @@ import Foundation
 
 /// Does this convolution's weight gradient run by Winograd? 3×3, stride 1, undilated, ungrouped, at least 16 input
 /// and output channels and `trainWinogradWeightMinTiles` output tiles; `TrainFast` switch "winodw".
+/// Off by default where `Fast.sgemm` runs on zoo's kernel (OpenBLAS misdetecting the CPU): its 16 GEMMs per layer have
+/// a long K (the tiles) and both operands packed per call, and on the AVX-512 Xeon of 2026-12-05 a resnet18 b32 96²
+/// step took 452–456 ms with it and 427–435 ms with the im2col weight gradient (interleaved, 3 rounds each, twice).
+/// `ZOO_TRAIN_WINO_DW=1|0` forces it.
+let winogradWeightGradientWanted: Bool = {
+    switch ProcessInfo.processInfo.environment["ZOO_TRAIN_WINO_DW"] {
+    case "1": return true
+    case "0": return false
+    default: return !Fast.useZooSgemm
+    }
+}()
+
 func convWeightGradientByWinograd(_ g: ConvGeometry) -> Bool {
-    guard TrainFast.enabled("winodw"), g.kh == 3, g.kw == 3, g.sh == 1, g.sw == 1, g.dh == 1, g.dw == 1, g.groups == 1,
+    guard TrainFast.enabled("winodw"), winogradWeightGradientWanted, g.kh == 3, g.kw == 3, g.sh == 1, g.sw == 1, g.dh == 1, g.dw == 1, g.groups == 1,
           g.c >= 16, g.o >= 16, g.oh >= 1, g.ow >= 1 else { return false }
     let tiles = g.n * ((g.oh + 1) / 2) * ((g.ow + 1) / 2)
     // The 2×2 tiles of a plane with odd sides are partly padding: a 3×3 plane takes 4 tiles (16 outputs for 9).
