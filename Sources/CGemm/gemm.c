@@ -254,3 +254,78 @@ void zoo_gemm_compute_acc(int m, int n, int k, const float *pa, const float *pb,
         }
     }
 }
+
+// ---------------------------------------------------------------- matrix × vector
+/* y[i] = Σ_kk a[i·lda + kk] · x[kk], i < m: four rows at a time (each x vector loaded once for four rows). */
+static void gemv_generic(int m, int k, const float *a, int lda, const float *x, float *y) {
+    for (int i = 0; i < m; i++) {
+        const float *r = a + (size_t)i * lda;
+        float s = 0;
+        for (int kk = 0; kk < k; kk++) s += r[kk] * x[kk];
+        y[i] = s;
+    }
+}
+
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static void gemv_avx2(int m, int k, const float *a, int lda, const float *x, float *y) {
+    int i = 0;
+    const int k8 = k & ~7;
+    for (; i + 4 <= m; i += 4) {
+        const float *r0 = a + (size_t)i * lda, *r1 = r0 + lda, *r2 = r1 + lda, *r3 = r2 + lda;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int kk = 0; kk < k8; kk += 8) {
+            const __m256 xv = _mm256_loadu_ps(x + kk);
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + kk), xv, s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + kk), xv, s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + kk), xv, s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3 + kk), xv, s3);
+        }
+        float t0 = hsum256(s0), t1 = hsum256(s1), t2 = hsum256(s2), t3 = hsum256(s3);
+        for (int kk = k8; kk < k; kk++) { t0 += r0[kk] * x[kk]; t1 += r1[kk] * x[kk]; t2 += r2[kk] * x[kk]; t3 += r3[kk] * x[kk]; }
+        y[i] = t0; y[i + 1] = t1; y[i + 2] = t2; y[i + 3] = t3;
+    }
+    if (i < m) gemv_generic(m - i, k, a + (size_t)i * lda, lda, x, y + i);
+}
+
+ZOO_AVX512 static void gemv_avx512(int m, int k, const float *a, int lda, const float *x, float *y) {
+    int i = 0;
+    const int k16 = k & ~15;
+    const __mmask16 tail = (__mmask16)((1u << (k - k16)) - 1);
+    for (; i < m; i += 4) {
+        const int rows = m - i < 4 ? m - i : 4;
+        const float *r[4];
+        for (int j = 0; j < 4; j++) r[j] = a + (size_t)(i + (j < rows ? j : 0)) * lda;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int kk = 0; kk < k16; kk += 16) {
+            const __m512 xv = _mm512_loadu_ps(x + kk);
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(r[0] + kk), xv, s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(r[1] + kk), xv, s1);
+            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(r[2] + kk), xv, s2);
+            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(r[3] + kk), xv, s3);
+        }
+        if (tail) {
+            const __m512 xv = _mm512_maskz_loadu_ps(tail, x + k16);
+            s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, r[0] + k16), xv, s0);
+            s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, r[1] + k16), xv, s1);
+            s2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, r[2] + k16), xv, s2);
+            s3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, r[3] + k16), xv, s3);
+        }
+        const float t[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2), _mm512_reduce_add_ps(s3)};
+        for (int j = 0; j < rows; j++) y[i + j] = t[j];
+    }
+}
+
+void zoo_gemv(int m, int k, const float *a, int lda, const float *x, float *y) {
+    zoo_gemm_info in = zoo_gemm_current();
+    if (m <= 0) return;
+    if (k <= 0) { for (int i = 0; i < m; i++) y[i] = 0; return; }
+    if (in.level == 2) gemv_avx512(m, k, a, lda, x, y);
+    else if (in.level == 1) gemv_avx2(m, k, a, lda, x, y);
+    else gemv_generic(m, k, a, lda, x, y);
+}

@@ -93,6 +93,27 @@ final class PackedGemmTests: XCTestCase {
         }
     }
 
+    /// `zoo_gemv` (one-row Linear layers where `Fast.sgemm` runs on zoo's kernel) on each level: row counts around the
+    /// 4-row blocks, K around the 8/16-float vectors (masked tails), a leading dimension wider than K, against a plain loop.
+    func testGemvMatchesPlainLoop() {
+        var rng = SeededRandom(seed: 14)
+        forEachLevel { level in
+            for (m, k) in [(1, 1), (3, 7), (4, 16), (5, 17), (9, 33), (13, 100), (64, 1280)] {
+                let lda = k + 5
+                let a = (0..<(m * lda)).map { _ in rng.nextFloat() - 0.5 }
+                let x = (0..<k).map { _ in rng.nextFloat() - 0.5 }
+                var y = [Float](repeating: .nan, count: m + 2)
+                y.withUnsafeMutableBufferPointer { zoo_gemv(Int32(m), Int32(k), a, Int32(lda), x, $0.baseAddress!) }
+                for i in 0..<m {
+                    var s: Float = 0
+                    for p in 0..<k { s += a[i * lda + p] * x[p] }
+                    XCTAssertEqual(y[i], s, accuracy: 1e-4, "level \(level) m\(m) k\(k) row \(i)")
+                }
+                XCTAssertTrue(y[m].isNaN && y[m + 1].isNaN, "wrote past m at level \(level)")
+            }
+        }
+    }
+
     /// OpenBLAS's kernel family name maps to a vector level, so that a misdetected CPU (its "Prescott" fallback)
     /// routes `Fast.sgemm` to zoo's kernel.
     func testOpenBLASCoreLevels() {

@@ -38,4 +38,6 @@ void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, flo
 void zoo_gemm_compute_acc(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
                           const float *bias, int act, float lo, float hi,
                           int mp_lo, int mp_hi, int np_lo, int np_hi, int accumulate);
+/// y[i] = Σ a[i·lda + kk] · x[kk] for i < m (one row of a Linear layer), on the selected kernel level.
+void zoo_gemv(int m, int k, const float *a, int lda, const float *x, float *y);
 #endif

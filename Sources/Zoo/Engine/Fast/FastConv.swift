@@ -1,3 +1,4 @@
+import CGemm
 import Foundation
 import COpenBLAS
 
@@ -287,7 +288,7 @@ extension Fast {
         }
     }
 
-    /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm; one row by sgemv (sgemm would pack, i.e. copy, the whole weight
+    /// y[r, :] = act(x[r, :] · wᵀ + b) by sgemm; one row by sgemv (zoo's `zoo_gemv` where `useZooSgemm`; sgemm would pack, i.e. copy, the whole weight
     /// matrix for a single row: VGG's 25088×4096 layer reads 411 MB, and packing tripled its memory traffic).
     public static func linear(rows: Int, inFeatures: Int, outFeatures: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                               b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
@@ -298,7 +299,10 @@ extension Fast {
             let chunk = (outFeatures + parts - 1) / parts
             parallelTasks((outFeatures + chunk - 1) / chunk, threads: threads) { t in
                 let lo = t * chunk, hi = Swift.min(outFeatures, lo + chunk)
-                if lo < hi {
+                if lo >= hi { return }
+                if useZooSgemm {
+                    zoo_gemv(Int32(hi - lo), Int32(inFeatures), ws.p + lo * inFeatures, Int32(inFeatures), xs.p, ys.p + lo)
+                } else {
                     cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hi - lo), Int32(inFeatures), 1, ws.p + lo * inFeatures,
                                 Int32(inFeatures), xs.p, 1, 0, ys.p + lo, 1)
                 }
