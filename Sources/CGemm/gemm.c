@@ -33,6 +33,58 @@ zoo_gemm_info zoo_gemm_current(void) {
 
 static inline int panels(int n, int w) { return (n + w - 1) / w; }
 
+
+/* 16 × 16 transpose in registers: r[i] holds row i; afterwards r[t] holds column t. */
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], s[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* s[4g + c], 128-bit lane L: rows 4g..4g+3 of column 4L + c */
+    for (int g = 0; g < 4; g++) {
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 1]), d = _mm512_castps_pd(t[4 * g + 3]);
+        s[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        s[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        s[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        s[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* column 4L + c, lane G = s[4G + c] lane L: a 4 × 4 transpose of 128-bit lanes for each c */
+    for (int c = 0; c < 4; c++) {
+        const __m512 u0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xDD);
+        const __m512 u2 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88), u3 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        r[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+}
+
+/* Packing with AVX-512 transposes (level 2: MR 8, NR 48), for the strided cases the scalar loops handle slowly.
+   Panels p and p + 1 of row-major A (cs = 1), K rows [0, kb16) in steps of 16: 16 source rows × 16 K at a time. */
+__attribute__((target("avx512f"))) static void pack_a_pair_avx512(const float *src, ptrdiff_t rs, int kb16, float *d0, float *d1) {
+    __m512 r[16];
+    for (int kk = 0; kk < kb16; kk += 16) {
+        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (ptrdiff_t)i * rs + kk);
+        transpose16(r);
+        for (int t = 0; t < 16; t++) {
+            _mm256_storeu_ps(d0 + (kk + t) * 8, _mm512_castps512_ps256(r[t]));
+            _mm256_storeu_ps(d1 + (kk + t) * 8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r[t]), 1)));
+        }
+    }
+}
+
+/* 16 columns of a B panel from B stored transposed (rs = 1: column j is a run at src + j·cs), K rows [0, k16). */
+__attribute__((target("avx512f"))) static void pack_bt16_avx512(const float *src, ptrdiff_t cs, int k16, float *dst, int nr) {
+    __m512 r[16];
+    for (int kk = 0; kk < k16; kk += 16) {
+        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (ptrdiff_t)i * cs + kk);
+        transpose16(r);
+        for (int t = 0; t < 16; t++) _mm512_storeu_ps(dst + (size_t)(kk + t) * nr, r[t]);
+    }
+}
+
 size_t zoo_gemm_packed_a_floats(int m, int k) {
     zoo_gemm_info in = zoo_gemm_current();
     return (size_t)panels(m, in.mr) * in.mr * (size_t)k;
@@ -50,7 +102,25 @@ void zoo_gemm_pack_a_strided(int m, int k, const float *a, ptrdiff_t rs, ptrdiff
         float *blk = pa + (size_t)k0 * mpad;
         for (int p = panel_lo; p < panel_hi; p++) {
             float *dst = blk + (size_t)p * kb * mr;
-            for (int kk = 0; kk < kb; kk++)
+            int kk0 = 0;
+            if (in.level == 2 && cs == 1 && p + 1 < panel_hi && (p + 2) * mr <= m && kb >= 16) {
+                /* two full panels at once by 16 × 16 transposes; the K tail below */
+                kk0 = kb & ~15;
+                pack_a_pair_avx512(a + (ptrdiff_t)p * mr * rs + k0, rs, kk0, dst, dst + (size_t)kb * mr);
+                for (int q = p; q <= p + 1; q++) {
+                    float *dq = blk + (size_t)q * kb * mr;
+                    for (int kk = kk0; kk < kb; kk++)
+                        for (int i = 0; i < mr; i++) dq[kk * mr + i] = a[(ptrdiff_t)(q * mr + i) * rs + k0 + kk];
+                }
+                p++;
+                continue;
+            }
+            if (rs == 1 && (p + 1) * mr <= m) {
+                /* A stored transposed: each K row of the panel is a run */
+                for (int kk = 0; kk < kb; kk++) memcpy(dst + kk * mr, a + (ptrdiff_t)p * mr + (ptrdiff_t)(k0 + kk) * cs, (size_t)mr * sizeof(float));
+                continue;
+            }
+            for (int kk = kk0; kk < kb; kk++)
                 for (int i = 0; i < mr; i++) {
                     const int row = p * mr + i;
                     dst[kk * mr + i] = row < m ? a[(ptrdiff_t)row * rs + (ptrdiff_t)(k0 + kk) * cs] : 0.0f;
@@ -81,7 +151,19 @@ void zoo_gemm_pack_b_strided(int k, int n, const float *b, ptrdiff_t rs, ptrdiff
             }
         } else {
             /* Column j of the panel is a run of B (rs == 1: B stored transposed); read runs, write strided. */
-            for (int j = 0; j < w; j++) {
+            int j = 0;
+            if (in.level == 2 && rs == 1 && k >= 16) {
+                /* groups of 16 columns by 16 × 16 transposes; the K tail and the last columns below */
+                const int k16 = k & ~15;
+                for (; j + 16 <= w; j += 16) {
+                    pack_bt16_avx512(b + (ptrdiff_t)(j0 + j) * cs, cs, k16, dst + j, nr);
+                    for (int jj = j; jj < j + 16; jj++) {
+                        const float *src = b + (ptrdiff_t)(j0 + jj) * cs;
+                        for (int kk = k16; kk < k; kk++) dst[(size_t)kk * nr + jj] = src[kk];
+                    }
+                }
+            }
+            for (; j < w; j++) {
                 const float *src = b + (ptrdiff_t)(j0 + j) * cs;
                 for (int kk = 0; kk < k; kk++) dst[(size_t)kk * nr + j] = src[(ptrdiff_t)kk * rs];
             }
