@@ -94,6 +94,15 @@ void zoo_gemm_pack_a(int m, int k, const float *a, int lda, float *pa) {
     zoo_gemm_pack_a_strided(m, k, a, lda, 1, pa, 0, panels(m, zoo_gemm_current().mr));
 }
 
+/* Rows kk0 ..< kb of one packed-A panel (rows of A from p·mr on, zero past m), element by element. */
+static void pack_a_panel_rows(int m, const float *a, ptrdiff_t rs, ptrdiff_t cs, int k0, int mr, int p, int kk0, int kb, float *dst) {
+    for (int kk = kk0; kk < kb; kk++)
+        for (int i = 0; i < mr; i++) {
+            const int row = p * mr + i;
+            dst[kk * mr + i] = row < m ? a[(ptrdiff_t)row * rs + (ptrdiff_t)(k0 + kk) * cs] : 0.0f;
+        }
+}
+
 void zoo_gemm_pack_a_strided(int m, int k, const float *a, ptrdiff_t rs, ptrdiff_t cs, float *pa, int panel_lo, int panel_hi) {
     zoo_gemm_info in = zoo_gemm_current();
     const int mr = in.mr, np = panels(m, mr), mpad = np * mr;
@@ -102,29 +111,20 @@ void zoo_gemm_pack_a_strided(int m, int k, const float *a, ptrdiff_t rs, ptrdiff
         float *blk = pa + (size_t)k0 * mpad;
         for (int p = panel_lo; p < panel_hi; p++) {
             float *dst = blk + (size_t)p * kb * mr;
-            int kk0 = 0;
             if (in.level == 2 && cs == 1 && p + 1 < panel_hi && (p + 2) * mr <= m && kb >= 16) {
-                /* two full panels at once by 16 × 16 transposes; the K tail below */
-                kk0 = kb & ~15;
-                pack_a_pair_avx512(a + (ptrdiff_t)p * mr * rs + k0, rs, kk0, dst, dst + (size_t)kb * mr);
-                for (int q = p; q <= p + 1; q++) {
-                    float *dq = blk + (size_t)q * kb * mr;
-                    for (int kk = kk0; kk < kb; kk++)
-                        for (int i = 0; i < mr; i++) dq[kk * mr + i] = a[(ptrdiff_t)(q * mr + i) * rs + k0 + kk];
-                }
+                /* two full panels at once by 16 × 16 transposes, then their K tails */
+                const int kv = kb & ~15;
+                float *next = dst + (size_t)kb * mr;
+                pack_a_pair_avx512(a + (ptrdiff_t)p * mr * rs + k0, rs, kv, dst, next);
+                pack_a_panel_rows(m, a, rs, cs, k0, mr, p, kv, kb, dst);
+                pack_a_panel_rows(m, a, rs, cs, k0, mr, p + 1, kv, kb, next);
                 p++;
-                continue;
-            }
-            if (rs == 1 && (p + 1) * mr <= m) {
-                /* A stored transposed: each K row of the panel is a run */
+            } else if (rs == 1 && (p + 1) * mr <= m) {
+                /* A stored transposed: each K row of a full panel is a run */
                 for (int kk = 0; kk < kb; kk++) memcpy(dst + kk * mr, a + (ptrdiff_t)p * mr + (ptrdiff_t)(k0 + kk) * cs, (size_t)mr * sizeof(float));
-                continue;
+            } else {
+                pack_a_panel_rows(m, a, rs, cs, k0, mr, p, 0, kb, dst);
             }
-            for (int kk = kk0; kk < kb; kk++)
-                for (int i = 0; i < mr; i++) {
-                    const int row = p * mr + i;
-                    dst[kk * mr + i] = row < m ? a[(ptrdiff_t)row * rs + (ptrdiff_t)(k0 + kk) * cs] : 0.0f;
-                }
         }
     }
 }
@@ -151,21 +151,12 @@ void zoo_gemm_pack_b_strided(int k, int n, const float *b, ptrdiff_t rs, ptrdiff
             }
         } else {
             /* Column j of the panel is a run of B (rs == 1: B stored transposed); read runs, write strided. */
-            int j = 0;
-            if (in.level == 2 && rs == 1 && k >= 16) {
-                /* groups of 16 columns by 16 × 16 transposes; the K tail and the last columns below */
-                const int k16 = k & ~15;
-                for (; j + 16 <= w; j += 16) {
-                    pack_bt16_avx512(b + (ptrdiff_t)(j0 + j) * cs, cs, k16, dst + j, nr);
-                    for (int jj = j; jj < j + 16; jj++) {
-                        const float *src = b + (ptrdiff_t)(j0 + jj) * cs;
-                        for (int kk = k16; kk < k; kk++) dst[(size_t)kk * nr + jj] = src[kk];
-                    }
-                }
-            }
-            for (; j < w; j++) {
+            /* groups of 16 columns by 16 × 16 transposes (K rows 0 ..< kv), the rest element by element */
+            const int kv = (in.level == 2 && rs == 1) ? k & ~15 : 0, wv = kv > 0 ? w & ~15 : 0;
+            for (int j = 0; j < wv; j += 16) pack_bt16_avx512(b + (ptrdiff_t)(j0 + j) * cs, cs, kv, dst + j, nr);
+            for (int j = 0; j < w; j++) {
                 const float *src = b + (ptrdiff_t)(j0 + j) * cs;
-                for (int kk = 0; kk < k; kk++) dst[(size_t)kk * nr + j] = src[(ptrdiff_t)kk * rs];
+                for (int kk = j < wv ? kv : 0; kk < k; kk++) dst[(size_t)kk * nr + j] = src[(ptrdiff_t)kk * rs];
             }
             if (w < nr)
                 for (int kk = 0; kk < k; kk++) memset(dst + (size_t)kk * nr + w, 0, (size_t)(nr - w) * sizeof(float));

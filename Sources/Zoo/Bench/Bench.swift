@@ -77,44 +77,32 @@ public enum Bench {
     /// GFLOP/s of an n×n×n sgemm with `threads` threads (best of `repeats`): the faster of OpenBLAS and zoo's general
     /// SGEMM, so that an OpenBLAS that misdetects the CPU (its SSE3 fallback) does not understate the machine's peak.
     public static func sgemmPeak(threads: Int, n: Int = 1024, repeats: Int = 5) -> Double {
-        Swift.max(openblasSgemmPeak(threads: threads, n: n, repeats: repeats), zooSgemmPeak(threads: threads, n: n, repeats: repeats))
-    }
-
-    static func zooSgemmPeak(threads: Int, n: Int, repeats: Int) -> Double {
         var rng = SeededRandom(seed: 1)
         let a = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
         let b = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
         var c = [Float](repeating: 0, count: n * n)
-        var best = Double.infinity
-        for _ in 0..<(repeats + 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            c.withUnsafeMutableBufferPointer { cp in
-                Fast.zooSgemm(false, false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, accumulate: false, c: cp.baseAddress!, ldc: n,
-                              threads: threads)
-            }
-            best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        }
-        return 2 * Double(n * n * n) / best / 1e9
-    }
-
-    /// GFLOP/s of an n×n×n OpenBLAS sgemm with OpenBLAS's own `threads` threads (best of `repeats`).
-    static func openblasSgemmPeak(threads: Int, n: Int = 1024, repeats: Int = 5) -> Double {
+        let flops = 2 * Double(n * n * n)
+        // OpenBLAS with its own `threads` threads
         Fast.setBLASThreads(threads)
-        var rng = SeededRandom(seed: 1)
-        let a = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
-        let b = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
-        var c = [Float](repeating: 0, count: n * n)
-        defer { Fast.setBLASThreads(1) }
+        let openblas = flops / bestSeconds(repeats + 1) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
+        }
+        Fast.setBLASThreads(1)
+        let zoo = flops / bestSeconds(repeats + 1) {
+            Fast.zooSgemm(false, false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, accumulate: false, c: &c, ldc: n, threads: threads)
+        }
+        return Swift.max(openblas, zoo) / 1e9
+    }
+
+    /// The shortest of `runs` timed runs of `body`, in seconds.
+    static func bestSeconds(_ runs: Int, _ body: () -> Void) -> Double {
         var best = Double.infinity
-        for _ in 0..<(repeats + 1) {
+        for _ in 0..<runs {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            c.withUnsafeMutableBufferPointer { cp in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0,
-                            cp.baseAddress, Int32(n))
-            }
+            body()
             best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
-        return 2 * Double(n * n * n) / best / 1e9
+        return best
     }
 
     /// VmHWM of /proc/self/status in MiB.
@@ -261,37 +249,27 @@ public enum Bench {
             let pa = PackedMatrix(m: m, k: k, a: a, lda: k)
             let pb = UnsafeMutablePointer<Float>.allocate(capacity: Fast.packedBFloats(k: k, n: n))
             defer { pb.deallocate() }
+            // The three routes interleaved, best of `repeats` each.
             var tb = Double.infinity, tz = Double.infinity, ts = Double.infinity
-            let route = Fast.useZooSgemm
-            defer { Fast.useZooSgemm = route }
             for _ in 0..<repeats {
-                Fast.useZooSgemm = false
-                var t0 = DispatchTime.now().uptimeNanoseconds
-                c1.withUnsafeMutableBufferPointer { cp in
-                    Fast.sgemm(false, false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: cp.baseAddress!, ldc: n, threads: threads)
-                }
-                tb = Swift.min(tb, Double(DispatchTime.now().uptimeNanoseconds - t0))
-                Fast.useZooSgemm = route
-                t0 = DispatchTime.now().uptimeNanoseconds
-                c3.withUnsafeMutableBufferPointer { cp in
-                    Fast.zooSgemm(false, false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, accumulate: false, c: cp.baseAddress!,
-                                  ldc: n, threads: threads)
-                }
-                ts = Swift.min(ts, Double(DispatchTime.now().uptimeNanoseconds - t0))
-                t0 = DispatchTime.now().uptimeNanoseconds
-                c2.withUnsafeMutableBufferPointer { cp in
-                    b.withUnsafeBufferPointer { bp in
-                        Fast.packB(k: k, n: n, b: bp.baseAddress!, ldb: n, pb: pb, threads: threads)
-                    }
-                    Fast.packedGemm(pa, n: n, pb: pb, c: cp.baseAddress!, ldc: n, bias: nil, act: .none, threads: threads)
-                }
-                tz = Swift.min(tz, Double(DispatchTime.now().uptimeNanoseconds - t0))
+                tb = Swift.min(tb, bestSeconds(1) {
+                    Fast.openblasSgemm(false, false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0, c: &c1, ldc: n,
+                                       threads: threads)
+                })
+                ts = Swift.min(ts, bestSeconds(1) {
+                    Fast.zooSgemm(false, false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, accumulate: false, c: &c3, ldc: n,
+                                  threads: threads)
+                })
+                tz = Swift.min(tz, bestSeconds(1) {
+                    Fast.packB(k: k, n: n, b: b, ldb: n, pb: pb, threads: threads)
+                    Fast.packedGemm(pa, n: n, pb: pb, c: &c2, ldc: n, bias: nil, act: .none, threads: threads)
+                })
             }
             let flops = 2 * Double(m * n * k)
-            let diff = Swift.max(zip(c1, c2).reduce(Float(0)) { Swift.max($0, abs($1.0 - $1.1)) },
-                                 zip(c1, c3).reduce(Float(0)) { Swift.max($0, abs($1.0 - $1.1)) })
-            return GemmRow(m: m, n: n, k: k, threads: threads, openblasGflops: flops / tb, zooGflops: flops / tz,
-                           zooSgemmGflops: flops / ts, zooLevel: Fast.gemmLevel,
+            func maxDiff(_ x: [Float], _ y: [Float]) -> Float { zip(x, y).reduce(Float(0)) { Swift.max($0, abs($1.0 - $1.1)) } }
+            let diff = Swift.max(maxDiff(c1, c2), maxDiff(c1, c3))
+            return GemmRow(m: m, n: n, k: k, threads: threads, openblasGflops: flops / tb / 1e9, zooGflops: flops / tz / 1e9,
+                           zooSgemmGflops: flops / ts / 1e9, zooLevel: Fast.gemmLevel,
                            maxAbsDiff: diff)
         }
     }

@@ -64,16 +64,21 @@ extension Fast {
     }
     nonisolated(unsafe) static var blasThreads = -1
 
-    /// C = alpha · op(A) · op(B) + beta · C (row-major; op = transpose when `ta`/`tb`). On zoo's packed kernel when
-    /// `useZooSgemm` (OpenBLAS running a lower vector level than zoo's kernel; alpha 1, beta 0 or 1), else with OpenBLAS on one
-    /// thread per part: large products are split into `threads` column blocks (or row blocks when C has few
-    /// columns), one per worker.
+    /// C = alpha · op(A) · op(B) + beta · C (row-major; op = transpose when `ta`/`tb`): on zoo's packed kernel when
+    /// `useZooSgemm` (OpenBLAS running a lower vector level than zoo's kernel; alpha 1, beta 0 or 1), else `openblasSgemm`.
     static func sgemm(_ ta: Bool, _ tb: Bool, m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                       b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
         if useZooSgemm && alpha == 1 && (beta == 0 || beta == 1) && !legacyThreading {
             zooSgemm(ta, tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, accumulate: beta == 1, c: c, ldc: ldc, threads: threads)
-            return
+        } else {
+            openblasSgemm(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
         }
+    }
+
+    /// `sgemm` through OpenBLAS on one thread per part: large products are split into `threads` column blocks (or row
+    /// blocks when C has few columns), one per worker.
+    static func openblasSgemm(_ ta: Bool, _ tb: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                              b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
         setBLASThreads(legacyThreading ? threads : 1)
         @inline(__always) func call(_ m: Int, _ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
             cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),

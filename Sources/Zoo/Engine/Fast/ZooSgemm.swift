@@ -8,7 +8,7 @@ import Foundation
 /// Xeon, model 0xCF, on 2026-12-05) it falls back to "Prescott" (SSE3): 55–64 GFLOP/s on two cores where zoo's
 /// AVX-512 kernel makes 166–266 on resnet18's GEMM shapes (`zoo-tool bench --gemm`), and a resnet18 training step
 /// took 2× as long. `OPENBLAS_CORETYPE` would mend it but is read when the library loads, before any of our code.
-/// So `Fast.sgemm` takes this route whenever OpenBLAS's kernel is a lower vector level than zoo's (`zooSgemmDefault`);
+/// So `Fast.sgemm` takes this route whenever OpenBLAS's kernel is a lower vector level than zoo's (`useZooSgemm`);
 /// where OpenBLAS runs a kernel for the CPU (Haswell/Zen on AVX2, SkylakeX on AVX-512) it stays with OpenBLAS, which
 /// measured a little faster there. `ZOO_SGEMM=zoo|openblas` forces either (A/B).
 ///
@@ -34,11 +34,9 @@ extension Fast {
         switch ProcessInfo.processInfo.environment["ZOO_SGEMM"] {
         case "zoo": return true
         case "openblas": return false
-        default: return zooSgemmDefault
+        default: return gemmLevel > openblasLevel(coreName: openblasCoreName)
         }
     }()
-
-    static var zooSgemmDefault: Bool { gemmLevel > openblasLevel(coreName: openblasCoreName) }
 
     /// K rows of op(B) per packed block (a multiple of KC, so that A's KC blocks line up) and column panels per block.
     /// `ZOO_SGEMM_KBLOCK` / `ZOO_SGEMM_BLOCK` override them (A/B).
@@ -54,7 +52,7 @@ extension Fast {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
-        let mr = gemmMR, nr = gemmNR, kc = Int(zoo_gemm_current().kc)
+        let mr = gemmMR, nr = gemmNR, kc = gemmKC
         let mp = (m + mr - 1) / mr, np = (n + nr - 1) / nr
         let work = m * n * k
         let parts = threads > 1 && work >= gemmSplitWork ? threads : 1
