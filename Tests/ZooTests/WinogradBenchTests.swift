@@ -65,18 +65,36 @@ final class WinogradBenchTests: XCTestCase {
                 check(batch: 1, inC: 16, outC: 16, h: 9, w: 70, pad: 1, bias: true, act: .sigmoid, threads: 2)
                 check(batch: 1, inC: 16, outC: 16, h: 10, w: 131, pad: 0, bias: true, act: .clip(-1, 6), threads: 2, cache: ConvWeightCache())
             }
-            // The geometry picks F(4×4) when there are at least 16 of its 4×4 tiles, else F(2×2).
+            // The geometry picks the tile by the cost model α²·max(tiles, T0): T0 = 33 with the AVX-512 GEMM kernel, 16
+            // below it (where F(4×4) wins from 16 of its tiles on).
             func geo(_ s: Int, batch: Int = 1) -> Conv2dGeometry {
                 Conv2dGeometry(batch: batch, inC: 16, inH: s, inW: s, outC: 16, outH: s, outW: s, kH: 3, kW: 3,
                                strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
             }
+            let wide = Fast.gemmLevel >= 2
             XCTAssertEqual(Fast.winogradTile(geo(56)), 4)
             XCTAssertEqual(Fast.winogradTile(geo(28)), 4)
-            XCTAssertEqual(Fast.winogradTile(geo(14)), 4)
+            XCTAssertEqual(Fast.winogradTile(geo(14)), wide ? 2 : 4)   // 16 F(4×4) tiles, 49 F(2×2) ones
             XCTAssertEqual(Fast.winogradTile(geo(12)), 2)
             XCTAssertEqual(Fast.winogradTile(geo(7)), 2)
             XCTAssertEqual(Fast.winogradTile(geo(7, batch: 3)), 2)
-            XCTAssertEqual(Fast.winogradTile(geo(7, batch: 4)), 4)
+            XCTAssertEqual(Fast.winogradTile(geo(7, batch: 4)), wide ? 2 : 4)
+            XCTAssertEqual(Fast.winogradTile(geo(7, batch: 8)), 4)
+            XCTAssertEqual(Fast.winogradTile(geo(14, batch: 2)), 4)
+            // Chunks: L2-sized where the transformed weights are small (resnet18 b8 56², 64 channels: 64·36 weight floats
+            // per row of 14 tiles' 64·128·36 V and M), one large chunk where re-streaming them per chunk would cost more
+            // (b8 7², 512 channels: 9.4 M weight floats).
+            func rgeo(_ s: Int, _ c: Int, batch: Int) -> Conv2dGeometry {
+                Conv2dGeometry(batch: batch, inC: c, inH: s, inW: s, outC: c, outH: s, outW: s, kH: 3, kW: 3,
+                               strideH: 1, strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
+            }
+            let c56 = Fast.winogradChunk(rgeo(56, 64, batch: 8), tile: 4)
+            XCTAssertEqual(c56.rows, 112)
+            XCTAssertLessThanOrEqual(c56.chunkRows * 36 * 128 * 14, Fast.winogradChunkFloats)
+            XCTAssertGreaterThan(c56.chunkRows, 1)
+            let c7 = Fast.winogradChunk(rgeo(7, 512, batch: 8), tile: 4)
+            XCTAssertEqual(c7.rows, 16)
+            XCTAssertEqual(c7.chunkRows, 16)
             // Several chunks of whole tile rows: 3 images × 3 tile rows of 4×4 tiles (F(4×4), 12×12 outputs); a budget
             // of 2 rows' V and M makes 5 chunks, the last one partial.
             let saved = Fast.winogradChunkFloats

@@ -111,6 +111,8 @@ public final class Executor {
                     absorbed.append(j); current = g.nodes[j].output
                 }
             case .linear: break
+            // A residual sum's activation (ResNet's `relu(out + identity)`) runs in the same pass as the sum.
+            case .add where node.inputs.count == 2: break
             default: continue
             }
             if let j = soleConsumer(of: current) {
@@ -141,6 +143,8 @@ public final class Executor {
                 add = a
             }
             projectAfter[i] = (k, add)
+            // An add the project step absorbs keeps its own activation node.
+            if let add { fusion[add] = nil }
         }
     }
 
@@ -468,7 +472,7 @@ public final class Executor {
             let mul: Bool
             if case .mul = node.op { mul = true } else { mul = false }
             let b = UnsafePointer(ins[1].buf.p)
-            if fast { Fast.binary(geo, multiply: mul, a: x, b: b, y: y.p, threads: t) }
+            if fast { Fast.binary(geo, multiply: mul, a: x, b: b, act: step.act, y: y.p, threads: t) }
             else { Reference.binary(geo, multiply: mul, a: x, b: b, y: y.p) }
         case let .concat(axis):
             let ax = axis < 0 ? axis + s0.count : axis

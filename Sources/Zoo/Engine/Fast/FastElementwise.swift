@@ -104,7 +104,7 @@ extension Fast {
 
     /// NumPy-broadcast add or multiply. The innermost collapsed dimension runs as a tight loop.
     public static func binary(_ g: BroadcastGeometry, multiply: Bool, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                              y: UnsafeMutablePointer<Float>, threads: Int) {
+                              act: Activation = .none, y: UnsafeMutablePointer<Float>, threads: Int) {
         let (shape, sa, sb) = collapse(g)
         let r = shape.count
         let inner = shape[r - 1], ia = sa[r - 1], ib = sb[r - 1]
@@ -119,6 +119,7 @@ extension Fast {
                 }
                 let pa = as_.p + offA, pb = bs.p + offB, py = ys.p + row * inner
                 switch (multiply, ia, ib) {
+                case (false, 1, 1) where act == .relu: for i in 0..<inner { py[i] = Swift.max(pa[i] + pb[i], 0) }
                 case (false, 1, 1): for i in 0..<inner { py[i] = pa[i] + pb[i] }
                 case (false, 1, 0): let v = pb[0]; for i in 0..<inner { py[i] = pa[i] + v }
                 case (false, 0, 1): let v = pa[0]; for i in 0..<inner { py[i] = v + pb[i] }
@@ -128,6 +129,7 @@ extension Fast {
                 default:
                     for i in 0..<inner { py[i] = multiply ? pa[i * ia] * pb[i * ib] : pa[i * ia] + pb[i * ib] }
                 }
+                if act != .none && !(act == .relu && !multiply && ia == 1 && ib == 1) { applyActivation(act, py, count: inner) }
             }
         }
     }

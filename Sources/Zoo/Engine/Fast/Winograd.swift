@@ -41,9 +41,14 @@ extension Fast {
     nonisolated(unsafe) public static var executorWeightCaches =
         ProcessInfo.processInfo.environment["ZOO_WINOGRAD_HASH"] != "1"
 
-    /// Budget of a chunk's V and M scratch, in floats (tests lower it to cover several chunks).
+    /// Budget of a chunk's V and M scratch, in floats (tests lower it to cover several chunks): 1.6 MB, so that what the
+    /// input transform writes is still in L2 when the products read it (Xeon, 2 MB L2 per core: resnet18 b1 56² F(4×4)
+    /// input transform 0.38 → 0.23 ms; the budget was 8 MB). `winogradLargeChunkFloats` (8 MB) is the budget when
+    /// re-streaming the weights per chunk would cost more (`winogradChunk`).
     nonisolated(unsafe) static var winogradChunkFloats =
-        Int(ProcessInfo.processInfo.environment["ZOO_WINOGRAD_CHUNK"] ?? "") ?? (1 << 21)
+        Int(ProcessInfo.processInfo.environment["ZOO_WINOGRAD_CHUNK"] ?? "") ?? 400_000
+    nonisolated(unsafe) static var winogradLargeChunkFloats =
+        Int(ProcessInfo.processInfo.environment["ZOO_WINOGRAD_LARGE_CHUNK"] ?? "") ?? (1 << 21)
 
     static func winogradEligible(_ g: Conv2dGeometry) -> Bool {
         g.kH == 3 && g.kW == 3 && g.strideH == 1 && g.strideW == 1 && g.dilH == 1 && g.dilW == 1
@@ -54,12 +59,16 @@ extension Fast {
     static func winogradTile(_ g: Conv2dGeometry) -> Int {
         guard useWinograd, winogradEligible(g) else { return 0 }
         if winogradTileOverride == 2 || winogradTileOverride == 4 { return winogradTileOverride }
-        // F(4×4) does 1.8× fewer GEMM FLOPs than F(2×2) but its 36 GEMMs have a quarter of the columns and 2.25×
-        // the transformed weights. Measured (2 threads, packed products, few-tile products transposed) it wins from
-        // 16 tiles on (resnet18 b1 14²: 0.83–0.95 vs 0.95–1.1 ms; vgg11 b1 14²: 3.4–3.6 vs 4.0–4.1; resnet18 b8 7²,
-        // 32 tiles: 7.2–7.4 vs 8.0–8.7) and loses at 4 (resnet18 b1 7²: 1.9 vs 1.3–1.4).
+        // Cost model per output: the α² products cost α²·max(tiles, T0), T0 the tile count below which a product
+        // streams its transformed weights (α²·inC·outC floats) slower than it computes on them (compute bound above
+        // T0 columns, weight bound below). F(4×4) does 1.8× fewer GEMM FLOPs than F(2×2) but reads 2.25× the weights.
+        // T0 = 16 on AVX2 (Zen 3, measured: resnet18 b1 14²: F(4) 0.83–0.95 vs F(2) 0.95–1.1 ms; resnet18 b1 7²: F(4)
+        // 1.9 vs 1.3–1.4); 33 with the AVX-512 kernel (≈ 2 × 250 GFLOP/s / 15 GB/s of weight stream, Xeon: resnet18
+        // b1 14²: F(2) 0.68 vs F(4) 0.88 ms per conv). Ties keep F(4×4).
+        let t0 = gemmLevel >= 2 ? 33 : 16
         let tiles4 = g.batch * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
-        return tiles4 >= 16 ? 4 : 2
+        let tiles2 = g.batch * ((g.outH + 1) / 2) * ((g.outW + 1) / 2)
+        return 36 * Swift.max(tiles4, t0) <= 16 * Swift.max(tiles2, t0) ? 4 : 2
     }
 
     static func winogradApplies(_ g: Conv2dGeometry) -> Bool { winogradTile(g) != 0 }
@@ -73,7 +82,29 @@ extension Fast {
         let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
         let rows = g.batch * tilesH
         let perRow = a * a * (g.inC + g.outC) * tilesW
-        let chunkRows = Swift.max(1, Swift.min(rows, winogradChunkFloats / perRow))
+        // Every chunk streams all α² transformed weight matrices (α²·inC·outC floats) again; a chunk whose V and M
+        // outgrow L2 writes and reads them from farther away. Of the L2-sized chunks (`winogradChunkFloats`) and
+        // large ones (`winogradLargeChunkFloats`), the choice moves fewer floats beyond L2: per chunk U, plus 2·(V + M)
+        // when they spill (more than 1.25× the budget: 2 MB). resnet18 b8: 56² and 28² take small chunks, 14² and 7²
+        // (2.4–9.4 M weight floats) large ones; b8 step 99.4 → 95.6 ms.
+        let nr = gemmNR
+        let u = a * a * g.inC * g.outC
+        func cost(_ cr: Int) -> Int {
+            (rows + cr - 1) / cr * u + (perRow * cr > winogradChunkFloats * 5 / 4 ? 2 * perRow * rows : 0)
+        }
+        let small = Swift.max(1, Swift.min(rows, winogradChunkFloats / perRow))
+        let large = Swift.max(small, Swift.min(rows, winogradLargeChunkFloats / perRow))
+        let maxRows = cost(large) < cost(small) ? large : small
+        // At most maxRows; among those, the row count whose chunks waste the least NR-column panel padding (ties: the
+        // larger one), e.g. 56² F(4×4): 6 rows of 14 tiles (84 in 96 columns) rather than 5 (70 in 96).
+        func padded(_ cr: Int) -> Int {
+            let full = rows / cr, rest = rows % cr
+            return full * ((cr * tilesW + nr - 1) / nr * nr) + (rest > 0 ? (rest * tilesW + nr - 1) / nr * nr : 0)
+        }
+        var chunkRows = maxRows
+        for cr in stride(from: maxRows - 1, through: Swift.max(1, maxRows / 2), by: -1) where padded(cr) < padded(chunkRows) {
+            chunkRows = cr
+        }
         // + one packed-B panel of padding per product (V in packed panels), + the skew of V's and M's product strides
         return (rows, chunkRows, perRow * chunkRows + a * a * g.inC * gemmNR + 2 * a * a * 1024)
     }
