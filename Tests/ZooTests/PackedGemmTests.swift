@@ -139,11 +139,18 @@ final class PackedGemmTests: XCTestCase {
             // ≥ 8 panels of 48 columns, so that blocks of one panel take the blocked path at 2 threads
             (1, 3, 16, [40, 50], ([7, 7], [2, 2], Padding2D(3), [1, 1])),
             (2, 4, 8, [30, 30], ([5, 5], [1, 1], Padding2D(2), [1, 1])),
+            // stride-2 rows whose 16-output blocks end at the row's last element (C staging's masked second load)
+            (1, 4, 8, [9, 33], ([3, 3], [2, 2], Padding2D(1), [1, 1])),
+            (1, 4, 8, [6, 64], ([3, 3], [2, 2], .zero, [1, 1])),
         ]
         let savedStaged = Fast.im2colStaged, savedBlocked = Fast.convBlocked, savedBlock = Fast.convBlockFloats
-        defer { Fast.im2colStaged = savedStaged; Fast.convBlocked = savedBlocked; Fast.convBlockFloats = savedBlock }
+        let savedC = Fast.im2colC
+        defer { Fast.im2colStaged = savedStaged; Fast.convBlocked = savedBlocked; Fast.convBlockFloats = savedBlock; Fast.im2colC = savedC }
         // Strided convolutions: the staged (deinterleaved rows) im2col and the per-element gather; whole-image im2col
-        // then GEMM, and blocks of one or two panels (im2col + GEMM per block).
+        // then GEMM, and blocks of one or two panels (im2col + GEMM per block); im2col and staging in C (AVX-512F, where
+        // the CPU has it) and in Swift.
+        for useC in [true, false] {
+        Fast.im2colC = useC
         for (staged, blockFloats) in [(true, 0), (false, 0), (true, 1), (false, 1), (true, 20_000)] {
         Fast.im2colStaged = staged
         Fast.convBlocked = blockFloats > 0
@@ -167,8 +174,9 @@ final class PackedGemmTests: XCTestCase {
                     Fast.packedConv2d(g, x: x, w: pm, b: b, act: .relu, y: $0.baseAddress!, scratch: scratch, threads: 2)
                 }
                 let worst = zip(ref, out).reduce(Float(0)) { max($0, abs(max($1.0, 0) - $1.1)) }
-                XCTAssertLessThan(worst, 1e-5, "level \(level) staged \(staged) block \(blockFloats) \(g)")
+                XCTAssertLessThan(worst, 1e-5, "level \(level) C \(useC) staged \(staged) block \(blockFloats) \(g)")
             }
+        }
         }
         }
     }

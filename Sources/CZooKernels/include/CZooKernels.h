@@ -94,4 +94,16 @@ void zoo_scatter_add2(const float *src, float *dst, ptrdiff_t n, int allow_simd)
 void zoo_maxpool_back_row(const float *in, float *dx, const float *y, const float *g, ptrdiff_t n, int sw, int kh, int kw,
                           ptrdiff_t rs, int dw, int allow_simd);
 
+/// Geometry of zoo_im2col_panels / zoo_stage_rows (one image and group): input channels of the group, kernel, stride,
+/// padding, dilation, output width, output plane n = outH·outW, zoo's GEMM NR, and the staged run length.
+typedef struct {
+    int inC, inH, inW, kH, kW, strideH, strideW, padTop, padLeft, dilH, dilW, outW, n, nr, runLen;
+} zoo_im2col_geom;
+/// im2col of packed-B panels [p0, p1) into pb: element (r, j) of the k × n column matrix at
+/// pb[(j / nr)·k·nr + r·nr + j % nr], columns past n zero (Fast.im2colPanels; `staged` from zoo_stage_rows or NULL).
+/// AVX-512F only: returns 0 without writing when unsupported.
+int zoo_im2col_panels(const zoo_im2col_geom *g, const float *x, const float *staged, float *pb, int p0, int p1);
+/// Input rows item0..<item1 (channel·inH + row) deinterleaved by strideW (Fast.stageRows). AVX-512F only: returns 0.
+int zoo_stage_rows(const zoo_im2col_geom *g, const float *x, float *staged, int item0, int item1);
+
 #endif

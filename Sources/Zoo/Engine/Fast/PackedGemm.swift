@@ -1,4 +1,5 @@
 import CGemm
+import CZooKernels
 import Foundation
 
 /// A weight matrix packed once for zoo's own GEMM (Sources/CGemm): MR-row panels blocked by KC.
@@ -114,6 +115,17 @@ extension Fast {
         return .allocate(capacity: Swift.max(1, g.inCPerGroup * g.inH * g.strideW * stagedRunLength(g)))
     }
 
+    /// On: `im2colPanels` and `stageRows` run in AVX-512F C (Sources/CZooKernels/im2col.c) where the CPU has it; off
+    /// (env ZOO_IM2COL=swift, tests): the Swift loops, the portable path and reference.
+    nonisolated(unsafe) static var im2colC = ProcessInfo.processInfo.environment["ZOO_IM2COL"] != "swift"
+
+    static func im2colGeom(_ g: Conv2dGeometry) -> zoo_im2col_geom {
+        zoo_im2col_geom(inC: Int32(g.inCPerGroup), inH: Int32(g.inH), inW: Int32(g.inW), kH: Int32(g.kH), kW: Int32(g.kW),
+                        strideH: Int32(g.strideH), strideW: Int32(g.strideW), padTop: Int32(g.padTop), padLeft: Int32(g.padLeft),
+                        dilH: Int32(g.dilH), dilW: Int32(g.dilW), outW: Int32(g.outW), n: Int32(g.outPlane), nr: Int32(gemmNR),
+                        runLen: Int32(stagedRunLength(g)))
+    }
+
     /// Length of one deinterleaved run of a staged input row: output columns plus the widest kernel offset in runs.
     static func stagedRunLength(_ g: Conv2dGeometry) -> Int { g.outW + ((g.kW - 1) * g.dilW) / g.strideW + 1 }
 
@@ -121,7 +133,9 @@ extension Fast {
     static func stageRows(_ g: Conv2dGeometry, x: UnsafePointer<Float>, staged: UnsafeMutablePointer<Float>, threads: Int) {
         let sW = g.strideW, runLen = stagedRunLength(g), rowFloats = sW * runLen
         let xs = SendConstPtr(x), ss = SendPtr(staged)
+        var cg = im2colGeom(g)
         parallelFor(g.inCPerGroup * g.inH, threads: threads, grain: 16) { range in
+            if im2colC && zoo_stage_rows(&cg, xs.p, ss.p, Int32(range.lowerBound), Int32(range.upperBound)) != 0 { return }
             for item in range {
                 let src = xs.p + item * g.inW
                 let dst = ss.p + item * rowFloats
@@ -140,6 +154,8 @@ extension Fast {
     /// calling thread; strided convolutions read rows staged by `stageRows`.
     static func im2colPanels(_ g: Conv2dGeometry, x: UnsafePointer<Float>, staged: UnsafePointer<Float>?, pb: UnsafeMutablePointer<Float>,
                              p0: Int, p1: Int) {
+        var cg = im2colGeom(g)
+        if im2colC && zoo_im2col_panels(&cg, x, staged, pb, Int32(p0), Int32(p1)) != 0 { return }
         let kk = g.kH * g.kW
         let k = g.inCPerGroup * kk
         let nr = gemmNR, n = g.outPlane, np = (n + nr - 1) / nr
@@ -196,8 +212,10 @@ extension Fast {
                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
         let k = g.inCPerGroup * g.kH * g.kW, nr = gemmNR, np = (g.outPlane + nr - 1) / nr
         let blockPanels = Swift.max(1, convBlockFloats / Swift.max(1, k * nr))
-        let blocks = (np + blockPanels - 1) / blockPanels
-        if convBlocked && !isPointwise(g) && blocks >= 4 * threads {
+        // A multiple of the workers, blocks' panels spread evenly (17 panels of 2 in 9 blocks gave one worker 10 and the
+        // other 7; in 10 blocks: 8 and 9).
+        let blocks = ((np + blockPanels - 1) / blockPanels + threads - 1) / Swift.max(1, threads) * Swift.max(1, threads)
+        if convBlocked && !isPointwise(g) && blocks >= 4 * threads && np >= blocks {
             let staged = stagedRowsBuffer(g)
             defer { staged?.deallocate() }
             let mp = (w.m + gemmMR - 1) / gemmMR
@@ -210,7 +228,7 @@ extension Fast {
                 if let st = staged { stageRows(g, x: xn.p, staged: st, threads: threads) }
                 parallelFor(blocks, threads: threads) { range in
                     for blk in range {
-                        let p0 = blk * blockPanels, p1 = Swift.min(np, p0 + blockPanels)
+                        let p0 = np * blk / blocks, p1 = np * (blk + 1) / blocks
                         im2colPanels(g, x: xn.p, staged: sts.map { UnsafePointer($0.p) }, pb: ps.p, p0: p0, p1: p1)
                         zoo_gemm_compute(Int32(w.m), Int32(g.outPlane), Int32(k), ws.p, ps.p, ys.p, Int32(g.outPlane), bs?.p,
                                          kind, lo, hi, 0, Int32(mp), Int32(p0), Int32(p1))
