@@ -63,6 +63,14 @@ final class EngineOpTests: XCTestCase {
     func testReferenceKernelsMatchTorch() throws { try runBattery(.reference, threads: 1) }
     func testFastKernelsMatchTorch() throws { try runBattery(.fast, threads: 2) }
     func testFastKernelsSingleThreadMatchTorch() throws { try runBattery(.fast, threads: 1) }
+    /// The fast engine with its plain paths where a C kernel has a Swift twin: scalar sigmoid, the general average-pool
+    /// window loop, convolutions' images never split among workers.
+    func testFastKernelsPlainPathsMatchTorch() throws {
+        let saved = (Fast.vectorSigmoid, Fast.fastAvgPool2, Fast.imageParallelWork)
+        defer { (Fast.vectorSigmoid, Fast.fastAvgPool2, Fast.imageParallelWork) = saved }
+        (Fast.vectorSigmoid, Fast.fastAvgPool2, Fast.imageParallelWork) = (false, false, 0)
+        try runBattery(.fast, threads: 2)
+    }
 
     func testEveryOpTypeIsCovered() {
         var seen = Set<String>()

@@ -125,6 +125,55 @@ final class PackedGemmTests: XCTestCase {
         XCTAssertFalse(Fast.openblasCoreName.isEmpty)
     }
 
+    /// Inference sigmoid by zoo_sigmoid (vector exp) against the scalar expf path, lengths across the 32-wide body and the
+    /// masked tail, in place, with ±∞ and NaN.
+    func testVectorSigmoidMatchesScalar() {
+        var rng = SeededRandom(seed: 31)
+        let saved = Fast.vectorSigmoid
+        defer { Fast.vectorSigmoid = saved }
+        for n in [1, 15, 16, 17, 31, 32, 33, 100, 1000] {
+            var x = (0..<n).map { _ in rng.nextFloat() * 60 - 30 }
+            if n >= 4 { x[0] = .infinity; x[1] = -.infinity; x[2] = .nan; x[3] = 0 }
+            var fast = x, plain = x
+            Fast.vectorSigmoid = true
+            fast.withUnsafeMutableBufferPointer { Fast.applyActivation(.sigmoid, $0.baseAddress!, count: n) }
+            Fast.vectorSigmoid = false
+            plain.withUnsafeMutableBufferPointer { Fast.applyActivation(.sigmoid, $0.baseAddress!, count: n) }
+            for i in 0..<n {
+                if plain[i].isNaN { XCTAssertTrue(fast[i].isNaN, "n \(n) i \(i)"); continue }
+                XCTAssertEqual(fast[i], plain[i], accuracy: 2e-7, "n \(n) x \(x[i])")
+            }
+        }
+    }
+
+    /// 2×2 stride-2 average pooling by zoo_avgpool2 against the general window loop (bit-identical: same sum order),
+    /// odd sizes that drop the last row or column, one plane and many over the workers; windows that the
+    /// fast path must refuse (padding, ceil-mode partial windows).
+    func testAveragePool2x2MatchesWindowLoop() {
+        var rng = SeededRandom(seed: 32)
+        let saved = Fast.fastAvgPool2
+        defer { Fast.fastAvgPool2 = saved }
+        for (planes, h, w) in [(1, 2, 2), (3, 28, 28), (16, 10, 10), (5, 7, 9), (40, 5, 37)] {
+            let a = Pool2dAttrs(kernel: [2, 2], stride: [2, 2], padding: .zero)
+            let g = Pool2dGeometry(pool: a, input: [1, planes, h, w])
+            Fast.fastAvgPool2 = true
+            XCTAssertTrue(Fast.avgPool2Applies(g))
+            let x = (0..<(planes * h * w)).map { _ in rng.nextFloat() * 2 - 1 }
+            var fast = [Float](repeating: .nan, count: planes * g.outH * g.outW), plain = fast
+            fast.withUnsafeMutableBufferPointer { Fast.avgPool2d(g, x: x, y: $0.baseAddress!, threads: 2) }
+            Fast.fastAvgPool2 = false
+            plain.withUnsafeMutableBufferPointer { Fast.avgPool2d(g, x: x, y: $0.baseAddress!, threads: 2) }
+            XCTAssertEqual(fast, plain, "\(planes)×\(h)×\(w)")
+        }
+        Fast.fastAvgPool2 = true
+        XCTAssertFalse(Fast.avgPool2Applies(Pool2dGeometry(pool: Pool2dAttrs(kernel: [2, 2], stride: [2, 2], padding: Padding2D(1)),
+                                                         input: [1, 1, 6, 6])))
+        XCTAssertFalse(Fast.avgPool2Applies(Pool2dGeometry(pool: Pool2dAttrs(kernel: [2, 2], stride: [2, 2], padding: .zero, ceilMode: true),
+                                                         input: [1, 1, 7, 7])))
+        XCTAssertFalse(Fast.avgPool2Applies(Pool2dGeometry(pool: Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: .zero),
+                                                         input: [1, 1, 7, 7])))
+    }
+
     func testPackedConvolutionMatchesReference() throws {
         var rng = SeededRandom(seed: 12)
         let cases: [(batch: Int, inC: Int, outC: Int, size: [Int], attrs: (kernel: [Int], stride: [Int], pad: Padding2D, dil: [Int]))] = [
@@ -144,11 +193,17 @@ final class PackedGemmTests: XCTestCase {
             (1, 4, 8, [6, 64], ([3, 3], [2, 2], .zero, [1, 1])),
         ]
         let savedStaged = Fast.im2colStaged, savedBlocked = Fast.convBlocked, savedBlock = Fast.convBlockFloats
-        let savedC = Fast.im2colC
-        defer { Fast.im2colStaged = savedStaged; Fast.convBlocked = savedBlocked; Fast.convBlockFloats = savedBlock; Fast.im2colC = savedC }
+        let savedC = Fast.im2colC, savedImages = Fast.imageParallelWork
+        defer {
+            Fast.im2colStaged = savedStaged; Fast.convBlocked = savedBlocked; Fast.convBlockFloats = savedBlock; Fast.im2colC = savedC
+            Fast.imageParallelWork = savedImages
+        }
         // Strided convolutions: the staged (deinterleaved rows) im2col and the per-element gather; whole-image im2col
         // then GEMM, and blocks of one or two panels (im2col + GEMM per block); im2col and staging in C (AVX-512F, where
         // the CPU has it) and in Swift.
+        // Batches of 2 and 3: whole images per worker (every case small enough) and images split among the workers.
+        for images in [Int.max, 0] {
+        Fast.imageParallelWork = images
         for useC in [true, false] {
         Fast.im2colC = useC
         for (staged, blockFloats) in [(true, 0), (false, 0), (true, 1), (false, 1), (true, 20_000)] {
@@ -174,8 +229,9 @@ final class PackedGemmTests: XCTestCase {
                     Fast.packedConv2d(g, x: x, w: pm, b: b, act: .relu, y: $0.baseAddress!, scratch: scratch, threads: 2)
                 }
                 let worst = zip(ref, out).reduce(Float(0)) { max($0, abs(max($1.0, 0) - $1.1)) }
-                XCTAssertLessThan(worst, 1e-5, "level \(level) C \(useC) staged \(staged) block \(blockFloats) \(g)")
+                XCTAssertLessThan(worst, 1e-5, "level \(level) C \(useC) staged \(staged) block \(blockFloats) images \(images) \(g)")
             }
+        }
         }
         }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import CZooKernels
 
 extension Fast {
     /// In-place activation over a contiguous run, SIMD16 for the piecewise-linear ones.
@@ -8,10 +9,15 @@ extension Fast {
         case .none: return
         case .relu: clamp(p, count: count, lo: 0, hi: .infinity)
         case let .clip(lo, hi): clamp(p, count: count, lo: lo, hi: hi)
-        case .sigmoid: for i in 0..<count { p[i] = 1 / (1 + expf(-p[i])) }
+        case .sigmoid:
+            // zoo_sigmoid: vector exp on AVX2/AVX-512F (its plain-C body, expf, elsewhere); ZOO_SIGMOID=scalar for A/B.
+            if vectorSigmoid { zoo_sigmoid(p, p, count, 0) } else { for i in 0..<count { p[i] = 1 / (1 + expf(-p[i])) } }
         case .tanh: for i in 0..<count { p[i] = tanhf(p[i]) }
         }
     }
+
+    /// `ZOO_SIGMOID=scalar` (A/B and tests): inference sigmoid by scalar `expf` instead of `zoo_sigmoid`.
+    nonisolated(unsafe) static var vectorSigmoid = ProcessInfo.processInfo.environment["ZOO_SIGMOID"] != "scalar"
 
     @inline(__always)
     static func clamp(_ p: UnsafeMutablePointer<Float>, count: Int, lo: Float, hi: Float) {

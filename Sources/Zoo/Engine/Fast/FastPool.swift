@@ -66,9 +66,28 @@ extension Fast {
         }
     }
 
+    /// `ZOO_AVGPOOL2=0` (A/B and tests): 2×2 stride-2 average pooling through the general window loop.
+    nonisolated(unsafe) static var fastAvgPool2 = ProcessInfo.processInfo.environment["ZOO_AVGPOOL2"] != "0"
+
+    /// Whether `avgPool2d` takes `zoo_avgpool2`: 2×2 windows at stride 2, no padding or dilation, every window whole.
+    static func avgPool2Applies(_ g: Pool2dGeometry) -> Bool {
+        fastAvgPool2 && g.kH == 2 && g.kW == 2 && g.strideH == 2 && g.strideW == 2 && g.dilH == 1 && g.dilW == 1
+            && g.padTop == 0 && g.padLeft == 0 && g.padBottom == 0 && g.padRight == 0
+            && 2 * g.outH <= g.inH && 2 * g.outW <= g.inW
+    }
+
     /// Average pooling; divisor per PyTorch (see `Reference.avgPool2d`), computed from clipped tap ranges.
     public static func avgPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let xs = SendConstPtr(x), ys = SendPtr(y)
+        if avgPool2Applies(g) {
+            // LeNet's 2×2 stride-2 windows (no padding, none clipped): zoo_avgpool2, the training engine's kernel.
+            let outPlane = g.outH * g.outW
+            parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
+                zoo_avgpool2(xs.p + r.lowerBound * g.inH * g.inW, ys.p + r.lowerBound * outPlane, r.count, g.inH, g.inW,
+                             g.outH, g.outW, 0)
+            }
+            return
+        }
         parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(g.outH * g.outW * g.kH * g.kW, 1))) { range in
             for p in range {
                 let plane = xs.p + p * g.inH * g.inW

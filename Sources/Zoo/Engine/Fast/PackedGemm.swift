@@ -203,6 +203,9 @@ extension Fast {
     /// block's im2col panels and multiplies them at once, so the column matrix is never written out whole and is read
     /// back from L2. Used when there are at least 4 blocks per worker; `ZOO_CONV_BLOCKED=0` turns it off (A/B).
     nonisolated(unsafe) static var convBlocked = ProcessInfo.processInfo.environment["ZOO_CONV_BLOCKED"] != "0"
+    /// Below this many multiply-adds per image (and with at least one image per worker), `packedConv2d` gives each
+    /// worker whole images; tests set it to 0 or `Int.max` to run both ways.
+    nonisolated(unsafe) static var imageParallelWork = 1 << 21
     /// Floats of packed B per block (tests make it tiny so that small convolutions take the blocked path).
     nonisolated(unsafe) static var convBlockFloats = 1 << 16
 
@@ -240,6 +243,26 @@ extension Fast {
             }
             return
         }
+        if threads > 1 && g.batch >= threads && w.m * g.outPlane * k < imageParallelWork {
+            // Small planes (LeNet's 10×10, 100 columns: 3 panels): splitting one image's panels over the workers costs
+            // more in hand-offs than the image's arithmetic, so the workers take whole images, each with its own panels.
+            let xs = SendConstPtr(x), ys = SendPtr(y), bs = b.map(SendConstPtr.init)
+            let floats = packedBFloats(k: k, n: g.outPlane)
+            parallelFor(g.batch, threads: threads) { r in
+                ScratchPool.shared.with(floats) { pb in
+                    for n in r {
+                        let xn = xs.p + n * g.inC * g.inPlane
+                        if isPointwise(g) {
+                            packB(k: g.inC, n: g.outPlane, b: xn, ldb: g.inPlane, pb: pb, threads: 1)
+                        } else {
+                            im2colPacked(g, x: xn, pb: pb, threads: 1)
+                        }
+                        packedGemm(w, n: g.outPlane, pb: pb, c: ys.p + n * g.outC * g.outPlane, ldc: g.outPlane,
+                                   bias: bs?.p, act: act, threads: 1)
+                    }
+                }
+            }
+        } else {
         for n in 0..<g.batch {
             let xn = x + n * g.inC * g.inPlane
             if isPointwise(g) {
@@ -248,6 +271,7 @@ extension Fast {
                 im2colPacked(g, x: xn, pb: scratch, threads: threads)
             }
             packedGemm(w, n: g.outPlane, pb: scratch, c: y + n * g.outC * g.outPlane, ldc: g.outPlane, bias: b, act: act, threads: threads)
+        }
         }
         if act == .sigmoid || act == .tanh {
             biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: nil, act: act, y: y, threads: threads)
