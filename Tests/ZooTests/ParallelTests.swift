@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Zoo
+import COpenBLAS
 
 /// The worker pool and the split GEMM: every index visited exactly once (also for nested and concurrent
 /// callers), and split GEMMs equal a plain triple loop.
@@ -42,6 +43,31 @@ final class ParallelTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(rows[i][0], expected, "row \(i)")
         }
         XCTAssertEqual(rows.reduce(0) { $0 + $1.reduce(0, +) }, n * m + 4 * 200 * m)
+    }
+
+    /// OpenBLAS's server threads (which spin for ~0.1 s after each multi-threaded call) are gone once the engine is back on
+    /// one OpenBLAS thread, and a later multi-threaded call still computes the right product (OpenBLAS restarts them).
+    func testOpenBLASServerThreadsStopOnSingleThread() throws {
+        guard dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") != nil else {
+            throw XCTSkip("this OpenBLAS build does not export blas_thread_shutdown_")
+        }
+        func taskCount() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0 }
+        let n = 256
+        var rng = SeededRandom(seed: 5)
+        let a = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }, b = (0..<(n * n)).map { _ in rng.nextFloat() - 0.5 }
+        var want = [Float](repeating: 0, count: n * n)
+        for i in 0..<n { for p in 0..<n { let av = a[i * n + p]; for j in 0..<n { want[i * n + j] += av * b[p * n + j] } } }
+        let saved = Fast.blasThreads
+        defer { Fast.setBLASThreads(saved > 0 ? saved : 1) }
+        for round in 0..<2 {
+            Fast.setBLASThreads(2)
+            var c = [Float](repeating: 0, count: n * n)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
+            let during = taskCount()
+            XCTAssertLessThan(zip(c, want).map { abs($0 - $1) }.max()!, 1e-3, "round \(round)")
+            Fast.setBLASThreads(1)
+            XCTAssertLessThan(taskCount(), during, "round \(round): OpenBLAS's server thread still there")
+        }
     }
 
     func testSplitGemmMatchesTripleLoop() {

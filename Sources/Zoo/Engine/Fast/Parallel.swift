@@ -60,9 +60,25 @@ extension Fast {
     /// so OpenBLAS's spinning threads never compete with ours for the cores. `Bench.sgemmPeak` raises it
     /// temporarily to time OpenBLAS's own multi-threaded peak.
     static func setBLASThreads(_ n: Int) {
-        if blasThreads != n { openblas_set_num_threads(Int32(n)); blasThreads = n }
+        if blasThreads != n {
+            openblas_set_num_threads(Int32(n))
+            if n == 1 { stopBLASServerThreads() }
+            blasThreads = n
+        }
     }
     nonisolated(unsafe) static var blasThreads = -1
+
+    /// OpenBLAS's pthread build starts its server threads when the library loads, and they spin on `sched_yield` for
+    /// 2^28 cycles (about 0.1 s) after they start and after every multi-threaded call before they sleep: on two cores
+    /// that took a core from our workers for the first ~10 LeNet training steps (5 → 10–14 ms each, 25 context switches
+    /// per step) and for the first timed runs after `zoo-tool bench`'s OpenBLAS peak. With OpenBLAS on one thread they
+    /// have nothing to do, so they are stopped (`blas_thread_shutdown_`, looked up at run time: not every OpenBLAS build
+    /// exports it); OpenBLAS starts them again by itself when a multi-threaded call needs them.
+    static func stopBLASServerThreads() {
+        typealias Shutdown = @convention(c) () -> Int32
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") else { return }
+        _ = unsafeBitCast(sym, to: Shutdown.self)()
+    }
 
     /// C = alpha · op(A) · op(B) + beta · C (row-major; op = transpose when `ta`/`tb`): on zoo's packed kernel when
     /// `useZooSgemm` (OpenBLAS running a lower vector level than zoo's kernel; alpha 1, beta 0 or 1), else `openblasSgemm`.
@@ -138,6 +154,8 @@ final class WorkerPool: @unchecked Sendable {
 
     init(workers: Int) {
         workerCount = workers
+        // The engine splits GEMMs over this pool, one OpenBLAS thread per worker (see `Fast.setBLASThreads`).
+        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil && !Fast.legacyThreading { Fast.setBLASThreads(1) }
         for _ in 0..<workers {
             let t = Thread { [unowned self] in self.workerLoop() }
             t.stackSize = 1 << 20
