@@ -87,6 +87,34 @@ final class TrainingKernelTests: XCTestCase {
         }
     }
 
+    /// One row of the weight gradient's dy tile transform: the SIMD bodies (AVX-512F with masked tails, AVX2 in 8-tile
+    /// steps) equal the portable loop for widths around the vector blocks, rows with and without a second row, and
+    /// more tiles than the width fills (zeros); nothing past the last tile is written.
+    func testWinogradGradientRowMatchesPortable() {
+        forEachSIMDLevel { level in
+            var rng = SeededRandom(seed: 22)
+            for width in [1, 2, 3, 5, 12, 15, 16, 17, 24, 31, 32, 33, 48, 70] {
+                for extraTiles in [0, 1] {
+                    let tiles = (width + 1) / 2 + extraTiles, stride = tiles + 3
+                    let first = randoms(width, &rng), second = randoms(width, &rng)
+                    for withSecond in [true, false] {
+                        var fast = [Float](repeating: 7, count: 16 * stride), plain = fast
+                        first.withUnsafeBufferPointer { f in second.withUnsafeBufferPointer { s in
+                            let sp = withSecond ? s.baseAddress : nil
+                            fast.withUnsafeMutableBufferPointer {
+                                zoo_wino_grad_row2(f.baseAddress!, sp, Int32(width), Int32(tiles), $0.baseAddress!, stride, 0)
+                            }
+                            plain.withUnsafeMutableBufferPointer {
+                                zoo_wino_grad_row2(f.baseAddress!, sp, Int32(width), Int32(tiles), $0.baseAddress!, stride, 1)
+                            }
+                        } }
+                        XCTAssertEqual(fast, plain, "level \(level) width \(width) tiles \(tiles) second \(withSecond)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Stride-2 row gather/scatter: the SIMD kernels (AVX-512F, or AVX2 without it) equal the portable loops bit for bit (lengths around the
     /// 16-lane blocks), odd elements of the scatter target stay untouched, nothing past the row is written.
     func testStride2RowKernelsMatchPortable() {
