@@ -221,3 +221,85 @@ int zoo_wino_output_row(int m, const float *M, ptrdiff_t mStride, int tiles, flo
     else output2(M, mStride, tiles, bias, clamp, lo, hi, y, yStride, outW, rows);
     return 1;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Weight transform U = G g Gᵀ of 3×3 kernels (Fast.winogradTransformWeights is the Swift reference): computed in double
+// with the reference's operation order and no contraction into FMAs, so the results are bit-identical to it. Output
+// element (i·α + j, oc, ic) at u[(i·α + j)·cStride + oc·ocStride + ic·icStride]; kernels oc0 ..< oc1. AVX-512F takes
+// 8 kernels per step (below); elsewhere one kernel at a time (clang left the double loops scalar).
+static const double ZW_G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double ZW_G4[6][3] = {{1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                   {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+
+// One kernel g (9 floats) to out[(i·α + j)·cStride].
+static void wino_weight_one(const float *g, int A, const double (*G)[3], float *out, ptrdiff_t cStride) {
+#pragma clang fp contract(off)
+    double t[6][3];
+    for (int i = 0; i < A; i++)
+        for (int j = 0; j < 3; j++)
+            t[i][j] = G[i][0] * (double)g[j] + G[i][1] * (double)g[3 + j] + G[i][2] * (double)g[6 + j];
+    for (int i = 0; i < A; i++)
+        for (int j = 0; j < A; j++)
+            out[(ptrdiff_t)(i * A + j) * cStride] = (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+}
+
+static void wino_weights_plain(const float *w, int inC, int m, float *u, ptrdiff_t cStride, ptrdiff_t ocStride,
+                               ptrdiff_t icStride, int oc0, int oc1) {
+    const int A = m + 2;
+    const double (*G)[3] = m == 4 ? ZW_G4 : ZW_G2;
+    for (int oc = oc0; oc < oc1; oc++)
+        for (int ic = 0; ic < inC; ic++)
+            wino_weight_one(w + ((ptrdiff_t)oc * inC + ic) * 9, A, G, u + oc * ocStride + ic * icStride, cStride);
+}
+
+// AVX-512F: 8 kernels at a time in double lanes, along whichever of ic / oc has unit output stride (U: ic, Uᵀ: oc),
+// their 9 taps gathered (lane stride `ls` floats); same operations per lane as wino_weight_one, so bit-identical.
+__attribute__((target("avx512f"))) static void wino_weights8(const float *g, __m256i idx, int A, const double (*G)[3],
+                                                             float *out, ptrdiff_t cStride) {
+#pragma clang fp contract(off)
+    __m512d gv[9], t[6][3];
+    for (int k = 0; k < 9; k++) gv[k] = _mm512_cvtps_pd(_mm256_i32gather_ps(g + k, idx, 4));
+    for (int i = 0; i < A; i++)
+        for (int j = 0; j < 3; j++)
+            t[i][j] = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(G[i][0]), gv[j]),
+                                                  _mm512_mul_pd(_mm512_set1_pd(G[i][1]), gv[3 + j])),
+                                    _mm512_mul_pd(_mm512_set1_pd(G[i][2]), gv[6 + j]));
+    for (int i = 0; i < A; i++)
+        for (int j = 0; j < A; j++) {
+            const __m512d v = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(t[i][0], _mm512_set1_pd(G[j][0])),
+                                                          _mm512_mul_pd(t[i][1], _mm512_set1_pd(G[j][1]))),
+                                            _mm512_mul_pd(t[i][2], _mm512_set1_pd(G[j][2])));
+            _mm256_storeu_ps(out + (ptrdiff_t)(i * A + j) * cStride, _mm512_cvtpd_ps(v));
+        }
+}
+
+__attribute__((target("avx512f"))) static void wino_weights_avx512(const float *w, int inC, int m, float *u, ptrdiff_t cStride,
+                                                                   ptrdiff_t ocStride, ptrdiff_t icStride, int oc0, int oc1) {
+    const int A = m + 2;
+    const double (*G)[3] = m == 4 ? ZW_G4 : ZW_G2;
+    const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    if (icStride == 1) {
+        const __m256i idx = _mm256_mullo_epi32(lane, _mm256_set1_epi32(9));
+        for (int oc = oc0; oc < oc1; oc++) {
+            int ic = 0;
+            for (; ic + 8 <= inC; ic += 8)
+                wino_weights8(w + ((ptrdiff_t)oc * inC + ic) * 9, idx, A, G, u + oc * ocStride + ic, cStride);
+            for (; ic < inC; ic++) wino_weight_one(w + ((ptrdiff_t)oc * inC + ic) * 9, A, G, u + oc * ocStride + ic, cStride);
+        }
+    } else if (ocStride == 1 && (ptrdiff_t)inC * 9 * 8 < ((ptrdiff_t)1 << 31)) {
+        const __m256i idx = _mm256_mullo_epi32(lane, _mm256_set1_epi32(inC * 9));
+        int oc = oc0;
+        for (; oc + 8 <= oc1; oc += 8)
+            for (int ic = 0; ic < inC; ic++)
+                wino_weights8(w + ((ptrdiff_t)oc * inC + ic) * 9, idx, A, G, u + oc + ic * icStride, cStride);
+        wino_weights_plain(w, inC, m, u, cStride, ocStride, icStride, oc, oc1);
+    } else {
+        wino_weights_plain(w, inC, m, u, cStride, ocStride, icStride, oc0, oc1);
+    }
+}
+
+void zoo_wino_weights(const float *w, int inC, int m, float *u, ptrdiff_t cStride, ptrdiff_t ocStride, ptrdiff_t icStride,
+                      int oc0, int oc1, int portable) {
+    if (!portable && zoo_kernels_simd() == 2) wino_weights_avx512(w, inC, m, u, cStride, ocStride, icStride, oc0, oc1);
+    else wino_weights_plain(w, inC, m, u, cStride, ocStride, icStride, oc0, oc1);
+}

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Zoo
+import CZooKernels
 
 /// Winograd F(2×2,3×3) and F(4×4,3×3) (fast kernels) against the plain reference convolution, and the bench figures.
 final class WinogradBenchTests: XCTestCase {
@@ -109,6 +110,49 @@ final class WinogradBenchTests: XCTestCase {
             eachTile { _ in check(batch: 3, inC: 16, outC: 24, h: 12, w: 12, pad: 1, bias: true, act: .none, threads: 2, cache: ConvWeightCache()) }
             // The caller-owned weight cache gives the same result as the hashed one.
             eachTile { _ in check(batch: 2, inC: 32, outC: 24, h: 9, w: 10, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache()) }
+        }
+    }
+
+    /// The C weight transform (`zoo_wino_weights`, AVX-512F 8 kernels per step with scalar tails, and its plain build)
+    /// equals the Swift reference bit for bit: F(2×2) and F(4×4), channel counts around the 8-lane blocks, U and Uᵀ
+    /// layouts, skewed planes; the packed caches built from it give the same convolution as the Swift-built ones.
+    func testWinogradWeightTransformMatchesSwift() {
+        var rng = SeededRandom(seed: 41)
+        let saved = Fast.winogradCWeights
+        defer { Fast.winogradCWeights = saved }
+        for (outC, inC) in [(1, 1), (8, 8), (9, 17), (16, 3), (24, 40), (5, 64)] {
+            let w = random(outC * inC * 9, &rng)
+            for m in [2, 4] {
+                let a2 = (m + 2) * (m + 2), plane = outC * inC
+                let ref = w.withUnsafeBufferPointer { Fast.winogradTransformWeightsSwift($0.baseAddress!, outC: outC, inC: inC, tile: m) }
+                for transposed in [false, true] { for skewed in [false, true] {
+                    Fast.winogradCWeights = true
+                    let u = w.withUnsafeBufferPointer {
+                        Fast.winogradTransformWeights($0.baseAddress!, outC: outC, inC: inC, tile: m, threads: 2, transposed: transposed, skewed: skewed)
+                    }
+                    let stride = skewed ? Fast.winogradSkewedPlane(plane) : plane
+                    var bad = 0
+                    for c in 0..<a2 { for oc in 0..<outC { for ic in 0..<inC {
+                        let got = u.p[c * stride + (transposed ? ic * outC + oc : oc * inC + ic)]
+                        if got.bitPattern != ref.p[c * plane + oc * inC + ic].bitPattern { bad += 1 }
+                    } } }
+                    XCTAssertEqual(bad, 0, "F(\(m)) \(outC)×\(inC) transposed \(transposed) skewed \(skewed)")
+                } }
+                var plain = [Float](repeating: .nan, count: a2 * plane)
+                w.withUnsafeBufferPointer { wp in plain.withUnsafeMutableBufferPointer {
+                    zoo_wino_weights(wp.baseAddress!, Int32(inC), Int32(m), $0.baseAddress!, plane, inC, 1, 0, Int32(outC), 1)
+                } }
+                XCTAssertEqual(plain.map(\.bitPattern), (0..<(a2 * plane)).map { ref.p[$0].bitPattern }, "plain F(\(m)) \(outC)×\(inC)")
+            }
+        }
+        // Whole convolutions through fresh caches (packed U and, for few tiles, packed Uᵀ), C- and Swift-built.
+        for c in [true, false] {
+            Fast.winogradCWeights = c
+            eachTile { _ in
+                check(batch: 2, inC: 24, outC: 40, h: 6, w: 6, pad: 1, bias: true, act: .relu, threads: 2, cache: ConvWeightCache())
+                check(batch: 2, inC: 24, outC: 40, h: 16, w: 16, pad: 1, bias: true, act: .none, threads: 2, cache: ConvWeightCache())
+                check(batch: 1, inC: 17, outC: 20, h: 3, w: 3, pad: 1, bias: false, act: .none, threads: 2, cache: ConvWeightCache())
+            }
         }
     }
 

@@ -65,6 +65,11 @@ int zoo_conv_taps_row(int m, int k, const float *pa, const float *base, const pt
 /// AVX-512F only (and tiles ≤ 512): returns 0 without writing when unsupported.
 int zoo_wino_input_row(int m, const float *rows, ptrdiff_t rowStride, int tiles, float *out, ptrdiff_t outStride, float *scratch);
 int zoo_wino_scratch_floats(int m, int tiles);
+/// Winograd weight transform U = G g Gᵀ (m = 2: F(2×2,3×3), 4: F(4×4,3×3)) of the 3×3 kernels w[oc][ic] for oc in
+/// [oc0, oc1): element (i·α + j) of kernel (oc, ic) to u[(i·α + j)·cStride + oc·ocStride + ic·icStride]. Double
+/// arithmetic in the order of Fast.winogradTransformWeights (bit-identical); portable = 1 forces the plain build.
+void zoo_wino_weights(const float *w, int inC, int m, float *u, ptrdiff_t cStride, ptrdiff_t ocStride, ptrdiff_t icStride,
+                      int oc0, int oc1, int portable);
 /// The AVX2+FMA transforms (winograd_avx2.c) behind zoo_wino_input_row / zoo_wino_output_row on CPUs without AVX-512F;
 /// call only when zoo_kernels_avx2(). The output ones take scratch of (m + 2)·m·tiles floats.
 void zoo_wino_input4_avx2(const float *rows, ptrdiff_t rowStride, int tiles, float *out, ptrdiff_t outStride, float *t);

@@ -103,7 +103,15 @@ func convBackwardDataByWinograd(_ g: ConvGeometry) -> Conv2dGeometry? {
     guard g.kh == 3, g.kw == 3, g.sh == 1, g.sw == 1, g.dh == 1, g.dw == 1, g.groups == 1, g.pt <= 2, g.pl <= 2 else { return nil }
     let geo = Conv2dGeometry(batch: g.n, inC: g.o, inH: g.oh, inW: g.ow, outC: g.c, outH: g.h, outW: g.w, kH: 3, kW: 3,
                              strideH: 1, strideW: 1, padTop: 2 - g.pt, padLeft: 2 - g.pl, dilH: 1, dilW: 1, groups: 1)
-    return Fast.winogradApplies(geo) && winogradTiles(geo) >= trainWinogradMinTiles ? geo : nil
+    return Fast.winogradApplies(geo) && trainWinogradWorthIt(geo) ? geo : nil
+}
+
+/// Whether a training convolution with per-step weights runs by Winograd: at least `trainWinogradMinTiles` 2×2 output
+/// tiles, at least 3/4 of whose outputs are real (a 3×3 plane takes 4 tiles, 16 outputs for 9; resnet18's layer4 at 96²
+/// ran 17 ms forward by Winograd against 9 ms by im2col, layer3's 6×6 planes 6.4 against 9.0).
+func trainWinogradWorthIt(_ g: Conv2dGeometry) -> Bool {
+    let tiles = winogradTiles(g)
+    return tiles >= trainWinogradMinTiles && 4 * g.batch * g.outH * g.outW >= 3 * 4 * tiles
 }
 
 /// Backward convolution: returns (dx or nil, dweight or nil, dbias or nil). The batch is split over `threads`
@@ -325,14 +333,16 @@ func trainConvForwardBatched(_ g: ConvGeometry, threads: Int, changingWeights: B
                              strideH: g.sh, strideW: g.sw, padTop: g.pt, padLeft: g.pl, dilH: g.dh, dilW: g.dw, groups: g.groups)
     guard g.n >= 2, !Fast.isDepthwise(geo), !Fast.isPointwise(geo) else { return false }
     if !changingWeights && TrainFast.enabled("frozen") && Fast.winogradApplies(geo) && winogradTiles(geo) < frozenWinogradMinTiles { return true }
-    return !Fast.winogradApplies(geo) || (changingWeights && winogradTiles(geo) < trainWinogradMinTiles)
+    return !Fast.winogradApplies(geo) || (changingWeights && !trainWinogradWorthIt(geo))
 }
 
 /// Fewest 2×2 output tiles (all images) for which training runs a convolution with per-step weights by Winograd
-/// (ZOO_TRAIN_WINO_MIN_TILES overrides, for A/B).
+/// (ZOO_TRAIN_WINO_MIN_TILES overrides, for A/B). 512 while the weight transform was a Swift loop (a 256 × 256 layer's
+/// transform cost about what its Winograd products saved); with `zoo_wino_weights` (2026-12-06, Zen 4) resnet18's 6×6
+/// layer3 planes (288 tiles at b32 96²) gain: step 371 → 360 ms, interleaved, 6 rounds, faster in each.
 nonisolated(unsafe) var trainWinogradMinTiles: Int = {
     if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_WINO_MIN_TILES"], let n = Int(s) { return n }
-    return 512
+    return 256
 }()
 
 /// Frozen (cached-weight) convolutions with fewer 2×2 tiles than this run by im2col + GEMM too (at 3×3 planes

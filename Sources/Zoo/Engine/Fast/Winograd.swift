@@ -163,8 +163,42 @@ extension Fast {
     static let winogradG4: [[Double]] = [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
                                          [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]
 
-    /// U[i·α + j][oc][ic] = (G g Gᵀ)[i][j] for each 3×3 kernel g = w[oc][ic] (computed in Double).
-    static func winogradTransformWeights(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> Buffer {
+    /// `ZOO_WINO_WEIGHTS=swift` (A/B and tests): the weight transform by the Swift loops below instead of `zoo_wino_weights`.
+    nonisolated(unsafe) static var winogradCWeights = ProcessInfo.processInfo.environment["ZOO_WINO_WEIGHTS"] != "swift"
+
+    /// U[i·α + j][oc][ic] = (G g Gᵀ)[i][j] for each 3×3 kernel g = w[oc][ic] (computed in Double); with `transposed`,
+    /// U[i·α + j][ic][oc]. Training transforms its weights at every step (a 512 × 512 layer has 262 144 kernels), so the
+    /// C transform (`zoo_wino_weights`, bit-identical) runs unless `winogradCWeights` is off.
+    /// `skewed`: matrix c starts at c · (outC·inC + 16) floats (`winogradSkewedPlane`), so that the α² output streams of a
+    /// 512 × 512 layer (1 MB apart) do not all map to the same cache sets.
+    static func winogradTransformWeights(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1,
+                                         transposed: Bool = false, skewed: Bool = false) -> Buffer {
+        guard winogradCWeights else {
+            let u = winogradTransformWeightsSwift(w, outC: outC, inC: inC, tile: m, threads: threads)
+            if !transposed && !skewed { return u }
+            let plane = outC * inC, stride = skewed ? winogradSkewedPlane(outC * inC) : plane
+            let t = Buffer(count: (m + 2) * (m + 2) * stride)
+            for c in 0..<((m + 2) * (m + 2)) {
+                let uc = u.p + c * plane, tc = t.p + c * stride
+                if !transposed { tc.update(from: uc, count: plane); continue }
+                for oc in 0..<outC { for ic in 0..<inC { tc[ic * outC + oc] = uc[oc * inC + ic] } }
+            }
+            return t
+        }
+        let plane = outC * inC, stride = skewed ? winogradSkewedPlane(plane) : plane
+        let u = Buffer(count: (m + 2) * (m + 2) * stride)
+        let us = SendPtr(u.p), ws = SendConstPtr(w)
+        parallelFor(outC, threads: threads, grain: Swift.max(1, 4096 / Swift.max(1, inC))) { r in
+            zoo_wino_weights(ws.p, Int32(inC), Int32(m), us.p, stride, transposed ? 1 : inC, transposed ? outC : 1,
+                             Int32(r.lowerBound), Int32(r.upperBound), 0)
+        }
+        return u
+    }
+
+    static func winogradSkewedPlane(_ plane: Int) -> Int { plane + 16 }
+
+    /// The Swift reference of `winogradTransformWeights` (U[i·α + j][oc][ic]).
+    static func winogradTransformWeightsSwift(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> Buffer {
         let gm = m == 4 ? winogradG4 : winogradG2
         let a = m + 2
         let plane = outC * inC
@@ -559,8 +593,16 @@ public final class ConvWeightCache: @unchecked Sendable {
     func winogradPacked(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> [PackedMatrix] {
         lock.lock(); defer { lock.unlock() }
         if let p = winogradPackedU[m] { return p }
-        let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
-        let p = (0..<(m + 2) * (m + 2)).map { c in PackedMatrix(m: outC, k: inC, a: u.p + c * outC * inC, lda: inC) }
+        let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads, skewed: true)
+        let count = (m + 2) * (m + 2), stride = Fast.winogradSkewedPlane(outC * inC)
+        var packed = [PackedMatrix?](repeating: nil, count: count)
+        packed.withUnsafeMutableBufferPointer { pp in
+            let ps = UnsafeSendableBox(pp.baseAddress!), us = SendConstPtr(u.p)
+            Fast.parallelFor(count, threads: threads) { r in
+                for c in r { ps.value[c] = PackedMatrix(m: outC, k: inC, a: us.p + c * stride, lda: inC) }
+            }
+        }
+        let p = packed.map { $0! }
         winogradPackedU[m] = p
         return p
     }
@@ -571,14 +613,14 @@ public final class ConvWeightCache: @unchecked Sendable {
     func winogradPackedT(_ w: UnsafePointer<Float>, outC: Int, inC: Int, tile m: Int, threads: Int = 1) -> [Buffer] {
         lock.lock(); defer { lock.unlock() }
         if let p = winogradPackedUT[m] { return p }
-        let u = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads)
-        let t = Buffer(count: outC * inC)
-        let p = (0..<(m + 2) * (m + 2)).map { c -> Buffer in
-            let uc = u.p + c * outC * inC
-            for oc in 0..<outC { for ic in 0..<inC { t.p[ic * outC + oc] = uc[oc * inC + ic] } }
-            let pb = Buffer(count: Swift.max(1, zoo_gemm_packed_b_floats(Int32(inC), Int32(outC))))
-            zoo_gemm_pack_b(Int32(inC), Int32(outC), t.p, Int32(outC), pb.p, 0, Int32((outC + Fast.gemmNR - 1) / Fast.gemmNR))
-            return pb
+        // Uᵀ[c] (inC × outC) straight from the transform, then each packed as NR-column panels, the products in parallel.
+        let ut = Fast.winogradTransformWeights(w, outC: outC, inC: inC, tile: m, threads: threads, transposed: true, skewed: true)
+        let stride = Fast.winogradSkewedPlane(outC * inC)
+        let floats = Swift.max(1, zoo_gemm_packed_b_floats(Int32(inC), Int32(outC))), panels = Int32((outC + Fast.gemmNR - 1) / Fast.gemmNR)
+        let p = (0..<(m + 2) * (m + 2)).map { _ in Buffer(count: floats) }
+        let ts = SendConstPtr(ut.p), ps = UnsafeSendableBox(p.map { SendPtr($0.p) })
+        Fast.parallelFor(p.count, threads: threads) { r in
+            for c in r { zoo_gemm_pack_b(Int32(inC), Int32(outC), ts.p + c * stride, Int32(outC), ps.value[c].p, 0, panels) }
         }
         winogradPackedUT[m] = p
         return p
