@@ -127,6 +127,8 @@ def interleaved(measures, rounds):
                     res[kk] *= f
         res["other_load"] = max(x["other_load"] for x in rs)
         res["round_medians_ms"] = [round(x["median_ms"], 3) for x in rs]
+        if any("core_roundtrip_ns" in x for x in rs):   # zoo: where the two CPUs sat in each round (see bench/README)
+            res["core_roundtrip_ns_rounds"] = [round(x.get("core_roundtrip_ns") or 0) for x in rs]
         res["attempts"] = sum(x.get("attempts", 1) for x in rs)
         out[k] = res
     return out
@@ -288,8 +290,9 @@ def table(rows, mem):
     Training: other's step time / zoo's step time = zoo's throughput relative to the other (higher is better)."""
     def ms(r, k):
         return r.get(k, {}).get("median_ms")
-    lines = ["| task | zoo ms | onnxruntime ms | pytorch ms | ratio | goal | zoo GFLOP/s (peak share) | other load (zoo/ort/torch) |",
-             "|---|---:|---:|---:|---|---|---:|---|"]
+    lines = ["| task | zoo ms | onnxruntime ms | pytorch ms | ratio | goal | zoo GFLOP/s (peak share) | other load (zoo/ort/torch) "
+             "| zoo rounds: median ms (core-to-core ns) |",
+             "|---|---:|---:|---:|---|---|---:|---|---|"]
     goals = {"resnet18": 1.0, "vgg11": 1.0, "mobilenet_v2": 1.3, "googlenet": 1.3}
     train_ms = {}
     for r in rows:
@@ -310,10 +313,12 @@ def table(rows, mem):
         zr = r.get("zoo", {})
         eff = f"{zr['gflops']:.1f} ({100 * zr['peak_share']:.0f}% of {zr['sgemm_peak_gflops']:.0f})" if "gflops" in zr else "-"
         loads = "/".join(f"{r[k]['other_load']:.2f}" if k in r and "other_load" in r[k] else "-" for k in ("zoo", "onnxruntime", "pytorch"))
-        lines.append(f"| {r['task']} | {f(z)} | {f(o)} | {f(t)} | {ratio} | {goal} | {eff} | {loads} |")
+        rt = zr.get("core_roundtrip_ns_rounds") or []
+        rounds = ", ".join(f"{m:.3g}" + (f" ({rt[i]})" if i < len(rt) and rt[i] else "") for i, m in enumerate(zr.get("round_medians_ms", [])))
+        lines.append(f"| {r['task']} | {f(z)} | {f(o)} | {f(t)} | {ratio} | {goal} | {eff} | {loads} | {rounds or '-'} |")
     zm, om = mem.get("zoo_peak_rss_mb"), mem.get("onnxruntime_peak_rss_mb")
     if zm and om:
-        lines.append(f"| peak RSS resnet18 b1 (MB) | {zm:.0f} | {om:.0f} | - | zoo/ort {zm / om:.2f}x | <= 1.5 | - | - |")
+        lines.append(f"| peak RSS resnet18 b1 (MB) | {zm:.0f} | {om:.0f} | - | zoo/ort {zm / om:.2f}x | <= 1.5 | - | - | - |")
     return "\n".join(lines)
 
 

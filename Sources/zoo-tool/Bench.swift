@@ -69,7 +69,8 @@ struct Bench: ParsableCommand {
                 say("\(r.model) \(r.mode) input \(ShapeFormat.string(r.inputShape)), \(r.threads) thread(s), \(r.iterations) iterations")
                 say(String(format: "latency median %.2f ms, min %.2f ms, p90 %.2f ms", r.medianMs, r.minMs, r.p90Ms))
                 say(String(format: "%.1f images/s, %.1f GFLOP/s, sgemm peak %.1f GFLOP/s (%.0f%%)", r.imagesPerSecond, r.gflops,
-                           r.sgemmPeakGflops, 100 * r.peakShare))
+                           r.sgemmPeakGflops, 100 * r.peakShare)
+                    + (r.coreRoundtripNs.map { String(format: ", core-to-core round trip %.0f ns", $0) } ?? ""))
                 if let layers = r.layers {
                     let total = layers.reduce(0) { $0 + $1.medianMs }
                     var byOp: [String: Double] = [:]

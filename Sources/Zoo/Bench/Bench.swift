@@ -1,4 +1,5 @@
 import Foundation
+import CZooKernels
 import COpenBLAS
 
 /// What `Bench.run` measures: inference (`Executor`, fast kernels), or a training step
@@ -46,6 +47,9 @@ public struct BenchResult: Codable, Sendable {
     public var peakRSSMB: Double?
     /// With `BenchConfig.profile`: each executed step (fused conv+BN+act counts as its conv), median ms over the timed runs.
     public var layers: [LayerTime]? = nil
+    /// Round trip of a flag between two threads right after the timed runs (`zoo_core_roundtrip_ns`), with 2+ threads:
+    /// where a VM's host has put the two CPUs (tens of ns on neighbouring cores, hundreds on distant ones).
+    public var coreRoundtripNs: Double? = nil
 
     public struct LayerTime: Codable, Sendable {
         public var node: String
@@ -59,7 +63,7 @@ public struct BenchResult: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case model, mode, batch, threads, iterations, inputShape = "input_shape", medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
         case imagesPerSecond = "images_per_s", flopsPerIteration = "flops_per_iteration", gflops, sgemmPeakGflops = "sgemm_peak_gflops"
-        case peakShare = "peak_share", times = "times_ms", peakRSSMB = "peak_rss_mb", layers
+        case peakShare = "peak_share", times = "times_ms", peakRSSMB = "peak_rss_mb", layers, coreRoundtripNs = "core_roundtrip_ns"
     }
 }
 
@@ -207,6 +211,7 @@ public enum Bench {
             }
         }
         let s = stats(times)
+        let roundtrip = c.threads > 1 && ProcessInfo.processInfo.activeProcessorCount > 1 ? zoo_core_roundtrip_ns(20_000) : -1
         let flops = 2 * Double(multAdds) * (c.train ? 3 : 1)
         let gflops = flops / (s.median / 1e3) / 1e9
         let peak = c.measurePeak ? sgemmPeak(threads: c.threads) : .nan
@@ -214,7 +219,7 @@ public enum Bench {
                            threads: c.threads, iterations: c.iterations, inputShape: shape, medianMs: s.median, minMs: s.min,
                            p90Ms: s.p90, imagesPerSecond: Double(c.batch) / (s.median / 1e3), flopsPerIteration: flops,
                            gflops: gflops, sgemmPeakGflops: peak.isNaN ? 0 : peak, peakShare: peak.isNaN ? 0 : gflops / peak, times: times,
-                           peakRSSMB: peakResidentMB(), layers: layers)
+                           peakRSSMB: peakResidentMB(), layers: layers, coreRoundtripNs: roundtrip > 0 ? roundtrip : nil)
     }
 
     /// One GEMM shape timed through OpenBLAS (`Fast.sgemm` on OpenBLAS, split over the workers), through zoo's packed
