@@ -353,7 +353,7 @@ final class FastInvertedResidualTests: XCTestCase {
     }
 
     func testInvertedResidualMatchesLayersApart() throws {
-        // 56² × 144 channels is two bands at the 1 MB band budget (`expandBandFloats`), so 2 images give 4 tasks and no
+        // 56² × 144 channels is several bands at the 512 KB band budget (`expandBandFloats`), so 2 images give 4+ tasks and no
         // channel groups; a plane that fits one band would be split by channels and not take the project stage.
         try check(batch: 2, inC: 24, c: 144, outC: 24, h: 56, w: 56, stride: 1, residual: true, threads: 2)
         try check(batch: 1, inC: 16, c: 96, outC: 24, h: 60, w: 60, stride: 2, residual: false, threads: 1)

@@ -46,12 +46,13 @@ extension Fast {
     /// so the project 1×1 (and residual) run fused in every block (A/B switch; same results either way).
     nonisolated(unsafe) static var preferBands = ProcessInfo.processInfo.environment["ZOO_FUSE_BANDS"] == "1"
 
-    /// Expanded-tensor floats one task may hold (1 MB). Measured on a Zen 3 (512 KB L2), mobilenet_v2 b8 in interleaved
-    /// runs: 1 << 16 57.3 ms, 1 << 17 53.4 / 48.7, 1 << 18 47.8, 1 << 19 47.6, unbounded 48.5. `ZOO_BAND_FLOATS`
-    /// overrides it (A/B switch).
+    /// Expanded-tensor floats one task may hold (512 KB). Measured on a Zen 3 (512 KB L2), mobilenet_v2 b8 in interleaved
+    /// runs: 1 << 16 57.3 ms, 1 << 17 53.4 / 48.7, 1 << 18 47.8, 1 << 19 47.6, unbounded 48.5 (1 << 18 was the default).
+    /// On the Zen 4 (1 MB L2, 2026-12-06), interleaved, 6 rounds: b1 1 << 16 5.19, 1 << 17 4.92 / 5.03, 1 << 18
+    /// 5.10 / 5.24, 1 << 19 5.14 ms; b8 (4 rounds) 1 << 17 38.3, 1 << 18 39.4 ms. `ZOO_BAND_FLOATS` overrides it (A/B).
     static let expandBandFloats: Int = {
         if let s = ProcessInfo.processInfo.environment["ZOO_BAND_FLOATS"], let v = Int(s), v > 0 { return v }
-        return 1 << 18
+        return 1 << 17
     }()
 
     /// How `expandDepthwise` splits the work: output rows per band (the band's expanded rows of all channels fit
