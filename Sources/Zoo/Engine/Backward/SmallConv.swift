@@ -272,29 +272,17 @@ func smallConvBiasGradient(_ dy: [Float], _ g: ConvGeometry, threads: Int) -> [F
 extension SharedForward {
     /// 2×2 stride-2 unpadded average pooling by `zoo_avgpool2`, planes split over the workers.
     static func avgPool2x2C(_ g: Pool2dGeometry, _ x: [Float], portable: Bool = false) -> [Float] {
-        let outPlane = g.outH * g.outW, p: Int32 = portable ? 1 : 0
-        return x.withUnsafeBufferPointer { xb in
-            output(g.planes * outPlane) { yp in
-                let xs = SendConstPtr(xb.baseAddress!), ys = SendPtr(yp)
-                Fast.parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
-                    zoo_avgpool2(xs.p + r.lowerBound * g.inH * g.inW, ys.p + r.lowerBound * outPlane, r.count, g.inH, g.inW, g.outH, g.outW, p)
-                }
-            }
+        x.withUnsafeBufferPointer { xb in
+            output(g.planes * g.outH * g.outW) { Fast.avgPool2x2(g, x: xb.baseAddress!, y: $0, threads: threads, portable: portable) }
         }
     }
 
-    /// ZOO_TRAIN_SIGMOID=0 (A/B only): sigmoid through `Fast.activation` (scalar expf) instead of `zoo_sigmoid`.
+    /// ZOO_TRAIN_SIGMOID=0 (A/B only): the training sigmoid by zoo_sigmoid's scalar `expf` body, and no conv + sigmoid fusion.
     nonisolated(unsafe) static var fastSigmoid = ProcessInfo.processInfo.environment["ZOO_TRAIN_SIGMOID"] != "0"
 
-    /// Sigmoid by `zoo_sigmoid` (vector exp), split over the workers.
+    /// Sigmoid by `zoo_sigmoid` (vector exp; `portable`: its scalar body), split over the workers (`Fast.sigmoid`).
     static func sigmoid(_ x: [Float], portable: Bool = false) -> [Float] {
-        let p: Int32 = portable ? 1 : 0
-        return unary(x) { xp, yp in
-            let xs = SendConstPtr(xp), ys = SendPtr(yp)
-            Fast.parallelFor(x.count, threads: threads, grain: 1 << 15) { r in
-                zoo_sigmoid(xs.p + r.lowerBound, ys.p + r.lowerBound, r.count, p)
-            }
-        }
+        unary(x) { Fast.sigmoid(count: x.count, x: $0, y: $1, threads: threads, portable: portable) }
     }
 }
 

@@ -9,14 +9,13 @@ extension Fast {
         case .none: return
         case .relu: clamp(p, count: count, lo: 0, hi: .infinity)
         case let .clip(lo, hi): clamp(p, count: count, lo: lo, hi: hi)
-        case .sigmoid:
-            // zoo_sigmoid: vector exp on AVX2/AVX-512F (its plain-C body, expf, elsewhere); ZOO_SIGMOID=scalar for A/B.
-            if vectorSigmoid { zoo_sigmoid(p, p, count, 0) } else { for i in 0..<count { p[i] = 1 / (1 + expf(-p[i])) } }
+        // zoo_sigmoid: vector exp on AVX2/AVX-512F; its portable body is the scalar 1 / (1 + expf(−x)).
+        case .sigmoid: zoo_sigmoid(p, p, count, vectorSigmoid ? 0 : 1)
         case .tanh: for i in 0..<count { p[i] = tanhf(p[i]) }
         }
     }
 
-    /// `ZOO_SIGMOID=scalar` (A/B and tests): inference sigmoid by scalar `expf` instead of `zoo_sigmoid`.
+    /// `ZOO_SIGMOID=scalar` (A/B and tests): sigmoid by zoo_sigmoid's scalar `expf` body instead of its vector exp.
     nonisolated(unsafe) static var vectorSigmoid = ProcessInfo.processInfo.environment["ZOO_SIGMOID"] != "scalar"
 
     @inline(__always)
@@ -41,10 +40,21 @@ extension Fast {
 
     /// Pointwise activation over `count` elements; `x` may equal `y`.
     public static func activation(_ act: Activation, count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        if case .sigmoid = act { sigmoid(count: count, x: x, y: y, threads: threads); return }
         let xs = SendConstPtr(x), ys = SendPtr(y)
         parallelFor(count, threads: threads, grain: 1 << 15) { r in
             if UnsafePointer(ys.p) != xs.p { (ys.p + r.lowerBound).update(from: xs.p + r.lowerBound, count: r.count) }
             applyActivation(act, ys.p + r.lowerBound, count: r.count)
+        }
+    }
+
+    /// y = 1 / (1 + exp(−x)) over `count` elements by `zoo_sigmoid` (`portable`: its scalar body), split over the
+    /// workers; `x` may equal `y`.
+    static func sigmoid(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int,
+                        portable: Bool = !vectorSigmoid) {
+        let xs = SendConstPtr(x), ys = SendPtr(y), p: Int32 = portable ? 1 : 0
+        parallelFor(count, threads: threads, grain: 1 << 15) { r in
+            zoo_sigmoid(xs.p + r.lowerBound, ys.p + r.lowerBound, r.count, p)
         }
     }
 

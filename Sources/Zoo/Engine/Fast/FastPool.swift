@@ -76,18 +76,20 @@ extension Fast {
             && 2 * g.outH <= g.inH && 2 * g.outW <= g.inW
     }
 
+    /// LeNet's 2×2 stride-2 windows (no padding, none clipped) by `zoo_avgpool2` (`portable`: its plain-C body), planes
+    /// split over the workers; both engines' kernel.
+    static func avgPool2x2(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int,
+                           portable: Bool = false) {
+        let xs = SendConstPtr(x), ys = SendPtr(y), outPlane = g.outH * g.outW, p: Int32 = portable ? 1 : 0
+        parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
+            zoo_avgpool2(xs.p + r.lowerBound * g.inH * g.inW, ys.p + r.lowerBound * outPlane, r.count, g.inH, g.inW, g.outH, g.outW, p)
+        }
+    }
+
     /// Average pooling; divisor per PyTorch (see `Reference.avgPool2d`), computed from clipped tap ranges.
     public static func avgPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let xs = SendConstPtr(x), ys = SendPtr(y)
-        if avgPool2Applies(g) {
-            // LeNet's 2×2 stride-2 windows (no padding, none clipped): zoo_avgpool2, the training engine's kernel.
-            let outPlane = g.outH * g.outW
-            parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(1, outPlane))) { r in
-                zoo_avgpool2(xs.p + r.lowerBound * g.inH * g.inW, ys.p + r.lowerBound * outPlane, r.count, g.inH, g.inW,
-                             g.outH, g.outW, 0)
-            }
-            return
-        }
+        if avgPool2Applies(g) { avgPool2x2(g, x: x, y: y, threads: threads); return }
         parallelFor(g.planes, threads: threads, grain: Swift.max(1, 8192 / Swift.max(g.outH * g.outW * g.kH * g.kW, 1))) { range in
             for p in range {
                 let plane = xs.p + p * g.inH * g.inW

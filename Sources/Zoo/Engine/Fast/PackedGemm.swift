@@ -243,35 +243,25 @@ extension Fast {
             }
             return
         }
+        // Image n: its column panels into `pb`, then the product, on `t` workers.
+        func image(_ n: Int, _ pb: UnsafeMutablePointer<Float>, _ t: Int) {
+            let xn = x + n * g.inC * g.inPlane
+            if isPointwise(g) {
+                packB(k: g.inC, n: g.outPlane, b: xn, ldb: g.inPlane, pb: pb, threads: t)
+            } else {
+                im2colPacked(g, x: xn, pb: pb, threads: t)
+            }
+            packedGemm(w, n: g.outPlane, pb: pb, c: y + n * g.outC * g.outPlane, ldc: g.outPlane, bias: b, act: act, threads: t)
+        }
         if threads > 1 && g.batch >= threads && w.m * g.outPlane * k < imageParallelWork {
             // Small planes (LeNet's 10×10, 100 columns: 3 panels): splitting one image's panels over the workers costs
             // more in hand-offs than the image's arithmetic, so the workers take whole images, each with its own panels.
-            let xs = SendConstPtr(x), ys = SendPtr(y), bs = b.map(SendConstPtr.init)
             let floats = packedBFloats(k: k, n: g.outPlane)
             parallelFor(g.batch, threads: threads) { r in
-                ScratchPool.shared.with(floats) { pb in
-                    for n in r {
-                        let xn = xs.p + n * g.inC * g.inPlane
-                        if isPointwise(g) {
-                            packB(k: g.inC, n: g.outPlane, b: xn, ldb: g.inPlane, pb: pb, threads: 1)
-                        } else {
-                            im2colPacked(g, x: xn, pb: pb, threads: 1)
-                        }
-                        packedGemm(w, n: g.outPlane, pb: pb, c: ys.p + n * g.outC * g.outPlane, ldc: g.outPlane,
-                                   bias: bs?.p, act: act, threads: 1)
-                    }
-                }
+                ScratchPool.shared.with(floats) { pb in for n in r { image(n, pb, 1) } }
             }
         } else {
-        for n in 0..<g.batch {
-            let xn = x + n * g.inC * g.inPlane
-            if isPointwise(g) {
-                packB(k: g.inC, n: g.outPlane, b: xn, ldb: g.inPlane, pb: scratch, threads: threads)
-            } else {
-                im2colPacked(g, x: xn, pb: scratch, threads: threads)
-            }
-            packedGemm(w, n: g.outPlane, pb: scratch, c: y + n * g.outC * g.outPlane, ldc: g.outPlane, bias: b, act: act, threads: threads)
-        }
+            for n in 0..<g.batch { image(n, scratch, threads) }
         }
         if act == .sigmoid || act == .tanh {
             biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: nil, act: act, y: y, threads: threads)

@@ -174,7 +174,7 @@ public struct TrainingEngine {
         case .relu6: return (Tensor(shape: s, data: SharedForward.activation(.clip(0, 6), x.data)), .none)
         case let .clip(lo, hi): return (Tensor(shape: s, data: SharedForward.activation(.clip(lo, hi), x.data)), .none)
         case .sigmoid:
-            let y = SharedForward.fastSigmoid ? SharedForward.sigmoid(x.data) : SharedForward.activation(.sigmoid, x.data)
+            let y = SharedForward.sigmoid(x.data, portable: !SharedForward.fastSigmoid)
             return (Tensor(shape: s, data: y), .none)
         case .tanh: return (Tensor(shape: s, data: SharedForward.activation(.tanh, x.data)), .none)
         case let .softmax(axis): return (Tensor(shape: s, data: SharedForward.softmax(x.data, shape: s, axis: axis)), .none)
