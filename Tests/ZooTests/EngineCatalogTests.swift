@@ -73,6 +73,58 @@ final class EngineCatalogTests: XCTestCase {
         }
     }
 
+    /// Batch sharding (each worker runs the whole graph on its own images): same result as the reference kernels and as
+    /// the unsharded fast run; odd batches and one thread are not sharded.
+    func testBatchShardsAgreeWithReferenceAndUnsharded() throws {
+        let saved = (Executor.shardMinMACsPerImage, Executor.shardMACsPerWeight, Executor.batchSharding)
+        defer { (Executor.shardMinMACsPerImage, Executor.shardMACsPerWeight, Executor.batchSharding) = saved }
+        // Small inputs: let them shard although they are far below the thresholds.
+        Executor.shardMinMACsPerImage = 0
+        Executor.shardMACsPerWeight = 0
+        for (name, size) in [("resnet18", [40, 36]), ("googlenet", [48]), ("mobilenet_v2", [48])] {
+            let g = try Catalog.graph(name, inputSize: size)
+            let m = randomizedModel(g, seed: 3)
+            for batch in [2, 3] {
+                var rng = SeededRandom(seed: UInt64(batch))
+                let x = Tensor(shape: [batch] + g.inputShape, data: (0..<(batch * g.inputShape.reduce(1, *))).map { _ in rng.nextNormal() })
+                Executor.batchSharding = true
+                let ex = try Executor(model: m, kernels: .fast, threads: 2)
+                let sharded = try ex.forward(x)
+                XCTAssertEqual(ex.lastShards, batch % 2 == 0 ? 2 : 1, "\(name) b\(batch)")
+                let again = try ex.forward(x)
+                XCTAssertEqual(again.data, sharded.data, "\(name) b\(batch): a second sharded run reuses the shards' state")
+                let one = try Executor(model: m, kernels: .fast, threads: 1)
+                _ = try one.forward(x)
+                XCTAssertEqual(one.lastShards, 1)
+                Executor.batchSharding = false
+                let plain = try Executor(model: m, kernels: .fast, threads: 2).forward(x)
+                if batch == 2 {
+                    let ref = try Executor(model: m, kernels: .reference, threads: 1).forward(x)
+                    XCTAssertEqual(sharded.shape, ref.shape)
+                    XCTAssertLessThanOrEqual(try XCTUnwrap(EngineOpTests.relativeError(sharded, ref)), 1e-4, "\(name) b\(batch)")
+                }
+                XCTAssertLessThanOrEqual(try XCTUnwrap(EngineOpTests.relativeError(sharded, plain)), 1e-5, "\(name) b\(batch)")
+            }
+        }
+    }
+
+    /// Which runs shard at the real thresholds (decided from shapes alone; nothing runs).
+    func testShardThresholds() throws {
+        func shards(_ name: String, batch: Int, threads: Int = 2) throws -> Int? {
+            let g = try Catalog.graph(name)
+            let ex = try Executor(model: Model.initialized(graph: g, seed: 1), kernels: .fast, threads: threads)
+            return ex.shardCount(Tensor(shape: [batch] + g.inputShape, data: [Float](repeating: 0, count: batch * g.inputShape.reduce(1, *))))
+        }
+        XCTAssertEqual(try shards("resnet18", batch: 8), 2)
+        XCTAssertEqual(try shards("mobilenet_v2", batch: 2), 2)
+        XCTAssertEqual(try shards("googlenet", batch: 8), 2)
+        XCTAssertNil(try shards("resnet18", batch: 1))
+        XCTAssertNil(try shards("resnet18", batch: 8, threads: 1))
+        XCTAssertNil(try shards("vgg11", batch: 8), "3.2 M floats per image in the largest layer output")
+        XCTAssertNil(try shards("alexnet", batch: 8), "61 M weights against 2.8 G multiply-adds per shard")
+        XCTAssertNil(try shards("lenet", batch: 256), "0.4 M multiply-adds per image")
+    }
+
     func testGoogLeNet() throws { try check("googlenet", size: [48], batch: 1) }
     func testNiN() throws { try check("nin", size: [96], batch: 1) }
 }

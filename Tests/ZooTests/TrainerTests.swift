@@ -34,6 +34,47 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// A training step on batch shards (each worker runs forward and backward of its own images): the same loss, logits
+    /// and gradients as the step on the whole batch; graphs with BatchNorm in training mode are not sharded.
+    func testBatchShardStepMatchesWholeStep() throws {
+        let savedThreads = TrainingThreads.count, savedSharding = TrainingEngine.batchSharding
+        defer { TrainingThreads.count = savedThreads; TrainingEngine.batchSharding = savedSharding }
+        TrainingThreads.count = 2
+        var engine = TrainingEngine(model: Model.initialized(graph: TrainFixtures.lenet(classes: 10), seed: 4))
+        var rng = SeededRandom(seed: 9)
+        let x = Tensor(shape: [64, 1, 28, 28], data: (0..<(64 * 784)).map { _ in rng.nextFloat() })
+        let labels = (0..<64).map { ($0 * 7) % 10 }
+        TrainingEngine.batchSharding = true
+        XCTAssertEqual(engine.trainShards(x), 2)
+        XCTAssertNil(engine.trainShards(Tensor(shape: [63, 1, 28, 28], data: [Float](repeating: 0, count: 63 * 784))), "odd batch")
+        XCTAssertNil(engine.trainShards(Tensor(shape: [8, 1, 28, 28], data: [Float](repeating: 0, count: 8 * 784))), "too little work per weight")
+        var r1 = SeededRandom(seed: 1), r2 = SeededRandom(seed: 1)
+        let sharded = try engine.trainStep(x, labels: labels, labelSmoothing: 0.1, rng: &r1)
+        TrainingEngine.batchSharding = false
+        XCTAssertNil(engine.trainShards(x))
+        let whole = try engine.trainStep(x, labels: labels, labelSmoothing: 0.1, rng: &r2)
+        XCTAssertEqual(sharded.loss, whole.loss, accuracy: 1e-6 * abs(whole.loss))
+        XCTAssertEqual(sharded.output.shape, whole.output.shape)
+        XCTAssertLessThanOrEqual(TrainFixtures.relErr(sharded.output.data, whole.output.data), 1e-6)
+        let gs = try XCTUnwrap(sharded.gradients).parameters, gw = try XCTUnwrap(whole.gradients).parameters
+        XCTAssertEqual(Set(gs.keys), Set(engine.trainableParameters))
+        XCTAssertEqual(Set(gs.keys), Set(gw.keys))
+        for (k, v) in gw { XCTAssertLessThanOrEqual(TrainFixtures.relErr(gs[k]!, v), 1e-5, k) }
+        XCTAssertEqual(r1.next(), r2.next(), "the rng advances alike")
+
+        TrainingEngine.batchSharding = true
+        let bn = try Catalog.graph("resnet18", inputSize: [32])
+        let bnEngine = TrainingEngine(model: Model.initialized(graph: bn, seed: 1))
+        XCTAssertNil(bnEngine.trainShards(Tensor(shape: [64, 3, 32, 32], data: [Float](repeating: 0, count: 64 * 3 * 1024))))
+        // A non-finite loss: no gradients, either way.
+        var bad = x
+        bad.data[5] = .nan
+        var r3 = SeededRandom(seed: 1)
+        let nanStep = try engine.trainStep(bad, labels: labels, rng: &r3)
+        XCTAssertTrue(nanStep.loss.isNaN)
+        XCTAssertNil(nanStep.gradients)
+    }
+
     func testNaNLossStops() throws {
         let d = try smallDigits()
         var cfg = config(.sgd, epochs: 1)

@@ -146,9 +146,8 @@ public enum Bench {
             var opt = Optimizer(config: OptimizerConfig(kind: .sgd, lr: 0.01, momentum: 0.9),
                                 groups: [ParameterGroup(name: "all", parameters: engine.trainableParameters)])
             body = {
-                let tape = try engine.forward(x, training: true, rng: &rng)
-                let (_, dl) = Loss.crossEntropy(logits: tape.output, labels: labels)
-                let grads = try engine.backward(tape, gradOutput: dl)
+                let r = try engine.trainStep(x, labels: labels, rng: &rng)
+                guard let grads = r.gradients else { throw ZooError.badInput("bench: the loss is not finite (\(r.loss))") }
                 opt.step(tensors: &engine.model.tensors, grads: grads.parameters, lr: 0.01)
             }
         } else {

@@ -44,13 +44,10 @@ public final class Executor {
     /// reads the project's output with the block input as its other operand (a residual), if any.
     private var projectAfter: [Int: (project: Int, add: Int?)] = [:]
     private var programs: [ProgramKey: Program] = [:]
-    /// Fast path: per conv node (× 2, + 1 with BN folded in), its transformed (Winograd) weights; valid because `params`
-    /// and `folded` never change.
-    private var weightCaches: [Int: ConvWeightCache] = [:]
-    /// Fast path: conv weights packed for zoo's GEMM, by node index × 2 + 1 when BN is folded in (made on first use).
-    private var packedWeights: [Int: PackedMatrix] = [:]
-    /// Fast path: conv weights packed for `Fast.pointwiseInPlace` / `Fast.tapConv`, keyed like `packedWeights`.
-    private var pointwiseWeights: [Int: PointwisePacked] = [:]
+    /// Fast path: weights re-laid out for the kernels, made on first use; shared with the batch-shard executors.
+    private let store: WeightStore
+    /// Batch-shard executors (one thread each), made on the first sharded run.
+    private var shards: [Executor] = []
     private var pool: [Int: [Buffer]] = [:]
     private var scratch = Buffer(count: 0)
     /// Floats held by live values during the last run, and their peak (the memory plan's effect; scratch excluded).
@@ -74,12 +71,86 @@ public final class Executor {
         self.kernels = kernels
         self.threads = Swift.max(1, threads)
         self.params = params
+        self.store = WeightStore()
         if kernels == .fast { planFusion() }
+    }
+
+    /// A single-threaded executor for one batch shard: the parent's parameters, fusion plan and folded weights (copy-on-write
+    /// arrays, not copied) and its weight store; programs and buffers of its own.
+    private init(shardOf parent: Executor) {
+        model = parent.model; kernels = parent.kernels; threads = 1
+        params = parent.params; folded = parent.folded; fusion = parent.fusion
+        expandPairs = parent.expandPairs; projectAfter = parent.projectAfter
+        store = parent.store
     }
 
     /// Runs the graph on a batch `[N] + graph.inputShape` and returns the graph output.
     public func forward(_ input: Tensor) throws -> Tensor {
-        try run(input, keepAll: false)[model.graph.output]!
+        if let n = shardCount(input) { return try shardedForward(input, shards: n) }
+        lastShards = 1
+        return try run(input, keepAll: false)[model.graph.output]!
+    }
+
+    /// `ZOO_SHARD=0` turns batch sharding off (A/B measurements; EngineCatalogTests compares both ways).
+    nonisolated(unsafe) static var batchSharding = ProcessInfo.processInfo.environment["ZOO_SHARD"] != "0"
+    /// Below this many multiply-adds per image a shard's single-threaded layers are too short to beat the split ones.
+    nonisolated(unsafe) static var shardMinMACsPerImage = 1 << 26
+    /// Above this many floats in one image's largest layer output, two shards' working sets crowd the shared L3: vgg11 b8
+    /// (3.2 M floats per image at 224²) ran 10% slower sharded; resnet18 and googlenet b8 (0.8 M) ran 0–3% slower on near
+    /// cores, and resnet18 b8 35% faster on distant ones (median 130 → 100 ms); mobilenet_v2 (1.2 M, in fused bands) b8 and
+    /// b2 ran 6–9% faster in runs with both states.
+    static let shardMaxValueFloats = 3 << 19
+    /// Each shard reads every weight once per run, where split layers read each weight once in all: alexnet b8 (61 M
+    /// weights, 2.8 G multiply-adds per 4-image shard) ran 25% slower sharded. Sharding needs this many multiply-adds per
+    /// shard for each weight (resnet18 b8: 620; mobilenet_v2 b2: 86; alexnet b8: 46).
+    nonisolated(unsafe) static var shardMACsPerWeight = 64
+
+    /// Batch sharding: with the fast kernels, `threads` ≥ 2 and a batch that splits evenly, each worker runs the whole graph on
+    /// its own images with one thread, instead of both workers splitting every layer. Each layer's output then stays in the
+    /// cache of the core that made it; split layers hand half of every tensor to the other core, which costs little when the
+    /// two vCPUs share an L3 and 1.5–1.8× the run time when the host places them on cores that do not (bench/README, session 10).
+    func shardCount(_ input: Tensor) -> Int? {
+        guard Self.batchSharding, kernels == .fast, threads >= 2, !collectTimings, input.shape.count == model.graph.inputShape.count + 1,
+              Array(input.shape.dropFirst()) == model.graph.inputShape else { return nil }
+        let batch = input.shape[0], n = threads
+        guard batch >= n, batch % n == 0 else { return nil }
+        if perImage == nil {
+            let layers = (try? model.graph.inferLayers(batch: 1, inputShape: model.graph.inputShape)) ?? []
+            perImage = (layers.reduce(0) { $0 + $1.multAdds }, layers.map { $0.outputShape.reduce(1, *) }.max() ?? 0,
+                        params.values.reduce(0) { $0 + $1.count })
+        }
+        let (macs, largest, weights) = perImage!
+        // Every shard streams all weights: worth it only when that is small against the shard's arithmetic.
+        guard macs >= Self.shardMinMACsPerImage, largest <= Self.shardMaxValueFloats,
+              weights * Self.shardMACsPerWeight <= macs * (batch / n) else { return nil }
+        return n
+    }
+    private var perImage: (macs: Int, largestValue: Int, weights: Int)?
+
+    /// Shards the last `forward` ran on (1: not sharded).
+    private(set) var lastShards = 1
+
+    private func shardedForward(_ input: Tensor, shards n: Int) throws -> Tensor {
+        lastShards = n
+        while shards.count < n { shards.append(Executor(shardOf: self)) }
+        let per = input.shape[0] / n, imageCount = input.count / input.shape[0]
+        var results = [Result<Tensor, Error>?](repeating: nil, count: n)
+        let box = UnsafeSendableBox(shards)
+        results.withUnsafeMutableBufferPointer { rp in
+            let out = UnsafeSendableBox(rp.baseAddress!)
+            Fast.parallelTasks(n, threads: n) { t in
+                let lo = t * per * imageCount
+                let part = Tensor(shape: [per] + Array(input.shape.dropFirst()), data: Array(input.data[lo..<(lo + per * imageCount)]))
+                out.value[t] = Result { try box.value[t].run(part, keepAll: false)[box.value[t].model.graph.output]! }
+            }
+        }
+        var parts: [Tensor] = []
+        for r in results { parts.append(try r!.get()) }
+        peakLiveFloats = shards.prefix(n).reduce(0) { $0 + $1.peakLiveFloats }
+        var data: [Float] = []
+        data.reserveCapacity(parts.reduce(0) { $0 + $1.count })
+        for p in parts { data.append(contentsOf: p.data) }
+        return Tensor(shape: [input.shape[0]] + Array(parts[0].shape.dropFirst()), data: data)
     }
 
     /// Runs the graph and returns every named value (the input and each node's output), unfused.
@@ -373,19 +444,13 @@ public final class Executor {
                 let key = step.node * 2 + (step.folded ? 1 : 0)
                 func packed(_ w: UnsafePointer<Float>) -> PackedMatrix? {
                     guard wantPacked else { return nil }
-                    if let pm = packedWeights[key] { return pm }
                     let k = geo.inCPerGroup * geo.kH * geo.kW
-                    let pm = PackedMatrix(m: geo.outC, k: k, a: w, lda: k)
-                    packedWeights[key] = pm
-                    return pm
+                    return store.packed(key) { PackedMatrix(m: geo.outC, k: k, a: w, lda: k) }
                 }
                 let wantPointwise = Fast.pointwiseInPlaceApplies(geo, act: step.act) || Fast.tapConvApplies(geo, act: step.act)
                 func pointwise(_ w: UnsafePointer<Float>) -> PointwisePacked? {
                     guard wantPointwise else { return nil }
-                    if let pw = pointwiseWeights[key] { return pw }
-                    let pw = PointwisePacked(m: geo.outC, k: geo.inCPerGroup * geo.kH * geo.kW, w: w)
-                    pointwiseWeights[key] = pw
-                    return pw
+                    return store.pointwise(key) { PointwisePacked(m: geo.outC, k: geo.inCPerGroup * geo.kH * geo.kW, w: w) }
                 }
                 if step.folded, let f = folded[step.node] {
                     f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
@@ -504,10 +569,7 @@ public final class Executor {
         let gd = Conv2dGeometry(conv: da, input: [geo.batch, geo.outC, geo.outH, geo.outW])
         let key = step.node * 2 + (step.folded ? 1 : 0)
         func expandWeights(_ w: UnsafePointer<Float>) -> PointwisePacked {
-            if let pw = pointwiseWeights[key] { return pw }
-            let pw = PointwisePacked(m: geo.outC, k: geo.inC, w: w)
-            pointwiseWeights[key] = pw
-            return pw
+            store.pointwise(key) { PointwisePacked(m: geo.outC, k: geo.inC, w: w) }
         }
         func withExpand(_ body: (PointwisePacked, UnsafePointer<Float>?) -> Void) {
             if step.folded, let f = folded[step.node] {
@@ -528,10 +590,7 @@ public final class Executor {
             let gp = Conv2dGeometry(conv: pa, input: [gd.batch, gd.outC, gd.outH, gd.outW])
             let pkey = k * 2 + (step.projectFolded ? 1 : 0)
             func packedP(_ w: UnsafePointer<Float>) -> PointwisePacked {
-                if let pw = pointwiseWeights[pkey] { return pw }
-                let pw = PointwisePacked(m: gp.outC, k: gp.inC, w: w)
-                pointwiseWeights[pkey] = pw
-                return pw
+                store.pointwise(pkey) { PointwisePacked(m: gp.outC, k: gp.inC, w: w) }
             }
             let res = step.residual ? x : nil
             if step.projectFolded, let f = folded[k] {
@@ -557,10 +616,7 @@ public final class Executor {
     /// The node's transformed-weight cache (none when `Fast.executorWeightCaches` is off: content-hashed shared cache).
     private func weightCache(_ key: Int) -> ConvWeightCache? {
         guard Fast.executorWeightCaches else { return nil }
-        if let c = weightCaches[key] { return c }
-        let c = ConvWeightCache()
-        weightCaches[key] = c
-        return c
+        return store.cache(key)
     }
 
     /// Calls `body` with pointers to the node's named parameters, in the order given.
@@ -570,5 +626,41 @@ public final class Executor {
             param(node, keys[i]).withUnsafeBufferPointer { go(i + 1, acc + [$0.baseAddress!]) }
         }
         go(0, [])
+    }
+}
+
+/// An executor's re-laid-out weights, by conv node index × 2 + 1 when BN is folded in (valid because parameters and folded
+/// weights never change), made on first use under a lock: the batch-shard executors of one executor share them.
+final class WeightStore: @unchecked Sendable {
+    private let lock = NSLock()
+    /// Transformed (Winograd) weights.
+    private var caches: [Int: ConvWeightCache] = [:]
+    /// Weights packed for zoo's GEMM.
+    private var packedWeights: [Int: PackedMatrix] = [:]
+    /// Weights packed for `Fast.pointwiseInPlace` / `Fast.tapConv` / the fused inverted-residual block.
+    private var pointwiseWeights: [Int: PointwisePacked] = [:]
+
+    func cache(_ key: Int) -> ConvWeightCache {
+        lock.lock(); defer { lock.unlock() }
+        if let c = caches[key] { return c }
+        let c = ConvWeightCache()
+        caches[key] = c
+        return c
+    }
+
+    func packed(_ key: Int, make: () -> PackedMatrix) -> PackedMatrix {
+        lock.lock(); defer { lock.unlock() }
+        if let p = packedWeights[key] { return p }
+        let p = make()
+        packedWeights[key] = p
+        return p
+    }
+
+    func pointwise(_ key: Int, make: () -> PointwisePacked) -> PointwisePacked {
+        lock.lock(); defer { lock.unlock() }
+        if let p = pointwiseWeights[key] { return p }
+        let p = make()
+        pointwiseWeights[key] = p
+        return p
     }
 }

@@ -115,15 +115,13 @@ public struct Trainer {
             var rng = SeededRandom(seed: Self.mix(config.seed, epoch, b))
             let idx = Array(order[(b * batcher.batchSize)..<min(order.count, (b + 1) * batcher.batchSize)])
             let (x, y) = batcher.batch(idx, augment: !config.augmentation.isIdentity, rng: &rng)
-            let tape = try engine.forward(x, training: true, rng: &rng)
-            let (loss, dl) = Loss.crossEntropy(logits: tape.output, labels: y, labelSmoothing: Float(config.labelSmoothing))
-            guard loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: b + 1, value: loss) }
-            let grads = try engine.backward(tape, gradOutput: dl)
+            let r = try engine.trainStep(x, labels: y, labelSmoothing: Float(config.labelSmoothing), rng: &rng)
+            guard let grads = r.gradients else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: b + 1, value: r.loss) }
             let lr = config.schedule.lr(base: config.optimizer.lr, epoch: epoch, batch: b, batchesPerEpoch: nb)
             optimizer.step(tensors: &engine.model.tensors, grads: grads.parameters, lr: lr)
             step += 1
-            lossSum += Double(loss) * Double(idx.count)
-            correct += Loss.correct(logits: tape.output, labels: y)
+            lossSum += Double(r.loss) * Double(idx.count)
+            correct += Loss.correct(logits: r.output, labels: y)
             seen += idx.count
             if let progress {
                 let dt = max(Date().timeIntervalSince(t0), 1e-9)
