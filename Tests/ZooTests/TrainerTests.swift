@@ -35,7 +35,7 @@ final class TrainerTests: XCTestCase {
     }
 
     /// A training step on batch shards (each worker runs forward and backward of its own images): the same loss, logits
-    /// and gradients as the step on the whole batch; graphs with BatchNorm in training mode are not sharded.
+    /// and gradients as the step on the whole batch.
     func testBatchShardStepMatchesWholeStep() throws {
         let savedThreads = TrainingThreads.count, savedSharding = TrainingEngine.batchSharding
         defer { TrainingThreads.count = savedThreads; TrainingEngine.batchSharding = savedSharding }
@@ -63,9 +63,6 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(r1.next(), r2.next(), "the rng advances alike")
 
         TrainingEngine.batchSharding = true
-        let bn = try Catalog.graph("resnet18", inputSize: [32])
-        let bnEngine = TrainingEngine(model: Model.initialized(graph: bn, seed: 1))
-        XCTAssertNil(bnEngine.trainShards(Tensor(shape: [64, 3, 32, 32], data: [Float](repeating: 0, count: 64 * 3 * 1024))))
         // A non-finite loss: no gradients, either way.
         var bad = x
         bad.data[5] = .nan
@@ -73,6 +70,45 @@ final class TrainerTests: XCTestCase {
         let nanStep = try engine.trainStep(bad, labels: labels, rng: &r3)
         XCTAssertTrue(nanStep.loss.isNaN)
         XCTAssertNil(nanStep.gradients)
+    }
+
+    /// Batch shards with BatchNorm in training mode (statistics all-reduced between the shards), with and without a frozen
+    /// backbone: the same loss, logits, gradients and running statistics as the whole step.
+    func testBatchShardStepWithBatchNorm() throws {
+        let saved = (TrainingThreads.count, TrainingEngine.batchSharding, TrainingEngine.shardMACsPerWeight)
+        defer { (TrainingThreads.count, TrainingEngine.batchSharding, TrainingEngine.shardMACsPerWeight) = saved }
+        TrainingThreads.count = 2
+        TrainingEngine.shardMACsPerWeight = 0  // a small input shards too
+        let g = try Catalog.graph("resnet18", classes: 10, inputSize: [24])
+        var model = Model.initialized(graph: g, seed: 2)
+        var rng = SeededRandom(seed: 5)
+        for (k, t) in model.tensors where k.hasSuffix("running_var") || k.hasSuffix("running_mean") {
+            model.tensors[k] = Tensor(shape: t.shape, data: t.data.map { _ in 0.5 + rng.nextFloat() })
+        }
+        let x = Tensor(shape: [6, 3, 24, 24], data: (0..<(6 * 3 * 576)).map { _ in rng.nextFloat() * 2 - 1 })
+        let labels = [1, 3, 5, 7, 9, 0]
+        for frozen in [Set<String>(), Bench.backboneParameters(g)] {
+            var a = TrainingEngine(model: model, frozen: frozen), b = a
+            TrainingEngine.batchSharding = true
+            XCTAssertEqual(a.trainShards(x), 2)
+            var r1 = SeededRandom(seed: 1), r2 = SeededRandom(seed: 1)
+            let sharded = try a.trainStep(x, labels: labels, rng: &r1)
+            TrainingEngine.batchSharding = false
+            let whole = try b.trainStep(x, labels: labels, rng: &r2)
+            XCTAssertEqual(sharded.loss, whole.loss, accuracy: 1e-5 * abs(whole.loss))
+            XCTAssertLessThanOrEqual(TrainFixtures.relErr(sharded.output.data, whole.output.data), 1e-5)
+            let gs = try XCTUnwrap(sharded.gradients).parameters, gw = try XCTUnwrap(whole.gradients).parameters
+            XCTAssertEqual(Set(gs.keys), Set(gw.keys))
+            XCTAssertEqual(Set(gs.keys), Set(a.trainableParameters))
+            for (k, v) in gw { XCTAssertLessThanOrEqual(TrainFixtures.relErr(gs[k]!, v), 1e-4, "\(k) frozen \(frozen.count)") }
+            var statKeys = 0
+            for (k, t) in b.model.tensors where k.hasSuffix("running_var") || k.hasSuffix("running_mean") {
+                XCTAssertNotEqual(t.data, model.tensors[k]!.data, "\(k) was updated")
+                XCTAssertLessThanOrEqual(TrainFixtures.relErr(a.model.tensors[k]!.data, t.data), 1e-5, k)
+                statKeys += 1
+            }
+            XCTAssertEqual(statKeys, 40)
+        }
     }
 
     func testNaNLossStops() throws {

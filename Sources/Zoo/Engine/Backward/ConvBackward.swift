@@ -595,7 +595,12 @@ public func trainConvTransposeBackward(x: [Float], weight: [Float], dy: [Float],
 public enum TrainingThreads {
     /// Workers of the training engine's kernels (forward and backward): OPENBLAS_NUM_THREADS or ZOO_THREADS if set,
     /// else the active processor count (at most 8). `zoo-tool bench --threads` sets it.
-    nonisolated(unsafe) public static var count: Int = {
+    /// On the thread of a training-step shard (`TrainingEngine.trainStep`), 1: the shard's layers are not split.
+    public static var count: Int {
+        get { ShardThread.active ? 1 : configured }
+        set { configured = newValue }
+    }
+    nonisolated(unsafe) static var configured: Int = {
         for k in ["ZOO_THREADS", "OPENBLAS_NUM_THREADS"] {
             if let s = ProcessInfo.processInfo.environment[k], let n = Int(s), n > 0 { return n }
         }
@@ -606,5 +611,24 @@ public enum TrainingThreads {
     /// gains there, especially on a shared machine. Uses one BLAS thread unless OPENBLAS_NUM_THREADS is set.
     public static func preferSingleBLASThread() {
         if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { Fast.setBLASThreads(1) }
+    }
+}
+
+/// A per-thread flag: is this thread running one shard of a training step?
+enum ShardThread {
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    static var active: Bool { pthread_getspecific(key) != nil }
+
+    /// Runs `body` with the flag set on this thread.
+    static func run<R>(_ body: () throws -> R) rethrows -> R {
+        let was = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, was) }
+        return try body()
     }
 }

@@ -186,13 +186,26 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
+    /// Worker threads besides the caller.
+    var workers: Int { workerCount }
+
     func run(tasks: Int, _ body: (Int) -> Void) {
         if tasks <= 0 { return }
+        if !dispatch(tasks: tasks, body) { for t in 0..<tasks { body(t) } }
+    }
+
+    /// Runs `body(t)` for t in 0..<tasks with every task on a thread of its own, all at the same time (so tasks may wait for
+    /// each other), or returns false without running any: when the pool is taken or has fewer than tasks − 1 workers. The
+    /// caller runs one task; it cannot claim another before its own returns, so each other task goes to an idle worker.
+    func runConcurrently(tasks: Int, _ body: (Int) -> Void) -> Bool {
+        guard tasks >= 1, tasks <= workerCount + 1 else { return false }
+        return dispatch(tasks: tasks, body)
+    }
+
+    /// Publishes the job, works on it with the workers and returns true; false (nothing run) when the pool is taken.
+    private func dispatch(tasks: Int, _ body: (Int) -> Void) -> Bool {
         guard tasks < 0xFFFFF, workerCount > 0,
-              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
-            for t in 0..<tasks { body(t) }
-            return
-        }
+              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
         withoutActuallyEscaping(body) { b in
             job = b
             let gen = (Self.unpack(state.load(ordering: .relaxed)).gen + 1) & 0x7FFFFF
@@ -206,6 +219,7 @@ final class WorkerPool: @unchecked Sendable {
             job = nil
         }
         busy.store(false, ordering: .releasing)
+        return true
     }
 
     private func workerLoop() {

@@ -42,6 +42,8 @@ public struct TrainingEngine {
     let frozenWeightCaches = FrozenWeightCaches()
     /// Also compute dLoss/dInput (for gradient checks).
     public var inputRequiresGrad = false
+    /// Set on the engine copies of a sharded training step (`trainStep`): BatchNorm's batch statistics span all shards.
+    var shard: ShardContext? = nil
 
     public init(model: Model, frozen: Set<String> = []) {
         self.model = model; self.frozen = frozen
@@ -148,9 +150,16 @@ public struct TrainingEngine {
             let c = s[1], plane = s.count > 2 ? s[2...].reduce(1, *) : 1
             let gamma = try param(node, "weight").data, beta = try param(node, "bias").data
             if training {
-                let r = trainBatchNormForward(x: x.data, n: s[0], c: c, plane: plane, gamma: gamma, beta: beta, eps: a.eps, keepXhat: wantCache)
+                let r: (y: [Float], xhat: [Float], invStd: [Float], mean: [Float], variance: [Float], count: Int)
+                if let shard {
+                    r = shardedBatchNormForward(x: x.data, n: s[0], c: c, plane: plane, gamma: gamma, beta: beta, eps: a.eps,
+                                                keepXhat: wantCache, shard: shard)
+                } else {
+                    let w = trainBatchNormForward(x: x.data, n: s[0], c: c, plane: plane, gamma: gamma, beta: beta, eps: a.eps, keepXhat: wantCache)
+                    r = (w.y, w.xhat, w.invStd, w.mean, w.variance, s[0] * plane)
+                }
                 let kMean = node.name + ".running_mean", kVar = node.name + ".running_var"
-                let m = s[0] * plane
+                let m = r.count
                 if var rm = model.tensors[kMean], var rv = model.tensors[kVar] {
                     for ch in 0..<c {
                         rm.data[ch] = (1 - a.momentum) * rm.data[ch] + a.momentum * r.mean[ch]
@@ -286,8 +295,12 @@ public struct TrainingEngine {
             case .batchNorm2d:
                 guard case let .batchNorm(xhat, invStd, batchStats) = tape.caches[ni] else { continue }
                 let plane = s.count > 2 ? s[2...].reduce(1, *) : 1
-                let r = trainBatchNormBackward(dy: dy, xhat: xhat, invStd: invStd, gamma: try param(node, "weight").data,
-                                               n: s[0], c: s[1], plane: plane, batchStats: batchStats, needInput: needIn[0])
+                let gamma = try param(node, "weight").data
+                let r = batchStats && shard != nil
+                    ? shardedBatchNormBackward(dy: dy, xhat: xhat, invStd: invStd, gamma: gamma, n: s[0], c: s[1], plane: plane,
+                                               needInput: needIn[0], shard: shard!)
+                    : trainBatchNormBackward(dy: dy, xhat: xhat, invStd: invStd, gamma: gamma, n: s[0], c: s[1], plane: plane,
+                                             batchStats: batchStats, needInput: needIn[0])
                 setParam("weight", r.dgamma); setParam("bias", r.dbeta)
                 if let d = r.dx { accumulate(node.inputs[0], d) }
             case .relu, .relu6, .clip, .sigmoid, .tanh:
