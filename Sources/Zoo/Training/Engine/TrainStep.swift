@@ -86,15 +86,15 @@ extension TrainingEngine {
         guard loss.isFinite else { return TrainStepResult(loss: loss, output: output, gradients: nil) }
         var grads = [Result<Gradients, Error>?](repeating: nil, count: n)
         for s in 0..<n { engines[s].shard = ShardContext(sync: backwardSync, index: s) }
-        let ranBackward = grads.withUnsafeMutableBufferPointer { gp in
+        // Forward took the pool, so this thread is not inside a pool job: if another thread holds it now, its job ends.
+        while !grads.withUnsafeMutableBufferPointer({ gp in
             let gs = UnsafeSendableBox(gp.baseAddress!), es = UnsafeSendableBox(engines), ts = UnsafeSendableBox(shardTapes)
             return WorkerPool.shared.runConcurrently(tasks: n) { s in
                 let part = Tensor(shape: [per] + Array(output.shape.dropFirst()), data: Array(dl.data[(s * per * k)..<((s + 1) * per * k)]))
                 gs.value[s] = Result { try ShardThread.run { try es.value[s].backward(ts.value[s], gradOutput: part) } }
                 if case .failure = gs.value[s]! { backwardSync.abort() }
             }
-        }
-        guard ranBackward else { throw ZooError.unsupported("training step: the worker pool was taken between forward and backward") }
+        }) { sched_yield() }
         // Sum the shards' parameter gradients, one parameter per task (every shard has the same keys).
         let parts = try grads.map { try $0!.get().parameters }
         let keys = Array(parts[0].keys)
@@ -118,12 +118,15 @@ final class ShardSync: @unchecked Sendable {
     private let arrived = Atomic<Int>(0)
     private let generation = Atomic<Int>(0)
     private let aborted = Atomic<Bool>(false)
-    nonisolated(unsafe) private var slots: [[Double]]
+    /// One slot per shard (separate storage: shards write theirs concurrently).
+    private let slots: UnsafeMutablePointer<[Double]>
 
     init(parties: Int) {
         self.parties = parties
-        slots = [[Double]](repeating: [], count: parties)
+        slots = .allocate(capacity: parties)
+        slots.initialize(repeating: [], count: parties)
     }
+    deinit { slots.deinitialize(count: parties); slots.deallocate() }
 
     private func wait() {
         if aborted.load(ordering: .acquiring) { return }
