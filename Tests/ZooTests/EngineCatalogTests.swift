@@ -38,7 +38,8 @@ final class EngineCatalogTests: XCTestCase {
     func testLeNet() throws { try check("lenet", size: nil, batch: 3) }
     func testResNet18() throws { try check("resnet18", size: [40, 36], batch: 2) }
     func testMobileNetV2() throws { try check("mobilenet_v2", size: [32], batch: 2) }
-    /// Batch 4 at 48²: every inverted-residual block runs as one fused step (expand, depthwise, project, residual Add).
+    /// Batch 4 at 48²: every inverted-residual block runs as one fused step (expand, depthwise, project, residual Add); the
+    /// first block (no expand) as depthwise + project. Checked against the reference kernels.
     func testMobileNetV2FusedBlocks() throws {
         try check("mobilenet_v2", size: [48], batch: 4)
         guard Fast.expandDepthwiseApplies(Conv2dGeometry(batch: 1, inC: 8, inH: 8, inW: 8, outC: 8, outH: 8, outW: 8, kH: 1, kW: 1, strideH: 1,
@@ -53,6 +54,9 @@ final class EngineCatalogTests: XCTestCase {
         let names = Set(ex.timings.map(\.node))
         XCTAssertTrue(names.contains("features.3.conv.0.0"))
         XCTAssertFalse(names.contains("features.3.conv.1.0") || names.contains("features.3.conv.2"), "\(names.sorted())")
+        // The first block (no expand): its depthwise and project convolutions run as one step.
+        XCTAssertTrue(names.contains("features.1.conv.0.0"))
+        XCTAssertEqual(names.contains("features.1.conv.1"), !Fast.fuseDepthwiseProject, "\(names.sorted())")
         if Fast.fuseProject { XCTAssertFalse(ex.timings.contains { $0.op == "Add" }, "\(ex.timings.map(\.op))") }
     }
 

@@ -360,4 +360,42 @@ final class FastInvertedResidualTests: XCTestCase {
         try check(batch: 3, inC: 5, c: 13, outC: 5, h: 9, w: 17, stride: 1, residual: true, threads: 1)
         try check(batch: 4, inC: 160, c: 480, outC: 160, h: 7, w: 7, stride: 1, residual: true, threads: 2)
     }
+
+    /// No expand stage (mobilenet_v2's first block): the depthwise reads the input's rows in place, band by band, then the
+    /// project; against the reference's two convolutions and the two fast layers apart (bit-equal).
+    func testDepthwiseProjectMatchesReference() throws {
+        try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
+        for (batch, c, outC, h, w, stride, threads) in [(1, 32, 16, 112, 112, 1, 2), (4, 24, 8, 70, 50, 2, 2), (3, 16, 16, 9, 17, 1, 1)] {
+            let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1
+            let gd = Conv2dGeometry(batch: batch, inC: c, inH: h, inW: w, outC: c, outH: oh, outW: ow, kH: 3, kW: 3,
+                                    strideH: stride, strideW: stride, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: c)
+            let gp = Conv2dGeometry(batch: batch, inC: c, inH: oh, inW: ow, outC: outC, outH: oh, outW: ow, kH: 1, kW: 1,
+                                    strideH: 1, strideW: 1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
+            let name = "N\(batch) \(c)→\(outC) \(h)×\(w) s\(stride)"
+            guard Fast.depthwiseProjectApplies(gd, actD: .clip(0, 6), gp, actP: .none, threads: threads) else {
+                XCTFail("not taken: " + name); continue
+            }
+            if batch == 1 { XCTAssertLessThan(Fast.expandDepthwisePlan(gd, gd, threads: threads).bandOut, oh, "several bands") }
+            var rng = SeededRandom(seed: UInt64(c * 31 + h))
+            func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+            let x = random(batch * c * h * w), wd = random(c * 9), bd = random(c), wp = random(outC * c), bp = random(outC)
+            let pp = PointwisePacked(m: outC, k: c, w: wp)
+            var d = [Float](repeating: 0, count: batch * c * oh * ow), want = [Float](repeating: 0, count: batch * outC * oh * ow)
+            Reference.conv2d(gd, x: x, w: wd, b: bd, y: &d)
+            let t = d; Reference.activation(.clip(0, 6), count: d.count, x: t, y: &d)
+            Reference.conv2d(gp, x: d, w: wp, b: bp, y: &want)
+            var dw = [Float](repeating: .nan, count: d.count), apart = [Float](repeating: .nan, count: want.count)
+            Fast.depthwiseStaged(gd, x: x, w: wd, b: bd, act: .clip(0, 6), y: &dw, threads: threads)
+            Fast.pointwiseInPlace(gp, x: dw, w: pp, b: bp, act: .none, res: nil, y: &apart, threads: threads)
+            var got = [Float](repeating: .nan, count: want.count)
+            bp.withUnsafeBufferPointer { bpp in
+                let stage = Fast.ProjectStage(g: gp, w: pp, b: bpp.baseAddress!, act: .none, res: nil)
+                Fast.expandDepthwise(gd, x: x, we: nil, be: nil, actE: .none, gd, wd: wd, bd: bd, actD: .clip(0, 6), project: stage,
+                                     y: &got, threads: threads)
+            }
+            XCTAssertTrue(got == apart, "depthwise + project vs apart (bit-equal) " + name)
+            let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+            XCTAssertLessThanOrEqual(maxDiff, 4e-5 * Float(c).squareRoot(), "depthwise + project vs reference " + name)
+        }
+    }
 }

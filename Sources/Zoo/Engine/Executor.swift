@@ -43,6 +43,9 @@ public final class Executor {
     /// Fast path: expand node → the project 1×1 convolution that alone reads the pair's output, and the Add that alone
     /// reads the project's output with the block input as its other operand (a residual), if any.
     private var projectAfter: [Int: (project: Int, add: Int?)] = [:]
+    /// Fast path: a depthwise convolution that no expand 1×1 feeds → the project 1×1 convolution that alone reads its fused
+    /// chain (run together by `Fast.expandDepthwise` without an expand stage).
+    private var depthwiseProject: [Int: Int] = [:]
     private var programs: [ProgramKey: Program] = [:]
     /// Fast path: weights re-laid out for the kernels, made on first use; shared with the batch-shard executors.
     private let store: WeightStore
@@ -80,7 +83,7 @@ public final class Executor {
     private init(shardOf parent: Executor) {
         model = parent.model; kernels = parent.kernels; threads = 1
         params = parent.params; folded = parent.folded; fusion = parent.fusion
-        expandPairs = parent.expandPairs; projectAfter = parent.projectAfter
+        expandPairs = parent.expandPairs; projectAfter = parent.projectAfter; depthwiseProject = parent.depthwiseProject
         store = parent.store
     }
 
@@ -217,6 +220,15 @@ public final class Executor {
             // An add the project step absorbs keeps its own activation node.
             if let add { fusion[add] = nil }
         }
+        let paired = Set(expandPairs.values)
+        for (j, node) in g.nodes.enumerated() where !paired.contains(j) {
+            guard case let .conv2d(d) = node.op, d.groups > 1, d.groups == d.inChannels, d.outChannels == d.inChannels,
+                  node.inputs.count == 1 else { continue }
+            let jOut = fusion[j].map { g.nodes[$0.absorbed.last!].output } ?? node.output
+            guard let k = soleConsumer(of: jOut), case let .conv2d(p) = g.nodes[k].op, p.kernel == [1, 1], p.groups == 1,
+                  g.nodes[k].inputs.count == 1 else { continue }
+            depthwiseProject[j] = k
+        }
     }
 
     private func foldBatchNorm(conv i: Int, outChannels: Int, perChannel: Int, hasBias: Bool, bnNode: Node, eps: Float) {
@@ -258,6 +270,8 @@ public final class Executor {
         var projectAct: Activation = .none
         var projectFolded = false
         var residual = false
+        /// This (depthwise) convolution and the project after it run as one step, without an expand stage.
+        var depthwiseFirst = false
     }
 
     private struct Program {
@@ -330,12 +344,25 @@ public final class Executor {
                     }
                 }
             }
+            if !keepAll, kernels == .fast, pair == nil, let k = depthwiseProject[i], case let .conv2d(da) = node.op,
+               case let .conv2d(pa) = g.nodes[k].op {
+                let fk = fusion[k] ?? (absorbed: [], act: .none)
+                if Fast.depthwiseProjectApplies(Conv2dGeometry(conv: da, input: infos[i].inputShapes[0]), actD: act,
+                                                Conv2dGeometry(conv: pa, input: infos[k].inputShapes[0]), actP: fk.act, threads: threads) {
+                    absorbedNodes.insert(k)
+                    absorbedNodes.formUnion(fk.absorbed)
+                    let last = fk.absorbed.last ?? k
+                    project = (k, fk.act, folded[k] != nil, false)
+                    outName = g.nodes[last].output
+                    outShape = infos[last].outputShape
+                }
+            }
             let ins = node.inputs.map { slot($0) }
             steps.append(Step(node: i, inputs: ins, inShapes: infos[i].inputShapes, output: slot(outName),
                               outShape: outShape, act: act, folded: isFolded, release: [],
                               pair: pair?.node, pairAct: pair?.act ?? .none, pairFolded: pair?.folded ?? false,
                               project: project?.node, projectAct: project?.act ?? .none, projectFolded: project?.folded ?? false,
-                              residual: project?.residual ?? false))
+                              residual: project?.residual ?? false, depthwiseFirst: pair == nil && project != nil))
             if kernels == .fast {
                 switch node.op {
                 case let .conv2d(a): scratchNeed = Swift.max(scratchNeed, Fast.conv2dScratch(Conv2dGeometry(conv: a, input: infos[i].inputShapes[0])))
@@ -435,8 +462,8 @@ public final class Executor {
         switch node.op {
         case let .conv2d(a):
             let geo = Conv2dGeometry(conv: a, input: s0)
-            if fast, let j = step.pair, case let .conv2d(da) = model.graph.nodes[j].op {
-                runExpandDepthwise(step, geo: geo, attrs: a, pair: j, pairAttrs: da, x: x, y: y.p)
+            if fast, step.pair != nil || step.depthwiseFirst {
+                runExpandDepthwise(step, geo: geo, attrs: a, x: x, y: y.p)
             } else if fast {
                 // Folded (forward) and unfolded (forwardAll) weights of one node need caches of their own.
                 let cache = weightCache(step.node * 2 + (step.folded ? 1 : 0))
@@ -563,23 +590,29 @@ public final class Executor {
     }
 
     /// A step that runs an expand 1×1 convolution and the depthwise convolution after it together.
-    private func runExpandDepthwise(_ step: Step, geo: Conv2dGeometry, attrs a: Conv2dAttrs, pair j: Int, pairAttrs da: Conv2dAttrs,
-                                    x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    /// (With `step.depthwiseFirst`: the step's own depthwise convolution and the project after it, no expand stage.)
+    private func runExpandDepthwise(_ step: Step, geo: Conv2dGeometry, attrs a: Conv2dAttrs, x: UnsafePointer<Float>,
+                                    y: UnsafeMutablePointer<Float>) {
         let g = model.graph
-        let gd = Conv2dGeometry(conv: da, input: [geo.batch, geo.outC, geo.outH, geo.outW])
+        let j = step.pair ?? step.node
+        guard case let .conv2d(da) = g.nodes[j].op else { return }
+        let gd = step.depthwiseFirst ? geo : Conv2dGeometry(conv: da, input: [geo.batch, geo.outC, geo.outH, geo.outW])
+        let dwFolded = step.depthwiseFirst ? step.folded : step.pairFolded, actD = step.depthwiseFirst ? step.act : step.pairAct
         let key = step.node * 2 + (step.folded ? 1 : 0)
         func expandWeights(_ w: UnsafePointer<Float>) -> PointwisePacked {
             store.pointwise(key) { PointwisePacked(m: geo.outC, k: geo.inC, w: w) }
         }
-        func withExpand(_ body: (PointwisePacked, UnsafePointer<Float>?) -> Void) {
-            if step.folded, let f = folded[step.node] {
+        func withExpand(_ body: (PointwisePacked?, UnsafePointer<Float>?) -> Void) {
+            if step.depthwiseFirst {
+                body(nil, nil)
+            } else if step.folded, let f = folded[step.node] {
                 f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in body(expandWeights(w.baseAddress!), b.baseAddress!) } }
             } else {
                 withParams(g.nodes[step.node], a.bias ? ["weight", "bias"] : ["weight"]) { p in body(expandWeights(p[0]), a.bias ? p[1] : nil) }
             }
         }
         func withDepthwise(_ body: (UnsafePointer<Float>, UnsafePointer<Float>?) -> Void) {
-            if step.pairFolded, let f = folded[j] {
+            if dwFolded, let f = folded[j] {
                 f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in body(w.baseAddress!, b.baseAddress!) } }
             } else {
                 withParams(g.nodes[j], da.bias ? ["weight", "bias"] : ["weight"]) { p in body(p[0], da.bias ? p[1] : nil) }
@@ -606,8 +639,8 @@ public final class Executor {
         withExpand { we, be in
             withDepthwise { wd, bd in
                 withProject { project in
-                    Fast.expandDepthwise(geo, x: x, we: we, be: be, actE: step.act, gd, wd: wd, bd: bd, actD: step.pairAct, project: project,
-                                         y: y, threads: threads)
+                    Fast.expandDepthwise(geo, x: x, we: we, be: be, actE: step.depthwiseFirst ? .none : step.act, gd, wd: wd, bd: bd,
+                                         actD: actD, project: project, y: y, threads: threads)
                 }
             }
         }

@@ -85,6 +85,20 @@ extension Fast {
             && expandDepthwisePlan(ge, gd, threads: threads).groups == 1
     }
 
+    /// Whether `expandDepthwise` without an expand stage (`we` nil) takes a depthwise convolution and the project 1×1 after
+    /// it (mobilenet_v2's first block, expand ratio 1): the depthwise kernel reads the block input's rows in place.
+    static func depthwiseProjectApplies(_ gd: Conv2dGeometry, actD: Activation, _ gp: Conv2dGeometry, actP: Activation, threads: Int) -> Bool {
+        guard fuseDepthwiseProject, isDepthwise(gd), depthwiseStagedApplies(gd), gd.groups == gd.inC, gd.outC == gd.inC,
+              zoo_kernels_simd() != 0 else { return false }
+        switch actD {
+        case .none, .relu, .clip: break
+        case .sigmoid, .tanh: return false
+        }
+        return expandDepthwiseProjectApplies(gd, gd, gp, actP: actP, threads: threads)
+    }
+    /// `ZOO_FUSE_DWP=0` runs a depthwise convolution without an expand before it and its project 1×1 as two layers (A/B).
+    nonisolated(unsafe) static var fuseDepthwiseProject = ProcessInfo.processInfo.environment["ZOO_FUSE_DWP"] != "0"
+
     /// The project stage of `expandDepthwise`: weights, bias, activation and an optional residual (shape of its output,
     /// added after the activation).
     struct ProjectStage {
@@ -101,7 +115,7 @@ extension Fast {
     /// (`zoo_pw_compute`, the same tiles as `pointwiseInPlace`), then each channel's depthwise rows from it (the staging
     /// and rows of `depthwiseStaged`). Rows shared by two bands are computed twice. Numerics are those of the two
     /// layers run apart (same kernels, same summation order).
-    static func expandDepthwise(_ ge: Conv2dGeometry, x: UnsafePointer<Float>, we: PointwisePacked, be: UnsafePointer<Float>?,
+    static func expandDepthwise(_ ge: Conv2dGeometry, x: UnsafePointer<Float>, we: PointwisePacked?, be: UnsafePointer<Float>?,
                                 actE: Activation, _ gd: Conv2dGeometry, wd: UnsafePointer<Float>, bd: UnsafePointer<Float>?,
                                 actD: Activation, project: ProjectStage? = nil, y: UnsafeMutablePointer<Float>, threads: Int) {
         _ = narrowTails
@@ -118,7 +132,7 @@ extension Fast {
         let taps = gd.kH * gd.kW
         let maxRows = Swift.min(gd.inH, (bandOut - 1) * gd.strideH + (gd.kH - 1) * gd.dilH + 1)
         let maxGroupC = ((panels + groups - 1) / groups) * 8
-        let xs = SendConstPtr(x), ys = SendPtr(y), wes = SendConstPtr(we.p), wds = SendConstPtr(wd)
+        let xs = SendConstPtr(x), ys = SendPtr(y), wes = we.map { SendConstPtr($0.p) }, wds = SendConstPtr(wd)
         let bes = be.map(SendConstPtr.init), bds = bd.map(SendConstPtr.init)
         // The staging layout depends only on the band's output rows and padding; sized for the largest band.
         var gFull = gd
@@ -138,10 +152,17 @@ extension Fast {
             if er0 >= er1 { return }  // cannot happen for a valid geometry (every output row reads an input row)
             let rowsE = er1 - er0, planeE = rowsE * w
             ScratchPool.shared.with(maxGroupC * maxRows * w + stageFloats + dFloats) { e in
-            // Expanded rows er0..<er1 of channels c0..<c1: E[c - c0][row][col].
-            _ = zoo_pw_compute(Int32(c), Int32(ge.inC), wes.p, xs.p + img * ge.inC * ge.inPlane + er0 * w, ge.inPlane,
-                               0, Int32(planeE), Int32(p0), Int32(p1), bes?.p, clampE, loE, hiE, nil, 0,
-                               e - c0 * planeE, planeE)
+            // The depthwise input's rows er0..<er1 of channel ch at src + ch · srcStride: the expanded rows of channels
+            // c0..<c1 computed into E[c - c0][row][col], or (no expand) the block input's own rows.
+            let src: UnsafePointer<Float>, srcStride: Int
+            if let wes {
+                _ = zoo_pw_compute(Int32(c), Int32(ge.inC), wes.p, xs.p + img * ge.inC * ge.inPlane + er0 * w, ge.inPlane,
+                                   0, Int32(planeE), Int32(p0), Int32(p1), bes?.p, clampE, loE, hiE, nil, 0,
+                                   e - c0 * planeE, planeE)
+                src = UnsafePointer(e - c0 * planeE); srcStride = planeE
+            } else {
+                src = xs.p + img * c * gd.inPlane + er0 * w; srcStride = gd.inPlane
+            }
             // The band as a convolution of its own: input rows er0..<er1, output rows oy0..<oy1.
             var gb = gd
             gb.batch = 1; gb.inH = rowsE; gb.outH = oy1 - oy0
@@ -156,7 +177,7 @@ extension Fast {
                 // 8 channels at a time with the channels in the SIMD lanes (c0 is a multiple of 8).
                 var gg = dwcGeom(gb)
                 for ch in stride(from: c0, to: c1, by: 8) {
-                    _ = zoo_dwc(Int32(Swift.min(8, c1 - ch)), e + (ch - c0) * planeE, planeE, wds.p + ch * taps, bds.map { $0.p + ch },
+                    _ = zoo_dwc(Int32(Swift.min(8, c1 - ch)), src + ch * srcStride, srcStride, wds.p + ch * taps, bds.map { $0.p + ch },
                                 &gg, clampD, loD, hiD, out0 + ch * ocs, ocs, buf)
                 }
             } else {
@@ -166,7 +187,7 @@ extension Fast {
                 let offsets = sw.tapOffsets(st)
                 offsets.withUnsafeBufferPointer { offs in
                     for ch in c0..<c1 {
-                        stagePlane(sw, st, x: e + (ch - c0) * planeE, buf: buf)
+                        stagePlane(sw, st, x: src + ch * srcStride, buf: buf)
                         _ = zoo_dw_plane(buf, offs.baseAddress!, Int32(taps), wds.p + ch * taps, bds?.p[ch] ?? 0, clampD, loD, hiD,
                                          gb.outH, gb.outW, gd.strideH * st.rowFloats, out0 + ch * ocs)
                     }
