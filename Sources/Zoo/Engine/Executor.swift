@@ -673,27 +673,16 @@ final class WeightStore: @unchecked Sendable {
     /// Weights packed for `Fast.pointwiseInPlace` / `Fast.tapConv` / the fused inverted-residual block.
     private var pointwiseWeights: [Int: PointwisePacked] = [:]
 
-    func cache(_ key: Int) -> ConvWeightCache {
-        lock.lock(); defer { lock.unlock() }
-        if let c = caches[key] { return c }
-        let c = ConvWeightCache()
-        caches[key] = c
-        return c
-    }
+    func cache(_ key: Int) -> ConvWeightCache { made(\.caches, key) { ConvWeightCache() } }
+    func packed(_ key: Int, make: () -> PackedMatrix) -> PackedMatrix { made(\.packedWeights, key, make) }
+    func pointwise(_ key: Int, make: () -> PointwisePacked) -> PointwisePacked { made(\.pointwiseWeights, key, make) }
 
-    func packed(_ key: Int, make: () -> PackedMatrix) -> PackedMatrix {
+    /// The entry of `table` for `key`, made (under the lock) on first use.
+    private func made<T>(_ table: ReferenceWritableKeyPath<WeightStore, [Int: T]>, _ key: Int, _ make: () -> T) -> T {
         lock.lock(); defer { lock.unlock() }
-        if let p = packedWeights[key] { return p }
-        let p = make()
-        packedWeights[key] = p
-        return p
-    }
-
-    func pointwise(_ key: Int, make: () -> PointwisePacked) -> PointwisePacked {
-        lock.lock(); defer { lock.unlock() }
-        if let p = pointwiseWeights[key] { return p }
-        let p = make()
-        pointwiseWeights[key] = p
-        return p
+        if let v = self[keyPath: table][key] { return v }
+        let v = make()
+        self[keyPath: table][key] = v
+        return v
     }
 }
