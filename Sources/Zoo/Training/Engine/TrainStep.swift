@@ -30,8 +30,9 @@ extension TrainingEngine {
         let g = model.graph
         guard Self.batchSharding, n >= 2, !Self.profiling, !inputRequiresGrad, x.shape.count == g.inputShape.count + 1,
               x.shape[0] >= n, x.shape[0] % n == 0 else { return nil }
-        // Shards must run at the same time (they wait for each other in BatchNorm), which only the pool guarantees.
-        guard !Fast.legacyThreading, WorkerPool.shared.workers >= n - 1 else { return nil }
+        // Shards must run at the same time (they wait for each other in BatchNorm, spinning), which only the pool
+        // guarantees, each on a processor of its own.
+        guard !Fast.legacyThreading, WorkerPool.shared.workers >= n - 1, ProcessInfo.processInfo.activeProcessorCount >= n else { return nil }
         for node in g.nodes { if case let .dropout(p) = node.op, p > 0 { return nil } }
         guard let layers = try? g.inferLayers(batch: x.shape[0] / n, inputShape: g.inputShape) else { return nil }
         let macs = layers.reduce(0) { $0 + $1.multAdds }
