@@ -19,6 +19,29 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// As many tasks as threads: task 0 on the caller and task i always on the same worker (so a repeated split meets the
+    /// same core's caches); more tasks than threads are shared out dynamically, each still run once.
+    func testTaskPerThreadIsStable() throws {
+        let threads = WorkerPool.shared.workers + 1
+        try XCTSkipIf(threads < 2 || !WorkerPool.staticTasks, "one processor, or ZOO_POOL_STATIC=0")
+        var owners = [[UInt64]](repeating: [], count: threads)
+        let caller = UInt64(pthread_self())
+        for _ in 0..<200 {
+            var ids = [UInt64](repeating: 0, count: threads)
+            ids.withUnsafeMutableBufferPointer { b in
+                let box = UnsafeSendableBox(b.baseAddress!)
+                Fast.parallelFor(threads, threads: threads) { r in for t in r { box.value[t] = UInt64(pthread_self()) } }
+            }
+            for t in 0..<threads { owners[t].append(ids[t]) }
+        }
+        XCTAssertEqual(Set(owners[0]), [caller])
+        for t in 1..<threads {
+            XCTAssertEqual(Set(owners[t]).count, 1, "task \(t) always on one thread")
+            XCTAssertNotEqual(owners[t][0], caller)
+        }
+        XCTAssertEqual(Set(owners.map { $0[0] }).count, threads, "one thread per task")
+    }
+
     func testNestedAndConcurrentCallersRunEverything() {
         let n = 64, m = 257
         let hits = UnsafeMutablePointer<Int32>.allocate(capacity: n * m)

@@ -156,8 +156,8 @@ final class WorkerPool: @unchecked Sendable {
         workerCount = workers
         // The engine splits GEMMs over this pool, one OpenBLAS thread per worker (see `Fast.setBLASThreads`).
         if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil && !Fast.legacyThreading { Fast.setBLASThreads(1) }
-        for _ in 0..<workers {
-            let t = Thread { [unowned self] in self.workerLoop() }
+        for i in 0..<workers {
+            let t = Thread { [unowned self] in self.workerLoop(id: i + 1) }
             t.stackSize = 1 << 20
             t.start()
         }
@@ -179,10 +179,34 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    @inline(__always) private func work(gen: Int) {
+    @inline(__always) private func work(gen: Int, id: Int) {
+        if Self.staticTasks && Self.unpack(state.load(ordering: .acquiring)).count == workerCount + 1 {
+            // As many tasks as threads: task i on thread i (the caller is 0), so that a split that repeats (the same
+            // weights, the same rows) meets the same core's caches every time.
+            if claimIndex(gen: gen, id) {
+                job!(id)
+                remaining.subtract(1, ordering: .releasing)
+            }
+            return
+        }
         while let t = claim(gen: gen) {
             job!(t)
             remaining.subtract(1, ordering: .releasing)
+        }
+    }
+
+    /// `ZOO_POOL_STATIC=0`: any thread takes any task (A/B switch).
+    nonisolated(unsafe) static var staticTasks = ProcessInfo.processInfo.environment["ZOO_POOL_STATIC"] != "0"
+
+    /// Counts task `i` of generation `gen` as claimed by its own thread (static jobs never hand out indices via `claim`).
+    @inline(__always) private func claimIndex(gen: Int, _ i: Int) -> Bool {
+        var s = state.load(ordering: .acquiring)
+        while true {
+            let u = Self.unpack(s)
+            if u.gen != gen || i >= u.count || u.next >= u.count { return false }
+            let (done, now) = state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing)
+            if done { return true }
+            s = now
         }
     }
 
@@ -214,7 +238,7 @@ final class WorkerPool: @unchecked Sendable {
             if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                 cond.lock(); cond.broadcast(); cond.unlock()
             }
-            work(gen: gen)
+            work(gen: gen, id: 0)
             while remaining.load(ordering: .acquiring) > 0 { }
             job = nil
         }
@@ -222,7 +246,7 @@ final class WorkerPool: @unchecked Sendable {
         return true
     }
 
-    private func workerLoop() {
+    private func workerLoop(id: Int) {
         var seen = 0
         while true {
             var s = state.load(ordering: .acquiring)
@@ -242,7 +266,7 @@ final class WorkerPool: @unchecked Sendable {
                 spins = 0
             }
             seen = Self.unpack(s).gen
-            work(gen: seen)
+            work(gen: seen, id: id)
         }
     }
 }

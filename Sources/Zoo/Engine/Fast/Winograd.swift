@@ -114,6 +114,14 @@ extension Fast {
     /// resnet18) put them all in the same L1/L2 sets.
     @inline(__always) static func winogradSkew(_ s: Int) -> Int { s + (16 - s % 1024 + 1024) % 1024 }
 
+    /// The α² products over the workers: contiguous halves (`ZOO_WINO_CONTIG=0`: one product at a time to any worker). With
+    /// the pool's task-per-thread split, each worker multiplies by the same half of the transformed weights every run.
+    static func productTasks(_ n: Int, threads: Int, _ body: (Int) -> Void) {
+        if winogradContiguousProducts { parallelFor(n, threads: threads) { r in for c in r { body(c) } } }
+        else { parallelTasks(n, threads: threads, body) }
+    }
+    nonisolated(unsafe) static var winogradContiguousProducts = ProcessInfo.processInfo.environment["ZOO_WINO_CONTIG"] != "0"
+
     static func winogradScratch(_ g: Conv2dGeometry) -> Int {
         let m = winogradTile(g)
         return m == 0 ? 0 : winogradChunk(g, tile: m).scratch
@@ -439,19 +447,19 @@ extension Fast {
             let cs = winogradSkew(outC * nt)
             if let put = packedUT {
                 let mp = mPad / mrow, np = (outC + nr - 1) / nr
-                parallelTasks(aa, threads: threads) { c in
+                productTasks(aa, threads: threads) { c in
                     zoo_gemm_compute(Int32(nt), Int32(outC), Int32(inC), vs.p + c * vStride, put[c].p, ms.p + c * cs, Int32(outC),
                                      nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
                 }
             } else if let pu = packedU {
                 let mp = (outC + gemmMR - 1) / gemmMR, np = ntPad / nr
-                parallelTasks(aa, threads: threads) { c in
+                productTasks(aa, threads: threads) { c in
                     zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), pu[c].p, vs.p + c * vStride, ms.p + c * cs, Int32(nt),
                                      nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
                 }
             } else if winogradSplitGemms {
                 // The α² products are independent: one single-threaded GEMM per task.
-                parallelTasks(aa, threads: threads) { c in
+                productTasks(aa, threads: threads) { c in
                     sgemm(false, false, m: outC, n: nt, k: inC, a: us.p + c * outC * inC, lda: inC, b: vs.p + c * vStride, ldb: nt,
                           c: ms.p + c * cs, ldc: nt, threads: 1)
                 }
