@@ -271,7 +271,7 @@ public final class Executor {
         var projectFolded = false
         var residual = false
         /// This (depthwise) convolution and the project after it run as one step, without an expand stage.
-        var depthwiseFirst = false
+        var depthwiseFirst: Bool { pair == nil && project != nil }
     }
 
     private struct Program {
@@ -362,7 +362,7 @@ public final class Executor {
                               outShape: outShape, act: act, folded: isFolded, release: [],
                               pair: pair?.node, pairAct: pair?.act ?? .none, pairFolded: pair?.folded ?? false,
                               project: project?.node, projectAct: project?.act ?? .none, projectFolded: project?.folded ?? false,
-                              residual: project?.residual ?? false, depthwiseFirst: pair == nil && project != nil))
+                              residual: project?.residual ?? false))
             if kernels == .fast {
                 switch node.op {
                 case let .conv2d(a): scratchNeed = Swift.max(scratchNeed, Fast.conv2dScratch(Conv2dGeometry(conv: a, input: infos[i].inputShapes[0])))
@@ -462,7 +462,7 @@ public final class Executor {
         switch node.op {
         case let .conv2d(a):
             let geo = Conv2dGeometry(conv: a, input: s0)
-            if fast, step.pair != nil || step.depthwiseFirst {
+            if fast, step.pair != nil || step.project != nil {
                 runExpandDepthwise(step, geo: geo, attrs: a, x: x, y: y.p)
             } else if fast {
                 // Folded (forward) and unfolded (forwardAll) weights of one node need caches of their own.

@@ -47,6 +47,20 @@ extension TrainingEngine {
         return TrainStepResult(loss: loss, output: tape.output, gradients: try backward(tape, gradOutput: dl))
     }
 
+    /// Runs `body(s)` for every shard at once, each on its own thread with the shard flag set, into `results[s]`; a failing
+    /// shard aborts `sync` so the others do not wait for it. False (nothing run) when the pool is taken.
+    private static func runShards<T>(_ n: Int, _ sync: ShardSync, into results: inout [Result<T, Error>?],
+                                     _ body: (Int) throws -> T) -> Bool {
+        results.withUnsafeMutableBufferPointer { rp in
+            let out = UnsafeSendableBox(rp.baseAddress!)
+            return WorkerPool.shared.runConcurrently(tasks: n) { s in
+                let r = Result { try ShardThread.run { try body(s) } }
+                if case .failure = r { sync.abort() }
+                out.value[s] = r
+            }
+        }
+    }
+
     /// Forward in training mode, softmax cross-entropy against `labels`, and backward when the loss is finite.
     public mutating func trainStep(_ x: Tensor, labels: [Int], labelSmoothing: Float = 0, rng: inout SeededRandom) throws -> TrainStepResult {
         guard let n = trainShards(x) else { return try wholeStep(x, labels: labels, labelSmoothing: labelSmoothing, rng: &rng) }
@@ -56,16 +70,13 @@ extension TrainingEngine {
         var tapes = [Result<Tape, Error>?](repeating: nil, count: n)
         // No active Dropout (`trainShards`): forward draws no random numbers, so each shard may run on its own copy of the rng.
         let seed = rng
+        for s in 0..<n { engines[s].shard = ShardContext(sync: forwardSync, index: s) }
         let ran = engines.withUnsafeMutableBufferPointer { ep in
-            tapes.withUnsafeMutableBufferPointer { tp in
-                let e = UnsafeSendableBox(ep.baseAddress!), t = UnsafeSendableBox(tp.baseAddress!)
-                return WorkerPool.shared.runConcurrently(tasks: n) { s in
-                    let part = Tensor(shape: [per] + Array(x.shape.dropFirst()), data: Array(x.data[(s * per * sample)..<((s + 1) * per * sample)]))
-                    var r = seed
-                    e.value[s].shard = ShardContext(sync: forwardSync, index: s)
-                    t.value[s] = Result { try ShardThread.run { try e.value[s].forward(part, training: true, rng: &r) } }
-                    if case .failure = t.value[s]! { forwardSync.abort() }
-                }
+            let e = UnsafeSendableBox(ep.baseAddress!)
+            return Self.runShards(n, forwardSync, into: &tapes) { s in
+                let part = Tensor(shape: [per] + Array(x.shape.dropFirst()), data: Array(x.data[(s * per * sample)..<((s + 1) * per * sample)]))
+                var r = seed
+                return try e.value[s].forward(part, training: true, rng: &r)
             }
         }
         // The pool was taken (a concurrent caller): the whole step on this thread.
@@ -88,13 +99,10 @@ extension TrainingEngine {
         var grads = [Result<Gradients, Error>?](repeating: nil, count: n)
         for s in 0..<n { engines[s].shard = ShardContext(sync: backwardSync, index: s) }
         // Forward took the pool, so this thread is not inside a pool job: if another thread holds it now, its job ends.
-        while !grads.withUnsafeMutableBufferPointer({ gp in
-            let gs = UnsafeSendableBox(gp.baseAddress!), es = UnsafeSendableBox(engines), ts = UnsafeSendableBox(shardTapes)
-            return WorkerPool.shared.runConcurrently(tasks: n) { s in
-                let part = Tensor(shape: [per] + Array(output.shape.dropFirst()), data: Array(dl.data[(s * per * k)..<((s + 1) * per * k)]))
-                gs.value[s] = Result { try ShardThread.run { try es.value[s].backward(ts.value[s], gradOutput: part) } }
-                if case .failure = gs.value[s]! { backwardSync.abort() }
-            }
+        let es = UnsafeSendableBox(engines), ts = UnsafeSendableBox(shardTapes)
+        while !Self.runShards(n, backwardSync, into: &grads, { s in
+            let part = Tensor(shape: [per] + Array(output.shape.dropFirst()), data: Array(dl.data[(s * per * k)..<((s + 1) * per * k)]))
+            return try es.value[s].backward(ts.value[s], gradOutput: part)
         }) { sched_yield() }
         // Sum the shards' parameter gradients, one parameter per task (every shard has the same keys).
         let parts = try grads.map { try $0!.get().parameters }
