@@ -48,16 +48,19 @@ void zoo_pw_set_narrow(int on) { pw_narrow_on = on; }
                 for (int v = 0; v < NV; v++) c[i][v] = _mm512_fmadd_ps(ai, b[v], c[i][v]);                            \
             }                                                                                                         \
         }                                                                                                             \
-        for (int i = 0; i < 8; i++) {                                                                                 \
-            if (i >= rows) break;                                                                                     \
-            const __m512 bi = _mm512_set1_ps(bias ? bias[i] : 0.0f);                                                  \
-            for (int v = 0; v < NV; v++) {                                                                            \
-                const __mmask16 mv = v == NV - 1 ? mlast : mfull;                                                     \
-                __m512 t = _mm512_add_ps(c[i][v], bi);                                                                \
-                /* max/min return their second operand when either is NaN: NaN stays NaN. */                         \
-                if (clamp) t = _mm512_min_ps(vhi, _mm512_max_ps(vlo, t));                                             \
-                if (res) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(mv, res + i * ldr + 16 * v));                     \
-                _mm512_mask_storeu_ps(y + i * ldy + 16 * v, mv, t);                                                   \
+        /* A constant trip count with the row test inside: with `break` at `rows`, clang kept c in a stack array (a     \
+           memset per tile, the accumulators stored after the k loop and read back here). */                           \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < 8; i++) {                                              \
+            if (i < rows) {                                                                                           \
+                const __m512 bi = _mm512_set1_ps(bias ? bias[i] : 0.0f);                                              \
+                _Pragma("clang loop unroll(full)") for (int v = 0; v < NV; v++) {                                     \
+                    const __mmask16 mv = v == NV - 1 ? mlast : mfull;                                                 \
+                    __m512 t = _mm512_add_ps(c[i][v], bi);                                                            \
+                    /* max/min return their second operand when either is NaN: NaN stays NaN. */                     \
+                    if (clamp) t = _mm512_min_ps(vhi, _mm512_max_ps(vlo, t));                                         \
+                    if (res) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(mv, res + i * ldr + 16 * v));                 \
+                    _mm512_mask_storeu_ps(y + i * ldy + 16 * v, mv, t);                                               \
+                }                                                                                                     \
             }                                                                                                         \
         }                                                                                                             \
     }
