@@ -99,6 +99,17 @@ def zoo_bench(model, batch, threads, train=False, freeze=False, size=None, iters
     return measure
 
 
+def core_roundtrip_ns():
+    """The core-to-core round trip as zoo's runs record it (`core_roundtrip_ns`), from a one-iteration LeNet run (~0.1 s):
+    taken right after each onnxruntime and PyTorch measurement, so every contender's rounds show the phase they ran in."""
+    try:
+        out = subprocess.run([ZOO, "bench", "lenet", "--iterations", "1", "--warmup", "0", "--no-peak", "--json"],
+                             capture_output=True, text=True, timeout=60)
+        return json.loads(out.stdout).get("core_roundtrip_ns") if out.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
 def interleaved(measures, rounds):
     """Runs each contender's measure once per round, alternating the order (A B C, C B A, ...) so that slow and fast
     phases of a shared machine fall on every contender alike; each run is retried when loaded. Returns, per
@@ -108,7 +119,10 @@ def interleaved(measures, rounds):
     keys = list(measures)
     for r in range(rounds):
         for k in (keys if r % 2 == 0 else keys[::-1]):
-            runs[k].append(with_retries(measures[k]))
+            x = with_retries(measures[k])
+            if k != "zoo" and "error" not in x:
+                x["core_roundtrip_ns"] = core_roundtrip_ns()
+            runs[k].append(x)
     out = {}
     for k, rs in runs.items():
         bad = [x for x in rs if "error" in x]
@@ -127,7 +141,7 @@ def interleaved(measures, rounds):
                     res[kk] *= f
         res["other_load"] = max(x["other_load"] for x in rs)
         res["round_medians_ms"] = [round(x["median_ms"], 3) for x in rs]
-        if any("core_roundtrip_ns" in x for x in rs):   # zoo: where the two CPUs sat in each round (see bench/README)
+        if any("core_roundtrip_ns" in x for x in rs):   # where the two CPUs sat in each round (see bench/README)
             res["core_roundtrip_ns_rounds"] = [round(x.get("core_roundtrip_ns") or 0) for x in rs]
         res["attempts"] = sum(x.get("attempts", 1) for x in rs)
         out[k] = res
@@ -291,7 +305,7 @@ def table(rows, mem):
     def ms(r, k):
         return r.get(k, {}).get("median_ms")
     lines = ["| task | zoo ms | onnxruntime ms | pytorch ms | ratio | goal | zoo GFLOP/s (peak share) | other load (zoo/ort/torch) "
-             "| zoo rounds: median ms (core-to-core ns) |",
+             "| rounds: median ms (core-to-core ns), zoo; onnxruntime or PyTorch |",
              "|---|---:|---:|---:|---|---|---:|---|---|"]
     goals = {"resnet18": 1.0, "vgg11": 1.0, "mobilenet_v2": 1.3, "googlenet": 1.3}
     train_ms = {}
@@ -313,8 +327,11 @@ def table(rows, mem):
         zr = r.get("zoo", {})
         eff = f"{zr['gflops']:.1f} ({100 * zr['peak_share']:.0f}% of {zr['sgemm_peak_gflops']:.0f})" if "gflops" in zr else "-"
         loads = "/".join(f"{r[k]['other_load']:.2f}" if k in r and "other_load" in r[k] else "-" for k in ("zoo", "onnxruntime", "pytorch"))
-        rt = zr.get("core_roundtrip_ns_rounds") or []
-        rounds = ", ".join(f"{m:.3g}" + (f" ({rt[i]})" if i < len(rt) and rt[i] else "") for i, m in enumerate(zr.get("round_medians_ms", [])))
+        def rounds_of(res):
+            rt = res.get("core_roundtrip_ns_rounds") or []
+            return ", ".join(f"{m:.3g}" + (f" ({rt[i]})" if i < len(rt) and rt[i] else "") for i, m in enumerate(res.get("round_medians_ms", [])))
+        other = r.get("onnxruntime") if r["task"].startswith("infer") else r.get("pytorch")
+        rounds = "; ".join(x for x in (rounds_of(zr), rounds_of(other or {})) if x)
         lines.append(f"| {r['task']} | {f(z)} | {f(o)} | {f(t)} | {ratio} | {goal} | {eff} | {loads} | {rounds or '-'} |")
     zm, om = mem.get("zoo_peak_rss_mb"), mem.get("onnxruntime_peak_rss_mb")
     if zm and om:
