@@ -100,10 +100,10 @@ def zoo_bench(model, batch, threads, train=False, freeze=False, size=None, iters
 
 
 def core_roundtrip_ns():
-    """The core-to-core round trip as zoo's runs record it (`core_roundtrip_ns`), from a one-iteration LeNet run (~0.1 s):
+    """The core-to-core round trip as zoo's runs record it (`core_roundtrip_ns`), from a short LeNet run (~0.1 s):
     taken right after each onnxruntime and PyTorch measurement, so every contender's rounds show the phase they ran in."""
     try:
-        out = subprocess.run([ZOO, "bench", "lenet", "--iterations", "1", "--warmup", "0", "--no-peak", "--json"],
+        out = subprocess.run([ZOO, "bench", "lenet", "--iterations", "20", "--warmup", "2", "--no-peak", "--json"],
                              capture_output=True, text=True, timeout=60)
         return json.loads(out.stdout).get("core_roundtrip_ns") if out.returncode == 0 else None
     except (OSError, ValueError, subprocess.TimeoutExpired):
