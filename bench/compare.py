@@ -120,7 +120,7 @@ def interleaved(measures, rounds):
     for r in range(rounds):
         for k in (keys if r % 2 == 0 else keys[::-1]):
             x = with_retries(measures[k])
-            if k != "zoo" and "error" not in x:
+            if "error" not in x and "core_roundtrip_ns" not in x:   # zoo's runs record their own
                 x["core_roundtrip_ns"] = core_roundtrip_ns()
             runs[k].append(x)
     out = {}
@@ -309,6 +309,10 @@ def table(rows, mem):
              "|---|---:|---:|---:|---|---|---:|---|---|"]
     goals = {"resnet18": 1.0, "vgg11": 1.0, "mobilenet_v2": 1.3, "googlenet": 1.3}
     train_ms = {}
+    def rounds_of(res):
+        """Each round's median with the core-to-core round trip measured after it."""
+        rt = res.get("core_roundtrip_ns_rounds") or []
+        return ", ".join(f"{m:.3g}" + (f" ({rt[i]})" if i < len(rt) and rt[i] else "") for i, m in enumerate(res.get("round_medians_ms", [])))
     for r in rows:
         z, o, t = ms(r, "zoo"), ms(r, "onnxruntime"), ms(r, "pytorch")
         f = lambda v: f"{v:.2f}" if v else "-"
@@ -327,9 +331,6 @@ def table(rows, mem):
         zr = r.get("zoo", {})
         eff = f"{zr['gflops']:.1f} ({100 * zr['peak_share']:.0f}% of {zr['sgemm_peak_gflops']:.0f})" if "gflops" in zr else "-"
         loads = "/".join(f"{r[k]['other_load']:.2f}" if k in r and "other_load" in r[k] else "-" for k in ("zoo", "onnxruntime", "pytorch"))
-        def rounds_of(res):
-            rt = res.get("core_roundtrip_ns_rounds") or []
-            return ", ".join(f"{m:.3g}" + (f" ({rt[i]})" if i < len(rt) and rt[i] else "") for i, m in enumerate(res.get("round_medians_ms", [])))
         other = r.get("onnxruntime") if r["task"].startswith("infer") else r.get("pytorch")
         rounds = "; ".join(x for x in (rounds_of(zr), rounds_of(other or {})) if x)
         lines.append(f"| {r['task']} | {f(z)} | {f(o)} | {f(t)} | {ratio} | {goal} | {eff} | {loads} | {rounds or '-'} |")
