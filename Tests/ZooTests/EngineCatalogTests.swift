@@ -5,7 +5,8 @@ import XCTest
 /// Fast and reference kernels agree on whole catalog architectures (small inputs, randomized BatchNorm
 /// statistics so that folding conv+BN is exercised). Torch equality of the kernels is the op battery's job.
 final class EngineCatalogTests: XCTestCase {
-    func randomizedModel(_ g: Graph, seed: UInt64) -> Model {
+    func randomizedModel(_ g: Graph, seed: UInt64) -> Model { Self.randomizedModel(g, seed: seed) }
+    static func randomizedModel(_ g: Graph, seed: UInt64) -> Model {
         var m = Model.initialized(graph: g, seed: seed)
         var rng = SeededRandom(seed: seed + 1)
         for node in g.nodes {

@@ -384,7 +384,8 @@ public final class Executor {
 
     // MARK: - Running
 
-    private struct Value { var shape: [Int]; var buf: Buffer }
+    /// `banded`: written in row bands (`Fast.rowBands`): worker t wrote band t of every plane.
+    private struct Value { var shape: [Int]; var buf: Buffer; var banded = false }
 
     private func allocate(_ count: Int) -> Buffer {
         liveFloats += count
@@ -409,6 +410,8 @@ public final class Executor {
             throw ZooError.badInput("model '\(g.name)' expects input of shape \(expected), got \(ShapeFormat.bracket(input.shape))")
         }
         let prog = try program(for: input.shape, keepAll: keepAll)
+        // Row bands (batch 1) follow the cores' placement: measured at most every 0.25 s.
+        if kernels == .fast && input.shape[0] == 1 && threads > 1 && Fast.rowBandsMode == .auto { WorkerPool.shared.refreshPlacement() }
         liveFloats = 0; peakLiveFloats = 0
         if scratch.count < prog.scratch { scratch = Buffer(count: prog.scratch) }
         var values = [Value?](repeating: nil, count: prog.slotNames.count)
@@ -453,15 +456,19 @@ public final class Executor {
         // Ops that only relabel their input share its buffer.
         switch node.op {
         case .flatten, .reshape, .dropout, .identity:
-            return Value(shape: step.outShape, buf: ins[0].buf)
+            return Value(shape: step.outShape, buf: ins[0].buf, banded: ins[0].banded)
         default: break
         }
+        // Pooling and adds take row bands when what they read was written in bands (and so stay on the cores that hold it).
+        let inBands = fast && !ins.isEmpty && ins.allSatisfy(\.banded)
+        var banded = false
         let y = allocate(outCount)
         let x = UnsafePointer(ins.first?.buf.p ?? y.p)
         let s0 = step.inShapes.first ?? []
         switch node.op {
         case let .conv2d(a):
             let geo = Conv2dGeometry(conv: a, input: s0)
+            banded = fast && step.pair == nil && step.project == nil && Fast.conv2dWritesBands(geo, act: step.act, threads: t)
             if fast, step.pair != nil || step.project != nil {
                 runExpandDepthwise(step, geo: geo, attrs: a, x: x, y: y.p)
             } else if fast {
@@ -544,7 +551,7 @@ public final class Executor {
             else { Reference.softmax(outer: o, length: l, inner: i, x: x, y: y.p) }
         case let .maxPool2d(a):
             let geo = Pool2dGeometry(pool: a, input: s0)
-            if fast { Fast.maxPool2d(geo, x: x, y: y.p, threads: t) } else { Reference.maxPool2d(geo, x: x, y: y.p) }
+            if fast { banded = Fast.maxPool2d(geo, x: x, y: y.p, threads: t, bands: inBands) } else { Reference.maxPool2d(geo, x: x, y: y.p) }
         case let .avgPool2d(a):
             let geo = Pool2dGeometry(pool: a, input: s0)
             if fast { Fast.avgPool2d(geo, x: x, y: y.p, threads: t) } else { Reference.avgPool2d(geo, x: x, y: y.p) }
@@ -564,7 +571,7 @@ public final class Executor {
             let mul: Bool
             if case .mul = node.op { mul = true } else { mul = false }
             let b = UnsafePointer(ins[1].buf.p)
-            if fast { Fast.binary(geo, multiply: mul, a: x, b: b, act: step.act, y: y.p, threads: t) }
+            if fast { banded = Fast.binary(geo, multiply: mul, a: x, b: b, act: step.act, y: y.p, threads: t, bands: inBands) }
             else { Reference.binary(geo, multiply: mul, a: x, b: b, y: y.p) }
         case let .concat(axis):
             let ax = axis < 0 ? axis + s0.count : axis
@@ -586,7 +593,7 @@ public final class Executor {
         case .flatten, .reshape, .dropout, .identity:
             break
         }
-        return Value(shape: step.outShape, buf: y)
+        return Value(shape: step.outShape, buf: y, banded: banded)
     }
 
     /// A step that runs an expand 1×1 convolution and the depthwise convolution after it together.

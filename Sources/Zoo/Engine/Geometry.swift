@@ -52,6 +52,8 @@ public struct Conv2dGeometry: Sendable, Equatable {
 /// Geometry of a 2-D pooling window over `planes = batch * channels` independent planes.
 public struct Pool2dGeometry: Sendable, Equatable {
     public var planes: Int
+    /// Images (planes = batch × channels).
+    public var batch: Int
     public var inH: Int, inW: Int, outH: Int, outW: Int
     public var kH: Int, kW: Int
     public var strideH: Int, strideW: Int
@@ -62,7 +64,7 @@ public struct Pool2dGeometry: Sendable, Equatable {
     public var countIncludePad: Bool
 
     public init(pool a: Pool2dAttrs, input s: [Int]) {
-        planes = s[0] * s[1]; inH = s[2]; inW = s[3]
+        planes = s[0] * s[1]; batch = s[0]; inH = s[2]; inW = s[3]
         outH = ShapeRules.windowOutput(s[2], kernel: a.kernel[0], stride: a.stride[0], padBegin: a.padding.top,
                                        padEnd: a.padding.bottom, dilation: a.dilation[0], ceilMode: a.ceilMode)
         outW = ShapeRules.windowOutput(s[3], kernel: a.kernel[1], stride: a.stride[1], padBegin: a.padding.left,

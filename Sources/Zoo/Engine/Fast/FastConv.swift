@@ -51,6 +51,16 @@ extension Fast {
                   packedConvApplies(g) ? packedBFloats(k: g.inCPerGroup * g.kH * g.kW, n: g.outPlane) : 0)
     }
 
+    /// Whether `conv2d` writes this convolution in row bands (`rowBands`): Winograd convolutions that split by tile rows,
+    /// and the packed-GEMM convolution, whose pixel panels go to the workers in contiguous halves of the plane.
+    static func conv2dWritesBands(_ g: Conv2dGeometry, act: Activation, threads: Int) -> Bool {
+        guard bandParts(batch: g.batch, threads: threads) > 0 else { return false }
+        if pointwiseInPlaceApplies(g, act: act) || tapConvApplies(g, act: act) || isDepthwise(g) { return false }
+        if packedConvApplies(g) { return true }
+        let m = winogradTile(g)
+        return m != 0 && winogradSpatialSplit(g, tile: m, threads: threads) != nil
+    }
+
     /// Geometries the packed-GEMM convolution takes (when packed weights are supplied): one group, not depthwise,
     /// and not one Winograd handles.
     static func packedConvApplies(_ g: Conv2dGeometry) -> Bool {

@@ -268,12 +268,14 @@ extension Fast {
 
     /// Copies input plane `x` into the staged layout prepared by `prepareStage`: the input rows go to their padded
     /// position (clipped to the columns any tap reads), deinterleaved by the horizontal stride.
-    static func stagePlane(_ g: StageWindow, _ st: DepthwiseStage, x: UnsafePointer<Float>, buf: UnsafeMutablePointer<Float>) {
+    /// `rows`: only these staged rows (a row band's window).
+    static func stagePlane(_ g: StageWindow, _ st: DepthwiseStage, x: UnsafePointer<Float>, buf: UnsafeMutablePointer<Float>,
+                           rows: Range<Int>? = nil) {
         let s = g.strideW
         let temp = buf + st.rows * st.rowFloats
         let lead = Swift.min(g.padLeft, st.rowFloats)
         let count = Swift.max(0, Swift.min(g.inW, st.rowFloats - lead))
-        let r0 = Swift.max(0, g.padTop), r1 = Swift.min(st.rows, g.padTop + g.inH)
+        let r0 = Swift.max(0, g.padTop, rows?.lowerBound ?? 0), r1 = Swift.min(st.rows, g.padTop + g.inH, rows?.upperBound ?? st.rows)
         if r0 >= r1 { return }
         for r in r0..<r1 {
             stageRow(buf + r * st.rowFloats, x + (r - g.padTop) * g.inW, count: count, lead: lead, stride: s,

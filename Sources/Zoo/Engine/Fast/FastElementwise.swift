@@ -119,8 +119,29 @@ extension Fast {
     }
 
     /// NumPy-broadcast add or multiply. The innermost collapsed dimension runs as a tight loop.
+    /// `bands`: same-shape operands at batch 1 that were written in row bands are added in the same bands; returns
+    /// whether it did.
+    @discardableResult
     public static func binary(_ g: BroadcastGeometry, multiply: Bool, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                              act: Activation = .none, y: UnsafeMutablePointer<Float>, threads: Int) {
+                              act: Activation = .none, y: UnsafeMutablePointer<Float>, threads: Int, bands: Bool = false) -> Bool {
+        let o = g.outShape
+        if bands, o.count == 4, case let parts = bandParts(batch: o[0], threads: threads), parts > 0, o[2] >= 2 * parts,
+           g.aStrides == g.bStrides, g.aStrides == BroadcastGeometry.strides(o, rank: 4) {
+            // Same-shape operands at batch 1: row bands (worker t adds its band's rows of every plane).
+            let as_ = SendConstPtr(a), bs = SendConstPtr(b), ys = SendPtr(y)
+            let plane = o[2] * o[3]
+            parallelTasks(parts, threads: threads) { t in
+                let r = band(o[2], t, parts)
+                let n = r.count * o[3]
+                for c in 0..<o[1] {
+                    let off = c * plane + r.lowerBound * o[3]
+                    let pa = as_.p + off, pb = bs.p + off, py = ys.p + off
+                    if multiply { for i in 0..<n { py[i] = pa[i] * pb[i] } } else { for i in 0..<n { py[i] = pa[i] + pb[i] } }
+                    applyActivation(act, py, count: n)
+                }
+            }
+            return true
+        }
         let (shape, sa, sb) = collapse(g)
         let r = shape.count
         let inner = shape[r - 1], ia = sa[r - 1], ib = sb[r - 1]
@@ -148,6 +169,7 @@ extension Fast {
                 if act != .none && !(act == .relu && !multiply && ia == 1 && ib == 1) { applyActivation(act, py, count: inner) }
             }
         }
+        return false
     }
 
     /// Concatenation along an axis by block copies.

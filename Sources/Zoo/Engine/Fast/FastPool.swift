@@ -17,10 +17,12 @@ import CZooKernels
 extension Fast {
     /// Max pooling, separable: a horizontal pass (max over kx for every input row) into a per-worker buffer,
     /// then a vertical pass (max over ky) on whole output rows. NaN propagates as in PyTorch.
-    public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+    /// `bands`: split in row bands where that applies (`Fast.rowBands`; the input was written in bands); returns whether it did.
+    @discardableResult
+    public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int,
+                                 bands: Bool = false) -> Bool {
         if !maxPoolSeparable && (g.strideW == 1 || g.strideW == 2) && g.outH > 0 && g.outW > 0 {
-            maxPoolStaged(g, x: x, y: y, threads: threads)
-            return
+            return maxPoolStaged(g, x: x, y: y, threads: threads, bands: bands)
         }
         let xs = SendConstPtr(x), ys = SendPtr(y)
         let xRanges = (0..<g.outW).map { tapRange(base: $0 * g.strideW - g.padLeft, kernel: g.kW, dil: g.dilW, lo: 0, hi: g.inW) }
@@ -64,6 +66,7 @@ extension Fast {
                 }
             }
         }
+        return false
     }
 
     /// `ZOO_AVGPOOL2=0` (A/B and tests): 2×2 stride-2 average pooling through the general window loop.
@@ -172,13 +175,35 @@ extension Fast {
     /// Max pooling with horizontal stride 1 or 2 through the depthwise kernel's staging: each plane is copied once
     /// into a −∞-padded, stride-deinterleaved buffer (`DepthwiseStage`), then each output row is 16 (or 8) columns at
     /// a time, taps in (ky, kx) order with the same NaN-propagating rule as the scalar path.
-    static func maxPoolStaged(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+    static func maxPoolStaged(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int,
+                              bands: Bool = false) -> Bool {
         let sw = StageWindow(g)
         let st = DepthwiseStage(sw)
         let taps = g.kH * g.kW
         let offsets = sw.tapOffsets(st)
         let xs = SendConstPtr(x), ys = SendPtr(y)
         let inPlane = g.inH * g.inW, outPlane = g.outH * g.outW
+        let parts = bands ? bandParts(batch: g.batch, threads: threads) : 0
+        if parts > 0 && stagedRowsInC && zoo_kernels_simd() != 0 && g.outH >= 2 * parts {
+            // Row bands: worker t stages and pools its band's window of every plane.
+            offsets.withUnsafeBufferPointer { offp in
+                let offs = UnsafeSendableBox(offp)
+                parallelTasks(parts, threads: threads) { t in
+                    let ob = band(g.outH, t, parts)
+                    let window = ob.lowerBound * g.strideH..<(ob.upperBound - 1) * g.strideH + (g.kH - 1) * g.dilH + 1
+                    let buf = UnsafeMutablePointer<Float>.allocate(capacity: st.workerFloats)
+                    defer { buf.deallocate() }
+                    prepareStage(st, buf: buf, fill: -.infinity)
+                    let step = g.strideH * st.rowFloats
+                    for p in 0..<g.planes {
+                        stagePlane(sw, st, x: xs.p + p * inPlane, buf: buf, rows: window)
+                        _ = zoo_maxpool_plane(buf + ob.lowerBound * step, offs.value.baseAddress!, Int32(taps), ob.count, g.outW, step,
+                                              ys.p + p * outPlane + ob.lowerBound * g.outW)
+                    }
+                }
+            }
+            return true
+        }
         offsets.withUnsafeBufferPointer { offp in
             let offs = UnsafeSendableBox(offp)
             parallelFor(g.planes, threads: threads, grain: Swift.max(1, 4096 / Swift.max(outPlane * taps, 1))) { range in
@@ -200,6 +225,7 @@ extension Fast {
                 }
             }
         }
+        return false
     }
 
     @inline(__always)

@@ -134,6 +134,19 @@ extension Fast {
         let sW = g.strideW, runLen = stagedRunLength(g), rowFloats = sW * runLen
         let xs = SendConstPtr(x), ss = SendPtr(staged)
         var cg = im2colGeom(g)
+        let parts = bandParts(batch: g.batch, threads: threads)
+        if parts > 0 && im2colC && zoo_kernels_simd() == 2 && g.inH >= 2 * parts {
+            // Row bands: worker t stages its band of every channel's rows (the convolution's pixel panels split the same way).
+            let cgs = UnsafeSendableBox(cg)
+            parallelTasks(parts, threads: threads) { t in
+                var c = cgs.value
+                let r = band(g.inH, t, parts)
+                for ic in 0..<g.inCPerGroup {
+                    _ = zoo_stage_rows(&c, xs.p, ss.p, Int32(ic * g.inH + r.lowerBound), Int32(ic * g.inH + r.upperBound))
+                }
+            }
+            return
+        }
         parallelFor(g.inCPerGroup * g.inH, threads: threads, grain: 16) { range in
             if im2colC && zoo_stage_rows(&cg, xs.p, ss.p, Int32(range.lowerBound), Int32(range.upperBound)) != 0 { return }
             for item in range {

@@ -41,6 +41,34 @@ extension Fast {
         runTasks(tasks, body)
     }
 
+    /// Row bands: at batch 1, with every thread of the pool at work, the layers that support it (Winograd convolutions,
+    /// max pooling, same-shape adds, the staging of strided convolutions) give worker t the same band of rows of every
+    /// plane (`band`), so that what one layer writes on a core the next one reads on that core, and only the rows at a
+    /// band's edge cross between the cores. The packed-GEMM convolution's pixel panels split the same way (contiguous
+    /// halves of a plane). Bands cost time when the two cores share their caches (every worker streams all of a layer's
+    /// weights, and the products are narrower) and save more when they do not, so by default (`auto`) they are on only
+    /// while the pool's own threads measure a distant placement (`WorkerPool.placementDistant`). Env ZOO_BANDS=0 / 1
+    /// forces them off / on (A/B, tests).
+    nonisolated(unsafe) static var rowBandsMode: RowBandsMode =
+        switch ProcessInfo.processInfo.environment["ZOO_BANDS"] { case "0": .off; case "1": .on; default: .auto }
+    enum RowBandsMode { case off, on, auto }
+    /// Whether row bands are in use now; setting it forces them on or off.
+    static var rowBands: Bool {
+        get { rowBandsMode == .on || (rowBandsMode == .auto && WorkerPool.shared.placementDistant) }
+        set { rowBandsMode = newValue ? .on : .off }
+    }
+    /// The workers a row-band split uses: every thread of the pool (scratch is sized for that many).
+    static var spatialParts: Int { WorkerPool.shared.workers + 1 }
+    /// The parts of a row-band split for this batch and thread count, or 0 when the layer splits its own way.
+    /// `always`: as if bands were on (scratch sizes, which must not depend on the placement measured at the time).
+    static func bandParts(batch: Int, threads: Int, always: Bool = false) -> Int {
+        (always || rowBands) && batch == 1 && threads > 1 && threads == spatialParts ? threads : 0
+    }
+    /// Rows of band t of `parts` over `rows` rows.
+    @inline(__always) static func band(_ rows: Int, _ t: Int, _ parts: Int) -> Range<Int> {
+        rows * t / parts..<rows * (t + 1) / parts
+    }
+
     /// `ZOO_THREADING=gcd` (for A/B measurements only): GCD's concurrentPerform instead of the pool, and
     /// OpenBLAS's own threads instead of split GEMMs — the engine's threading before the pool.
     nonisolated(unsafe) static var legacyThreading = ProcessInfo.processInfo.environment["ZOO_THREADING"] == "gcd"
@@ -212,6 +240,45 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Worker threads besides the caller.
     var workers: Int { workerCount }
+
+    /// Whether the last placement probe found the caller and a worker on cores that share no cache (a flag round trip
+    /// above `distantRoundTripNs`; on the 2-vCPU Zen 4 machines of bench/README: 50–130 ns near, 300–600 ns distant).
+    private let distant = Atomic<Bool>(false)
+    var placementDistant: Bool { distant.load(ordering: .relaxed) }
+    static let distantRoundTripNs = 200.0
+    private let lastProbe = Atomic<Int>(0)
+    /// Re-measures the placement when the last probe is older than `interval` ns (the host moves vCPUs now and then).
+    func refreshPlacement(interval: Int = 250_000_000) {
+        let now = Int(DispatchTime.now().uptimeNanoseconds)
+        let last = lastProbe.load(ordering: .relaxed)
+        guard now - last >= interval, lastProbe.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        if let ns = roundTripNs() { distant.store(ns > Self.distantRoundTripNs, ordering: .relaxed) }
+    }
+
+    private final class PingFlag: Sendable { let v = Atomic<Int>(0); let start = Atomic<Int>(0); let end = Atomic<Int>(0) }
+    /// Round trip (ns) of a flag between the caller and worker 1, the threads that run the row bands: `rounds` timed
+    /// after 32 untimed ones (about 30 µs on near cores, 100 µs on distant ones); nil when the pool is busy or has no worker.
+    func roundTripNs(rounds: Int = 256) -> Double? {
+        let f = PingFlag()
+        let total = rounds + 32
+        let ran = runConcurrently(tasks: 2) { t in
+            if t == 0 {
+                for i in 0..<total {
+                    if i == 32 { f.start.store(Int(DispatchTime.now().uptimeNanoseconds), ordering: .relaxed) }
+                    f.v.store(1, ordering: .releasing)
+                    while f.v.load(ordering: .acquiring) != 0 { }
+                }
+                f.end.store(Int(DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+            } else {
+                for _ in 0..<total {
+                    while f.v.load(ordering: .acquiring) != 1 { }
+                    f.v.store(0, ordering: .releasing)
+                }
+            }
+        }
+        guard ran else { return nil }
+        return Double(f.end.load(ordering: .relaxed) - f.start.load(ordering: .relaxed)) / Double(rounds)
+    }
 
     func run(tasks: Int, _ body: (Int) -> Void) {
         if tasks <= 0 { return }

@@ -77,10 +77,12 @@ extension Fast {
     static var gemmKC: Int { _ = gemmLevel; return Int(zoo_gemm_current().kc) }
 
     /// Tile rows in all (batch × tile rows of an image), tile rows per chunk, and the scratch floats for V and M.
-    static func winogradChunk(_ g: Conv2dGeometry, tile m: Int) -> (rows: Int, chunkRows: Int, scratch: Int) {
+    static func winogradChunk(_ g: Conv2dGeometry, tile m: Int, rows share: Int? = nil, budget: (small: Int, large: Int)? = nil)
+        -> (rows: Int, chunkRows: Int, scratch: Int) {
+        let smallFloats = budget?.small ?? winogradChunkFloats, largeFloats = budget?.large ?? winogradLargeChunkFloats
         let a = m + 2
         let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
-        let rows = g.batch * tilesH
+        let rows = share ?? g.batch * tilesH
         let perRow = a * a * (g.inC + g.outC) * tilesW
         // Every chunk streams all α² transformed weight matrices (α²·inC·outC floats) again; a chunk whose V and M
         // outgrow L2 writes and reads them from farther away. Of the L2-sized chunks (`winogradChunkFloats`) and
@@ -90,10 +92,10 @@ extension Fast {
         let nr = gemmNR
         let u = a * a * g.inC * g.outC
         func cost(_ cr: Int) -> Int {
-            (rows + cr - 1) / cr * u + (perRow * cr > winogradChunkFloats * 5 / 4 ? 2 * perRow * rows : 0)
+            (rows + cr - 1) / cr * u + (perRow * cr > smallFloats * 5 / 4 ? 2 * perRow * rows : 0)
         }
-        let small = Swift.max(1, Swift.min(rows, winogradChunkFloats / perRow))
-        let large = Swift.max(small, Swift.min(rows, winogradLargeChunkFloats / perRow))
+        let small = Swift.max(1, Swift.min(rows, smallFloats / perRow))
+        let large = Swift.max(small, Swift.min(rows, largeFloats / perRow))
         let maxRows = cost(large) < cost(small) ? large : small
         // At most maxRows; among those, the row count whose chunks waste the least NR-column panel padding (ties: the
         // larger one), e.g. 56² F(4×4): 6 rows of 14 tiles (84 in 96 columns) rather than 5 (70 in 96).
@@ -124,7 +126,33 @@ extension Fast {
 
     static func winogradScratch(_ g: Conv2dGeometry) -> Int {
         let m = winogradTile(g)
-        return m == 0 ? 0 : winogradChunk(g, tile: m).scratch
+        if m == 0 { return 0 }
+        let whole = winogradChunk(g, tile: m).scratch
+        guard let split = winogradSpatialSplit(g, tile: m, threads: spatialParts, always: true) else { return whole }
+        return Swift.max(whole, spatialParts * split.scratch)
+    }
+
+    /// At batch 1, a Winograd convolution whose transformed weights are at most this many floats is split by tile rows:
+    /// each worker transforms, multiplies and transforms back its own band of output rows (all channels), reading the
+    /// shared weights, so only the band edges' input rows cross between the cores. The chunked path instead splits the
+    /// input transform by channels and the α² products between the workers, so that most of V and M is written on one
+    /// core and read on the other (when the two vCPUs share no L3: resnet18 b1 21 ms against 14). Env
+    /// ZOO_WINO_SPATIAL_MAXU (0: off).
+    nonisolated(unsafe) static var winogradSpatialMaxU =
+        Int(ProcessInfo.processInfo.environment["ZOO_WINO_SPATIAL_MAXU"] ?? "") ?? (1 << 21)
+
+    /// A band's chunk budget (V and M, floats): a band's chunk is multiplied and transformed back on the core that wrote it,
+    /// so it must stay in that core's L2. Env ZOO_WINO_BAND_CHUNK.
+    nonisolated(unsafe) static var winogradBandChunkFloats =
+        Int(ProcessInfo.processInfo.environment["ZOO_WINO_BAND_CHUNK"] ?? "") ?? 200_000
+    /// A worker's chunk rows and scratch when this convolution is split into row bands over `threads` workers, or nil.
+    /// `always`: as if row bands were on (scratch sizing).
+    static func winogradSpatialSplit(_ g: Conv2dGeometry, tile m: Int, threads: Int, always: Bool = false) -> (chunkRows: Int, scratch: Int)? {
+        let tilesH = (g.outH + m - 1) / m
+        guard bandParts(batch: g.batch, threads: threads, always: always) > 0, tilesH >= 2 * threads,
+              (m + 2) * (m + 2) * g.inC * g.outC <= winogradSpatialMaxU else { return nil }
+        let c = winogradChunk(g, tile: m, rows: (tilesH + threads - 1) / threads, budget: (winogradBandChunkFloats, winogradBandChunkFloats))
+        return (c.chunkRows, c.scratch)
     }
 
     /// Transformed weights U[α²][outC][inC] by tile size.
@@ -269,8 +297,37 @@ extension Fast {
                                       act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
                                       weightCache: ConvWeightCache? = nil) {
         let m = winogradTile(g) == 4 ? 4 : 2
+        let (rows, wholeChunkRows, _) = winogradChunk(g, tile: m)
+        if let split = winogradSpatialSplit(g, tile: m, threads: threads) {
+            // Row bands, one per worker (task t runs on thread t: the same band on the same core in every layer).
+            let xs = SendConstPtr(x), ys = SendPtr(y), ss = SendPtr(scratch), ws = SendConstPtr(w), bs = b.map(SendConstPtr.init)
+            if let weightCache, winogradPackedGemm {
+                // Build the cached weights once, on all workers, before the bands read them.
+                let tilesW = (g.outW + m - 1) / m, ntMax = split.chunkRows * tilesW
+                if winogradSwapSmall && ntMax * 4 < (ntMax + gemmNR - 1) / gemmNR * gemmNR * 3 {
+                    _ = weightCache.winogradPackedT(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
+                } else {
+                    _ = weightCache.winogradPacked(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
+                }
+            }
+            let tiles = rows * ((g.outW + m - 1) / m)
+            parallelTasks(threads, threads: threads) { t in
+                winogradRows(g, tile: m, tiles: band(tiles, t, threads), chunkRows: split.chunkRows,
+                             x: xs.p, w: ws.p, b: bs?.p, act: act, y: ys.p, scratch: ss.p + t * split.scratch, threads: 1,
+                             weightCache: weightCache)
+            }
+            return
+        }
+        winogradRows(g, tile: m, tiles: 0..<rows * ((g.outW + m - 1) / m), chunkRows: wholeChunkRows, x: x, w: w, b: b, act: act, y: y, scratch: scratch,
+                     threads: threads, weightCache: weightCache)
+    }
+
+    /// Tiles `tileRange` of the convolution (numbered by image, tile row, tile column; a range may start and end inside a
+    /// tile row), in chunks of `chunkRows` tile rows' worth of tiles; `scratch` holds `winogradChunk`'s scratch for them.
+    static func winogradRows(_ g: Conv2dGeometry, tile m: Int, tiles tileRange: Range<Int>, chunkRows: Int, x: UnsafePointer<Float>,
+                             w: UnsafePointer<Float>, b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>,
+                             scratch: UnsafeMutablePointer<Float>, threads: Int, weightCache: ConvWeightCache?) {
         let a = m + 2, aa = a * a
-        let (rows, chunkRows, _) = winogradChunk(g, tile: m)
         let tilesW = (g.outW + m - 1) / m, tilesH = (g.outH + m - 1) / m
         let wp = m * tilesW + 2
         let inC = g.inC, outC = g.outC
@@ -299,11 +356,16 @@ extension Fast {
         let ts = swapped ? outC : 1
         let prof = winogradProfile
         var tIn: UInt64 = 0, tGemm: UInt64 = 0, tOut: UInt64 = 0
-        var r0 = 0
-        while r0 < rows {
+        var chunkLo = tileRange.lowerBound
+        while chunkLo < tileRange.upperBound {
             let c0 = prof ? DispatchTime.now().uptimeNanoseconds : 0
-            let nrows = Swift.min(chunkRows, rows - r0)
-            let nt = nrows * tilesW
+            let chunkHi = Swift.min(chunkLo + chunkRows * tilesW, tileRange.upperBound)
+            let nt = chunkHi - chunkLo
+            // Tile rows the chunk touches; row r's tile columns in the chunk are cols(r), its column 0 is tile r·tilesW − chunkLo.
+            let firstRow = chunkLo / tilesW, lastRow = (chunkHi - 1) / tilesW, nrows = lastRow - firstRow + 1
+            @inline(__always) func cols(_ row: Int) -> (Int, Int) {
+                (row == firstRow ? chunkLo - row * tilesW : 0, row == lastRow ? chunkHi - row * tilesW : tilesW)
+            }
             // V[i·α + j][ic][t] = (Bᵀ d B)[i][j]
             let ntPad = (nt + nr - 1) / nr * nr
             let mPad = (nt + mrow - 1) / mrow * mrow
@@ -316,7 +378,8 @@ extension Fast {
                 let e = pad + a * wp, cTmp = e
                 for item in range {
                     let ic = item / nrows, rr = item % nrows
-                    let row = r0 + rr, n = row / tilesH, ty = row % tilesH
+                    let row = firstRow + rr, n = row / tilesH, ty = row % tilesH
+                    let (txLo, txHi) = cols(row), rowStart = row * tilesW - chunkLo
                     let plane = xs.p + (n * inC + ic) * g.inPlane
                     // α zero-padded input rows: pad[k][c] = x[ty·m − padTop + k][c − padLeft]
                     winogradPaddedRows(plane, h: g.inH, w: g.inW, top: ty * m - g.padTop, padLeft: g.padLeft, rows: a, width: wp, into: pad)
@@ -414,10 +477,10 @@ extension Fast {
                         // element (t, ic) of Vᵀ[c] at k0·mPad + (t / MR)·kb·MR + (ic − k0)·MR + t % MR
                         let k0 = ic / kc * kc, kb = Swift.min(kc, inC - k0)
                         let blk = vs.p + k0 * mPad + (ic - k0) * mrow
-                        var tx = 0
-                        while tx < tilesW {
-                            let t = rr * tilesW + tx, q = t / mrow, within = t - q * mrow
-                            let len = Swift.min(tilesW - tx, mrow - within)
+                        var tx = txLo
+                        while tx < txHi {
+                            let t = rowStart + tx, q = t / mrow, within = t - q * mrow
+                            let len = Swift.min(txHi - tx, mrow - within)
                             rowTransform(tx, tx + len, blk + q * kb * mrow + within - tx)
                             tx += len
                         }
@@ -426,10 +489,10 @@ extension Fast {
                             for c in 0..<aa { (vs.p + c * vStride + off).update(repeating: 0, count: mPad - nt) }
                         }
                     } else if isPacked {
-                        var tx = 0
-                        while tx < tilesW {
-                            let t = rr * tilesW + tx, q = t / nr, within = t - q * nr
-                            let len = Swift.min(tilesW - tx, nr - within)
+                        var tx = txLo
+                        while tx < txHi {
+                            let t = rowStart + tx, q = t / nr, within = t - q * nr
+                            let len = Swift.min(txHi - tx, nr - within)
                             rowTransform(tx, tx + len, vs.p + q * inC * nr + ic * nr + within - tx)
                             tx += len
                         }
@@ -438,7 +501,7 @@ extension Fast {
                             for c in 0..<aa { (vs.p + c * vStride + off).update(repeating: 0, count: ntPad - nt) }
                         }
                     } else {
-                        rowTransform(0, tilesW, vs.p + ic * nt + rr * tilesW)
+                        rowTransform(txLo, txHi, vs.p + ic * nt + rowStart)
                     }
                 }
             }
@@ -482,15 +545,20 @@ extension Fast {
                 defer { s.deallocate() }
                 for item in range {
                     let oc = item / nrows, rr = item % nrows
-                    let row = r0 + rr, n = row / tilesH, ty = row % tilesH
-                    let base = swapped ? ms.p + rr * tilesW * outC + oc : ms.p + oc * nt + rr * tilesW
+                    let row = firstRow + rr, n = row / tilesH, ty = row % tilesH
+                    let (txLo, txHi) = cols(row), rowStart = row * tilesW - chunkLo
+                    // M of tile column tx at base + tx·ts (tx in txLo..<txHi)
+                    let base = swapped ? ms.p + rowStart * outC + oc : ms.p + oc * nt + rowStart
+                    // Output columns of the tiles txLo..<txHi (the C row stores every column up to its width: the next
+                    // tiles may be another worker's)
+                    let x0 = m * txLo, x1 = Swift.min(g.outW, m * txHi)
                     if useCOut {
                         let rowsOut = Swift.min(m, g.outH - ty * m)
-                        let out = ys.p + (n * outC + oc) * g.outPlane + ty * m * g.outW
-                        _ = zoo_wino_output_row(Int32(m), base, cs, Int32(tilesW), bs?.p[oc] ?? 0, clampOut, cLo, cHi,
-                                                out, g.outW, Int32(g.outW), Int32(rowsOut))
+                        let out = ys.p + (n * outC + oc) * g.outPlane + ty * m * g.outW + x0
+                        _ = zoo_wino_output_row(Int32(m), base + txLo, cs, Int32(txHi - txLo), bs?.p[oc] ?? 0, clampOut, cLo, cHi,
+                                                out, g.outW, Int32(x1 - x0), Int32(rowsOut))
                         if clampOut == 0 && act != .none {
-                            for i in 0..<rowsOut { applyActivation(act, out + i * g.outW, count: g.outW) }
+                            for i in 0..<rowsOut { applyActivation(act, out + i * g.outW, count: x1 - x0) }
                         }
                         continue
                     }
@@ -498,7 +566,7 @@ extension Fast {
                     for j in 0..<a {
                         @inline(__always) func mr(_ i: Int) -> UnsafeMutablePointer<Float> { base + (i * a + j) * cs }
                         @inline(__always) func sr(_ i: Int) -> UnsafeMutablePointer<Float> { s + (i * a + j) * tilesW }
-                        var tx = 0
+                        var tx = txLo
                         if m == 4 {
                             let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3), m4 = mr(4), m5 = mr(5)
                             let s0 = sr(0), s1 = sr(1), s2 = sr(2), s3 = sr(3)
@@ -508,13 +576,13 @@ extension Fast {
                             @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ v: SIMD4<Float>) {
                                 UnsafeMutableRawPointer(p + tx).storeBytes(of: v, as: SIMD4<Float>.self)
                             }
-                            while ts == 1 && tx + 4 <= tilesW {
+                            while ts == 1 && tx + 4 <= txHi {
                                 let q0 = ld(m0), q1 = ld(m1), q2 = ld(m2), q3 = ld(m3), q4 = ld(m4), q5 = ld(m5)
                                 let p12 = q1 + q2, d12 = q1 - q2, p34 = q3 + q4, d34 = q3 - q4
                                 st(s0, q0 + p12 + p34); st(s1, d12 + 2 * d34); st(s2, p12 + 4 * p34); st(s3, d12 + 8 * d34 + q5)
                                 tx += 4
                             }
-                            while tx < tilesW {
+                            while tx < txHi {
                                 let r = at4(m0[tx * ts], m1[tx * ts], m2[tx * ts], m3[tx * ts], m4[tx * ts], m5[tx * ts])
                                 s0[tx] = r.0; s1[tx] = r.1; s2[tx] = r.2; s3[tx] = r.3
                                 tx += 1
@@ -522,7 +590,7 @@ extension Fast {
                         } else {
                             let m0 = mr(0), m1 = mr(1), m2 = mr(2), m3 = mr(3)
                             let s0 = sr(0), s1 = sr(1)
-                            while ts == 1 && tx + 4 <= tilesW {
+                            while ts == 1 && tx + 4 <= txHi {
                                 let q0 = UnsafeRawPointer(m0 + tx).loadUnaligned(as: SIMD4<Float>.self)
                                 let q1 = UnsafeRawPointer(m1 + tx).loadUnaligned(as: SIMD4<Float>.self)
                                 let q2 = UnsafeRawPointer(m2 + tx).loadUnaligned(as: SIMD4<Float>.self)
@@ -531,7 +599,7 @@ extension Fast {
                                 UnsafeMutableRawPointer(s1 + tx).storeBytes(of: q1 - q2 - q3, as: SIMD4<Float>.self)
                                 tx += 4
                             }
-                            while tx < tilesW {
+                            while tx < txHi {
                                 s0[tx] = m0[tx * ts] + m1[tx * ts] + m2[tx * ts]; s1[tx] = m1[tx * ts] - m2[tx * ts] - m3[tx * ts]
                                 tx += 1
                             }
@@ -548,7 +616,7 @@ extension Fast {
                         @inline(__always) func sc(_ j: Int) -> UnsafeMutablePointer<Float> { s + (i * a + j) * tilesW }
                         if m == 4 {
                             let c0 = sc(0), c1 = sc(1), c2 = sc(2), c3 = sc(3), c4 = sc(4), c5 = sc(5)
-                            for tx in 0..<tilesW {
+                            for tx in txLo..<txHi {
                                 let r = at4(c0[tx], c1[tx], c2[tx], c3[tx], c4[tx], c5[tx])
                                 let o = out + 4 * tx
                                 if tx < fullTiles {
@@ -562,13 +630,13 @@ extension Fast {
                             }
                         } else {
                             let c0 = sc(0), c1 = sc(1), c2 = sc(2), c3 = sc(3)
-                            for tx in 0..<tilesW {
+                            for tx in txLo..<txHi {
                                 let o = out + 2 * tx
                                 o[0] = c0[tx] + c1[tx] + c2[tx] + bias
                                 if tx < fullTiles { o[1] = c1[tx] - c2[tx] - c3[tx] + bias }
                             }
                         }
-                        applyActivation(act, out, count: g.outW)
+                        applyActivation(act, out + x0, count: x1 - x0)
                     }
                 }
             }
@@ -576,11 +644,12 @@ extension Fast {
                 let c3 = DispatchTime.now().uptimeNanoseconds
                 tIn += c1 - c0; tGemm += c2 - c1; tOut += c3 - c2
             }
-            r0 += nrows
+            chunkLo = chunkHi
         }
         if prof {
-            FileHandle.standardError.write(String(format: "winograd F(%d) N%d %d→%d %dx%d chunks %d: in %.3f gemm %.3f out %.3f ms\n",
-                                                  m, g.batch, inC, outC, g.outH, g.outW, (rows + chunkRows - 1) / chunkRows,
+            FileHandle.standardError.write(String(format: "winograd F(%d) N%d %d→%d %dx%d tiles %d..<%d chunks %d: in %.3f gemm %.3f out %.3f ms\n",
+                                                  m, g.batch, inC, outC, g.outH, g.outW, tileRange.lowerBound, tileRange.upperBound,
+                                                  (tileRange.count + chunkRows * tilesW - 1) / (chunkRows * tilesW),
                                                   Double(tIn) / 1e6, Double(tGemm) / 1e6, Double(tOut) / 1e6).data(using: .utf8)!)
         }
     }
