@@ -42,6 +42,7 @@ final class RowBandTests: XCTestCase {
     /// cores: tens to hundreds of ns; a pool that never handed the flag over would hang, one that did not wait would read ~0).
     func testPlacementProbe() throws {
         let ns = try XCTUnwrap(WorkerPool.shared.roundTripNs(rounds: 2000))
+        print("pool round trip \(ns) ns, probe \(zoo_core_roundtrip_ns(20_000)) ns")
         XCTAssertGreaterThan(ns, 5)
         XCTAssertLessThan(ns, 100_000)
         let saved = Fast.rowBandsMode

@@ -132,14 +132,15 @@ extension Fast {
         return Swift.max(whole, spatialParts * split.scratch)
     }
 
-    /// At batch 1, a Winograd convolution whose transformed weights are at most this many floats is split by tile rows:
-    /// each worker transforms, multiplies and transforms back its own band of output rows (all channels), reading the
-    /// shared weights, so only the band edges' input rows cross between the cores. The chunked path instead splits the
-    /// input transform by channels and the α² products between the workers, so that most of V and M is written on one
-    /// core and read on the other (when the two vCPUs share no L3: resnet18 b1 21 ms against 14). Env
-    /// ZOO_WINO_SPATIAL_MAXU (0: off).
+    /// With row bands (`rowBands`), a Winograd convolution whose transformed weights are at most this many floats is split
+    /// by tiles: each worker transforms, multiplies and transforms back its own band of tiles (all channels), reading the
+    /// shared weights, so only the input rows at a band's edge cross between the cores. The chunked path instead splits
+    /// the input transform by channels and the α² products between the workers, so that much of V and M is written on
+    /// one core and read on the other. Every band streams all of the weights, though: on distant cores resnet18 b1 took
+    /// 20.4 ms with bands up to 2.5 MB of weights (layer1, layer2), 21.6 with layer3's 4 MB as well, 22.1 without bands
+    /// (bench/README.md, session 13). Env ZOO_WINO_SPATIAL_MAXU (0: no Winograd bands).
     nonisolated(unsafe) static var winogradSpatialMaxU =
-        Int(ProcessInfo.processInfo.environment["ZOO_WINO_SPATIAL_MAXU"] ?? "") ?? (1 << 21)
+        Int(ProcessInfo.processInfo.environment["ZOO_WINO_SPATIAL_MAXU"] ?? "") ?? 655_360
 
     /// A band's chunk budget (V and M, floats): a band's chunk is multiplied and transformed back on the core that wrote it,
     /// so it must stay in that core's L2. Env ZOO_WINO_BAND_CHUNK.
