@@ -134,9 +134,11 @@ final class RowBandTests: XCTestCase {
         let t = Fast.spatialParts
         let savedBlock = Fast.convBlockFloats
         defer { Fast.convBlockFloats = savedBlock }
-        Fast.convBlockFloats = 2000
-        // The stem of resnet18 at a smaller size (7×7 stride 2), and a 3×3 stride-2 convolution.
-        for (inC, outC, size, k, pad) in [(3, 8, [40, 38], 7, 3), (8, 16, [21, 18], 3, 1)] {
+        // Blocks of panels (im2col and GEMM per block), and whole-image im2col (staged in bands) then one GEMM.
+        for blockFloats in [2000, 1 << 30] {
+        Fast.convBlockFloats = blockFloats
+        // The stem of resnet18 at a smaller size (7×7 stride 2), a 3×3 and a 1×1 stride-2 convolution.
+        for (inC, outC, size, k, pad) in [(3, 8, [40, 38], 7, 3), (8, 16, [21, 18], 3, 1), (16, 64, [30, 28], 1, 0)] {
             let a = Conv2dAttrs(inChannels: inC, outChannels: outC, kernel: [k, k], stride: [2, 2], padding: Padding2D(pad))
             let g = Conv2dGeometry(conv: a, input: [1, inC] + size)
             let x = random(inC * g.inPlane), w = random(outC * inC * k * k), b = random(outC)
@@ -148,8 +150,9 @@ final class RowBandTests: XCTestCase {
                 var scratch = [Float](repeating: .nan, count: Fast.conv2dScratch(g))
                 Fast.conv2d(g, x: x, w: w, b: b, act: .none, y: &got, scratch: &scratch, threads: t, packed: pm)
                 let worst = zip(got, want).map { abs($0 - $1) }.max()!
-                XCTAssertLessThanOrEqual(worst, 1e-4, "bands \(on) \(g)")
+                XCTAssertLessThanOrEqual(worst, 1e-4, "bands \(on) block \(blockFloats) \(g)")
             }
+        }
         }
     }
 }
