@@ -135,9 +135,7 @@ extension Fast {
                 let n = r.count * o[3]
                 for c in 0..<o[1] {
                     let off = c * plane + r.lowerBound * o[3]
-                    let pa = as_.p + off, pb = bs.p + off, py = ys.p + off
-                    if multiply { for i in 0..<n { py[i] = pa[i] * pb[i] } } else { for i in 0..<n { py[i] = pa[i] + pb[i] } }
-                    applyActivation(act, py, count: n)
+                    contiguousBinary(multiply: multiply, as_.p + off, bs.p + off, ys.p + off, count: n, act: act)
                 }
             }
             return true
@@ -155,21 +153,29 @@ extension Fast {
                     offA += idx * sa[d]; offB += idx * sb[d]
                 }
                 let pa = as_.p + offA, pb = bs.p + offB, py = ys.p + row * inner
+                if ia == 1 && ib == 1 { contiguousBinary(multiply: multiply, pa, pb, py, count: inner, act: act); continue }
                 switch (multiply, ia, ib) {
-                case (false, 1, 1) where act == .relu: for i in 0..<inner { py[i] = Swift.max(pa[i] + pb[i], 0) }
-                case (false, 1, 1): for i in 0..<inner { py[i] = pa[i] + pb[i] }
                 case (false, 1, 0): let v = pb[0]; for i in 0..<inner { py[i] = pa[i] + v }
                 case (false, 0, 1): let v = pa[0]; for i in 0..<inner { py[i] = v + pb[i] }
-                case (true, 1, 1): for i in 0..<inner { py[i] = pa[i] * pb[i] }
                 case (true, 1, 0): let v = pb[0]; for i in 0..<inner { py[i] = pa[i] * v }
                 case (true, 0, 1): let v = pa[0]; for i in 0..<inner { py[i] = v * pb[i] }
                 default:
                     for i in 0..<inner { py[i] = multiply ? pa[i * ia] * pb[i * ib] : pa[i * ia] + pb[i * ib] }
                 }
-                if act != .none && !(act == .relu && !multiply && ia == 1 && ib == 1) { applyActivation(act, py, count: inner) }
+                applyActivation(act, py, count: inner)
             }
         }
         return false
+    }
+
+    /// y = a + b (or a · b) over `count` contiguous elements, then the activation (fused into the loop for an add + ReLU).
+    @inline(__always)
+    static func contiguousBinary(multiply: Bool, _ pa: UnsafePointer<Float>, _ pb: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+                                 count n: Int, act: Activation) {
+        if multiply { for i in 0..<n { py[i] = pa[i] * pb[i] } }
+        else if act == .relu { for i in 0..<n { py[i] = Swift.max(pa[i] + pb[i], 0) }; return }
+        else { for i in 0..<n { py[i] = pa[i] + pb[i] } }
+        applyActivation(act, py, count: n)
     }
 
     /// Concatenation along an axis by block copies.

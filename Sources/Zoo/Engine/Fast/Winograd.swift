@@ -124,6 +124,12 @@ extension Fast {
     }
     nonisolated(unsafe) static var winogradContiguousProducts = ProcessInfo.processInfo.environment["ZOO_WINO_CONTIG"] != "0"
 
+    /// Whether the packed products of chunks of up to `ntMax` tiles run transposed (`winogradSwapSmall`): NR-column panels
+    /// more than 1/3 padding.
+    static func winogradSwaps(ntMax: Int) -> Bool {
+        winogradSwapSmall && ntMax * 4 < (ntMax + gemmNR - 1) / gemmNR * gemmNR * 3
+    }
+
     static func winogradScratch(_ g: Conv2dGeometry) -> Int {
         let m = winogradTile(g)
         if m == 0 { return 0 }
@@ -299,19 +305,18 @@ extension Fast {
                                       weightCache: ConvWeightCache? = nil) {
         let m = winogradTile(g) == 4 ? 4 : 2
         let (rows, wholeChunkRows, _) = winogradChunk(g, tile: m)
+        let tilesW = (g.outW + m - 1) / m, tiles = rows * tilesW
         if let split = winogradSpatialSplit(g, tile: m, threads: threads) {
             // Row bands, one per worker (task t runs on thread t: the same band on the same core in every layer).
             let xs = SendConstPtr(x), ys = SendPtr(y), ss = SendPtr(scratch), ws = SendConstPtr(w), bs = b.map(SendConstPtr.init)
             if let weightCache, winogradPackedGemm {
                 // Build the cached weights once, on all workers, before the bands read them.
-                let tilesW = (g.outW + m - 1) / m, ntMax = split.chunkRows * tilesW
-                if winogradSwapSmall && ntMax * 4 < (ntMax + gemmNR - 1) / gemmNR * gemmNR * 3 {
+                if winogradSwaps(ntMax: split.chunkRows * tilesW) {
                     _ = weightCache.winogradPackedT(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
                 } else {
                     _ = weightCache.winogradPacked(w, outC: g.outC, inC: g.inC, tile: m, threads: threads)
                 }
             }
-            let tiles = rows * ((g.outW + m - 1) / m)
             parallelTasks(threads, threads: threads) { t in
                 winogradRows(g, tile: m, tiles: band(tiles, t, threads), chunkRows: split.chunkRows,
                              x: xs.p, w: ws.p, b: bs?.p, act: act, y: ys.p, scratch: ss.p + t * split.scratch, threads: 1,
@@ -319,7 +324,7 @@ extension Fast {
             }
             return
         }
-        winogradRows(g, tile: m, tiles: 0..<rows * ((g.outW + m - 1) / m), chunkRows: wholeChunkRows, x: x, w: w, b: b, act: act, y: y, scratch: scratch,
+        winogradRows(g, tile: m, tiles: 0..<tiles, chunkRows: wholeChunkRows, x: x, w: w, b: b, act: act, y: y, scratch: scratch,
                      threads: threads, weightCache: weightCache)
     }
 
@@ -338,7 +343,7 @@ extension Fast {
         // (NR-column panels more than 1/3 padding: e.g. 16 tiles of a 7² plane in 48 columns) the product runs
         // transposed, Mᵀ[c] = Vᵀ[c] · Uᵀ[c]: tiles on the MR-row side, Uᵀ pre-packed as NR-column panels.
         let usePacked = weightCache != nil && winogradPackedGemm
-        let swapped = usePacked && winogradSwapSmall && ntMax * 4 < (ntMax + nr - 1) / nr * nr * 3
+        let swapped = usePacked && winogradSwaps(ntMax: ntMax)
         let packedU: [PackedMatrix]? = usePacked && !swapped
             ? weightCache!.winogradPacked(w, outC: outC, inC: inC, tile: m, threads: threads) : nil
         let packedUT: [Buffer]? = swapped ? weightCache!.winogradPackedT(w, outC: outC, inC: inC, tile: m, threads: threads) : nil
