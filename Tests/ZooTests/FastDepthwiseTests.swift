@@ -219,6 +219,72 @@ final class FastTapConvTests: XCTestCase {
         try check(batch: 3, inC: 1, outC: 6, h: 28, w: 28, k: 5, stride: 1, pad: (2, 2, 2, 2), act: .relu, threads: 2)
         try check(batch: 1, inC: 2, outC: 9, h: 21, w: 70, k: 3, stride: 1, pad: (1, 1, 1, 1), dil: 2, act: .relu, threads: 3)
         try check(batch: 1, inC: 3, outC: 8, h: 5, w: 5, k: 3, stride: 2, pad: (0, 0, 0, 0), act: .clip(-1, 1), threads: 2)
+        // Image stems beyond 32 taps: resnet18's and googlenet's 7×7/2, pad 3, 3→64 (147 taps), and a 4-channel 5×5 one.
+        try check(batch: 1, inC: 3, outC: 64, h: 64, w: 64, k: 7, stride: 2, pad: (3, 3, 3, 3), act: .relu, threads: 2)
+        try check(batch: 2, inC: 3, outC: 20, h: 45, w: 37, k: 7, stride: 2, pad: (3, 3, 3, 3), act: .none, threads: 2)
+        try check(batch: 1, inC: 4, outC: 9, h: 30, w: 31, k: 5, stride: 1, pad: (2, 2, 2, 2), act: .relu, threads: 2)
+    }
+
+    func testTapConvTakesStemsOnly() throws {
+        try XCTSkipIf(zoo_kernels_simd() == 0, "no AVX-512F or AVX2 on this CPU")
+        func geo(_ inC: Int, _ k: Int) -> Conv2dGeometry {
+            Conv2dGeometry(batch: 1, inC: inC, inH: 32, inW: 32, outC: 16, outH: 16, outW: 16, kH: k, kW: k, strideH: 2, strideW: 2,
+                           padTop: k / 2, padLeft: k / 2, dilH: 1, dilW: 1, groups: 1)
+        }
+        XCTAssertTrue(Fast.tapConvApplies(geo(3, 7), act: .relu))
+        XCTAssertFalse(Fast.tapConvApplies(geo(5, 3), act: .relu))   // 45 taps, not a stem
+        XCTAssertFalse(Fast.tapConvApplies(geo(3, 9), act: .relu))   // 243 taps
+        let saved = Fast.tapConvStems
+        defer { Fast.tapConvStems = saved }
+        Fast.tapConvStems = false
+        XCTAssertFalse(Fast.tapConvApplies(geo(3, 7), act: .relu))
+    }
+}
+
+/// Strided, unpadded 1×1 convolutions (resnet's downsample) as a subsampling copy plus `pointwiseInPlace`, against the
+/// reference and against the packed-GEMM path they otherwise take.
+final class StridedPointwiseTests: XCTestCase {
+    func check(batch: Int, inC: Int, outC: Int, h: Int, w: Int, stride: (Int, Int), padEnd: (Int, Int) = (0, 0), act: Activation,
+               threads: Int, expectFast: Bool, line: UInt = #line) throws {
+        let oh = (h + padEnd.0 - 1) / stride.0 + 1, ow = (w + padEnd.1 - 1) / stride.1 + 1
+        let g = Conv2dGeometry(batch: batch, inC: inC, inH: h, inW: w, outC: outC, outH: oh, outW: ow, kH: 1, kW: 1,
+                               strideH: stride.0, strideW: stride.1, padTop: 0, padLeft: 0, dilH: 1, dilW: 1, groups: 1)
+        XCTAssertEqual(Fast.stridedPointwiseApplies(g, act: act), expectFast && zoo_kernels_simd() != 0, line: line)
+        var rng = SeededRandom(seed: UInt64(inC * 13 + h * 5 + w))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(batch * inC * h * w), wt = random(outC * inC), b = random(outC)
+        var want = [Float](repeating: 0, count: batch * outC * oh * ow)
+        x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
+            Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, y: &want)
+            let pre = want
+            Reference.activation(act, count: want.count, x: pre, y: &want)
+            let saved = Fast.stridedPointwiseOn
+            defer { Fast.stridedPointwiseOn = saved }
+            for on in [true, false] {
+                Fast.stridedPointwiseOn = on
+                var got = [Float](repeating: .nan, count: want.count)
+                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
+                let pm = PackedMatrix(m: outC, k: inC, a: wp.baseAddress!, lda: inC)
+                let pw = PointwisePacked(m: outC, k: inC, w: wp.baseAddress!)
+                Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, act: act, y: &got, scratch: &scratch,
+                            threads: threads, packed: pm, pointwisePacked: pw)
+                let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()),
+                                         "strided 1×1 \(on) N\(batch) \(inC)→\(outC) \(h)×\(w) s\(stride)", line: line)
+            }
+        } } }
+    }
+
+    func testStridedPointwiseMatchesReference() throws {
+        // resnet18's downsamples (56² → 28², 64 → 128; 7² output, 256 → 512), odd sizes, stride 3, unequal strides.
+        try check(batch: 1, inC: 64, outC: 128, h: 56, w: 56, stride: (2, 2), act: .none, threads: 2, expectFast: true)
+        try check(batch: 2, inC: 256, outC: 40, h: 14, w: 14, stride: (2, 2), act: .relu, threads: 2, expectFast: true)
+        try check(batch: 3, inC: 17, outC: 9, h: 15, w: 13, stride: (3, 2), act: .clip(-0.5, 0.5), threads: 3, expectFast: true)
+        try check(batch: 1, inC: 5, outC: 7, h: 9, w: 11, stride: (1, 2), act: .relu, threads: 1, expectFast: true)
+        // Padding at the end that a sampled position falls on: left to the packed GEMM, same results.
+        try check(batch: 1, inC: 8, outC: 16, h: 8, w: 8, stride: (2, 2), padEnd: (1, 1), act: .none, threads: 2, expectFast: false)
+        // Sigmoid is not an in-place epilogue: packed GEMM.
+        try check(batch: 1, inC: 8, outC: 16, h: 8, w: 8, stride: (2, 2), act: .sigmoid, threads: 2, expectFast: false)
     }
 }
 

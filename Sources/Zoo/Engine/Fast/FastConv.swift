@@ -48,14 +48,16 @@ extension Fast {
     /// Scratch floats `conv2d` needs for this geometry.
     public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
         Swift.max(convTile(g).scratch, winogradScratch(g),
-                  packedConvApplies(g) ? packedBFloats(k: g.inCPerGroup * g.kH * g.kW, n: g.outPlane) : 0)
+                  packedConvApplies(g) ? packedBFloats(k: g.inCPerGroup * g.kH * g.kW, n: g.outPlane) : 0,
+                  subsampledPointwise(g) != nil ? g.batch * g.inC * g.outPlane : 0)
     }
 
     /// Whether `conv2d` writes this convolution in row bands (`rowBands`): Winograd convolutions that split by tile rows,
     /// and the packed-GEMM convolution, whose pixel panels go to the workers in contiguous halves of the plane.
     static func conv2dWritesBands(_ g: Conv2dGeometry, act: Activation, threads: Int) -> Bool {
         guard bandParts(batch: g.batch, threads: threads) > 0 else { return false }
-        if pointwiseInPlaceApplies(g, act: act) || tapConvApplies(g, act: act) || isDepthwise(g) { return false }
+        if pointwiseInPlaceApplies(g, act: act) || stridedPointwiseApplies(g, act: act) || tapConvApplies(g, act: act)
+            || isDepthwise(g) { return false }
         if packedConvApplies(g) { return true }
         let m = winogradTile(g)
         return m != 0 && winogradSpatialSplit(g, tile: m, threads: threads) != nil
@@ -78,6 +80,10 @@ extension Fast {
                 pointwiseInPlace(g, x: x, w: pointwisePacked, b: b, act: act, y: y, threads: threads); return
             }
             if tapConvApplies(g, act: act) { tapConv(g, x: x, w: pointwisePacked, b: b, act: act, y: y, threads: threads); return }
+            if let s = subsampledPointwise(g), pointwiseInPlaceApplies(s, act: act), let scratch {
+                subsample(g, x: x, into: scratch, threads: threads)
+                pointwiseInPlace(s, x: scratch, w: pointwisePacked, b: b, act: act, y: y, threads: threads); return
+            }
         }
         if isDepthwise(g) {
             if !depthwiseDirect && depthwiseStagedApplies(g) {
