@@ -99,7 +99,8 @@ final class RowBandTests: XCTestCase {
     func testMaxPoolBandsMatchReference() {
         let t = Fast.spatialParts
         for (size, attrs) in [([9, 11], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1))),
-                              ([16, 16], Pool2dAttrs(kernel: [2, 2])), ([13, 20], Pool2dAttrs(kernel: [3, 3], stride: [1, 1]))] {
+                              ([16, 16], Pool2dAttrs(kernel: [2, 2])), ([13, 20], Pool2dAttrs(kernel: [3, 3], stride: [1, 1])),
+                              ([57, 70], Pool2dAttrs(kernel: [3, 3], stride: [2, 2], padding: Padding2D(1)))] {
             let g = Pool2dGeometry(pool: attrs, input: [1, 5] + size)
             let x = random(5 * size[0] * size[1])
             var want = [Float](repeating: 0, count: 5 * g.outH * g.outW)

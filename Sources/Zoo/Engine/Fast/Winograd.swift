@@ -358,6 +358,14 @@ extension Fast {
         let xs = SendConstPtr(x), ys = SendPtr(y), us = SendConstPtr(u?.p ?? scratch)
         let bs = b.map(SendConstPtr.init)
         let isPacked = packedU != nil
+        // The packed products' pointers in a plain table: reading them through the [Buffer] / [PackedMatrix] arrays inside
+        // the workers' closures touched the objects' reference counts from both cores on every product.
+        let table = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: aa)
+        defer { table.deallocate() }
+        for c in 0..<aa {
+            if let put = packedUT { table[c] = UnsafePointer(put[c].p) } else if let pu = packedU { table[c] = UnsafePointer(pu[c].p) }
+        }
+        let uTable = UnsafeSendableBox(UnsafePointer(table))
         // M[c]: outC × nt, or (swapped) nt × outC; `ts` is the stride between tiles.
         let ts = swapped ? outC : 1
         let prof = winogradProfile
@@ -514,16 +522,16 @@ extension Fast {
             let c1 = prof ? DispatchTime.now().uptimeNanoseconds : 0
             // M[c] = U[c] · V[c]; products `cs` floats apart
             let cs = winogradSkew(outC * nt)
-            if let put = packedUT {
+            if packedUT != nil {
                 let mp = mPad / mrow, np = (outC + nr - 1) / nr
                 productTasks(aa, threads: threads) { c in
-                    zoo_gemm_compute(Int32(nt), Int32(outC), Int32(inC), vs.p + c * vStride, put[c].p, ms.p + c * cs, Int32(outC),
+                    zoo_gemm_compute(Int32(nt), Int32(outC), Int32(inC), vs.p + c * vStride, uTable.value[c], ms.p + c * cs, Int32(outC),
                                      nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
                 }
-            } else if let pu = packedU {
+            } else if packedU != nil {
                 let mp = (outC + gemmMR - 1) / gemmMR, np = ntPad / nr
                 productTasks(aa, threads: threads) { c in
-                    zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), pu[c].p, vs.p + c * vStride, ms.p + c * cs, Int32(nt),
+                    zoo_gemm_compute(Int32(outC), Int32(nt), Int32(inC), uTable.value[c], vs.p + c * vStride, ms.p + c * cs, Int32(nt),
                                      nil, 0, 0, 0, 0, Int32(mp), 0, Int32(np))
                 }
             } else if winogradSplitGemms {
