@@ -474,7 +474,8 @@ public final class Executor {
             } else if fast {
                 // Folded (forward) and unfolded (forwardAll) weights of one node need caches of their own.
                 let cache = weightCache(step.node * 2 + (step.folded ? 1 : 0))
-                let wantPacked = Fast.packedConvApplies(geo) && !Fast.stridedPointwiseApplies(geo, act: step.act)
+                let wantRowConv = Fast.rowConvApplies(geo, act: step.act)
+                let wantPacked = Fast.packedConvApplies(geo) && !Fast.stridedPointwiseApplies(geo, act: step.act) && !wantRowConv
                 let key = step.node * 2 + (step.folded ? 1 : 0)
                 func packed(_ w: UnsafePointer<Float>) -> PackedMatrix? {
                     guard wantPacked else { return nil }
@@ -487,15 +488,21 @@ public final class Executor {
                     guard wantPointwise else { return nil }
                     return store.pointwise(key) { PointwisePacked(m: geo.outC, k: geo.inCPerGroup * geo.kH * geo.kW, w: w) }
                 }
+                func rowConv(_ w: UnsafePointer<Float>) -> RowConvPacked? {
+                    guard wantRowConv else { return nil }
+                    return store.rowConv(key) { RowConvPacked(geo, w: w, parts: t) }
+                }
                 if step.folded, let f = folded[step.node] {
                     f.w.withUnsafeBufferPointer { w in f.b.withUnsafeBufferPointer { b in
                         Fast.conv2d(geo, x: x, w: w.baseAddress!, b: b.baseAddress!, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    packed: packed(w.baseAddress!), weightCache: cache, pointwisePacked: pointwise(w.baseAddress!))
+                                    packed: packed(w.baseAddress!), weightCache: cache, pointwisePacked: pointwise(w.baseAddress!),
+                                    rowConvPacked: rowConv(w.baseAddress!))
                     } }
                 } else {
                     withParams(node, a.bias ? ["weight", "bias"] : ["weight"]) { p in
                         Fast.conv2d(geo, x: x, w: p[0], b: a.bias ? p[1] : nil, act: step.act, y: y.p, scratch: scratch.p, threads: t,
-                                    packed: packed(p[0]), weightCache: cache, pointwisePacked: pointwise(p[0]))
+                                    packed: packed(p[0]), weightCache: cache, pointwisePacked: pointwise(p[0]),
+                                    rowConvPacked: rowConv(p[0]))
                     }
                 }
             } else {
@@ -684,6 +691,8 @@ final class WeightStore: @unchecked Sendable {
     func cache(_ key: Int) -> ConvWeightCache { made(\.caches, key) { ConvWeightCache() } }
     func packed(_ key: Int, make: () -> PackedMatrix) -> PackedMatrix { made(\.packedWeights, key, make) }
     func pointwise(_ key: Int, make: () -> PointwisePacked) -> PointwisePacked { made(\.pointwiseWeights, key, make) }
+    private var rowConvWeights: [Int: RowConvPacked] = [:]
+    func rowConv(_ key: Int, make: () -> RowConvPacked) -> RowConvPacked { made(\.rowConvWeights, key, make) }
 
     /// The entry of `table` for `key`, made (under the lock) on first use.
     private func made<T>(_ table: ReferenceWritableKeyPath<WeightStore, [Int: T]>, _ key: Int, _ make: () -> T) -> T {

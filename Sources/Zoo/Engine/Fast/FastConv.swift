@@ -49,7 +49,8 @@ extension Fast {
     public static func conv2dScratch(_ g: Conv2dGeometry) -> Int {
         Swift.max(convTile(g).scratch, winogradScratch(g),
                   packedConvApplies(g) ? packedBFloats(k: g.inCPerGroup * g.kH * g.kW, n: g.outPlane) : 0,
-                  subsampledPointwise(g) != nil ? g.batch * g.inC * g.outPlane : 0)
+                  subsampledPointwise(g) != nil ? g.batch * g.inC * g.outPlane : 0,
+                  rowConvApplies(g, act: .none) ? rowConvScratch(g) : 0)
     }
 
     /// Whether `conv2d` writes this convolution in row bands (`rowBands`): Winograd convolutions that split by tile rows,
@@ -57,7 +58,7 @@ extension Fast {
     static func conv2dWritesBands(_ g: Conv2dGeometry, act: Activation, threads: Int) -> Bool {
         guard bandParts(batch: g.batch, threads: threads) > 0 else { return false }
         if pointwiseInPlaceApplies(g, act: act) || stridedPointwiseApplies(g, act: act) || tapConvApplies(g, act: act)
-            || isDepthwise(g) { return false }
+            || rowConvApplies(g, act: act) || isDepthwise(g) { return false }
         if packedConvApplies(g) { return true }
         let m = winogradTile(g)
         return m != 0 && winogradSpatialSplit(g, tile: m, threads: threads) != nil
@@ -74,7 +75,12 @@ extension Fast {
                               act: Activation, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>?, threads: Int,
                               packed: PackedMatrix? = nil, weightCache: ConvWeightCache? = nil,
                               /// Weights packed for `pointwiseInPlace` / `tapConv` ([outC, inC·kH·kW]); used when they apply.
-                              pointwisePacked: PointwisePacked? = nil) {
+                              pointwisePacked: PointwisePacked? = nil,
+                              /// Transposed raw weights for `rowConv` (narrow planes at batch 1); used when it applies.
+                              rowConvPacked: RowConvPacked? = nil) {
+        if let rowConvPacked, let scratch, rowConvApplies(g, act: act) {
+            rowConv(g, x: x, w: rowConvPacked, b: b, act: act, y: y, scratch: scratch, threads: threads); return
+        }
         if let pointwisePacked, pointwisePacked.k == g.inCPerGroup * g.kH * g.kW {
             if pointwiseInPlaceApplies(g, act: act) {
                 pointwiseInPlace(g, x: x, w: pointwisePacked, b: b, act: act, y: y, threads: threads); return

@@ -1,0 +1,66 @@
+import XCTest
+import CGemm
+@testable import Zoo
+
+/// `Fast.rowConv` (narrow planes at batch 1: output pixels as the GEMM's 8-row panels, raw weights transposed) against the
+/// plain reference convolution, over strides, padding, dilation, channel counts off the 16/48 grid and worker counts.
+final class RowConvTests: XCTestCase {
+    func check(inC: Int, outC: Int, h: Int, w: Int, k: Int, stride: Int, pad: Int, dil: Int = 1, act: Activation, threads: Int,
+               line: UInt = #line) throws {
+        try XCTSkipIf(Fast.gemmLevel != 2, "the row-panel convolution needs the AVX-512 GEMM")
+        let oh = (h + 2 * pad - dil * (k - 1) - 1) / stride + 1, ow = (w + 2 * pad - dil * (k - 1) - 1) / stride + 1
+        let g = Conv2dGeometry(batch: 1, inC: inC, inH: h, inW: w, outC: outC, outH: oh, outW: ow, kH: k, kW: k,
+                               strideH: stride, strideW: stride, padTop: pad, padLeft: pad, dilH: dil, dilW: dil, groups: 1)
+        XCTAssertTrue(Fast.rowConvApplies(g, act: act), "\(g)", line: line)
+        var rng = SeededRandom(seed: UInt64(inC * 7 + outC * 3 + h))
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
+        let x = random(inC * h * w), wt = random(outC * inC * k * k), b = random(outC)
+        var want = [Float](repeating: 0, count: outC * oh * ow)
+        Reference.conv2d(g, x: x, w: wt, b: b, y: &want)
+        let pre = want
+        Reference.activation(act, count: want.count, x: pre, y: &want)
+        let packed = wt.withUnsafeBufferPointer { RowConvPacked(g, w: $0.baseAddress!, parts: threads) }
+        XCTAssertEqual(packed.parts.map(\.n).reduce(0, +), outC, line: line)
+        var got = [Float](repeating: .nan, count: want.count)
+        var scratch = [Float](repeating: .nan, count: Fast.conv2dScratch(g))
+        Fast.conv2d(g, x: x, w: wt, b: b, act: act, y: &got, scratch: &scratch, threads: threads, rowConvPacked: packed)
+        let worst = zip(got, want).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(worst, 2e-5 * Float(inC * k * k).squareRoot(), "\(g) \(act) threads \(threads)", line: line)
+    }
+
+    func testRowConvMatchesReference() throws {
+        // resnet18 layer4 shapes at reduced channel counts: 3×3 stride 1 on 7×7, 3×3 stride 2 from 14×14
+        try check(inC: 64, outC: 96, h: 7, w: 7, k: 3, stride: 1, pad: 1, act: .relu, threads: 2)
+        try check(inC: 32, outC: 64, h: 14, w: 14, k: 3, stride: 2, pad: 1, act: .none, threads: 2)
+        // K across several KC blocks with a channel split between blocks; outC off the 16 grid; one and three workers
+        try check(inC: 100, outC: 70, h: 7, w: 7, k: 3, stride: 1, pad: 1, act: .clip(-0.5, 0.5), threads: 3)
+        try check(inC: 30, outC: 17, h: 8, w: 6, k: 3, stride: 1, pad: 1, act: .relu, threads: 1)
+        // 8-wide rows (no padding slot), odd heights, stride 2 from odd sizes, dilation, a 5×5 kernel, no padding
+        try check(inC: 40, outC: 48, h: 11, w: 8, k: 3, stride: 1, pad: 1, act: .none, threads: 2)
+        try check(inC: 29, outC: 33, h: 15, w: 13, k: 3, stride: 2, pad: 1, act: .relu, threads: 2)
+        try check(inC: 32, outC: 32, h: 9, w: 10, k: 3, stride: 1, pad: 1, dil: 2, act: .none, threads: 2)
+        try check(inC: 16, outC: 20, h: 9, w: 10, k: 5, stride: 1, pad: 0, act: .relu, threads: 2)
+        // staging rows longer than one vector or strides above 2 (the scalar staging): 7×7 stride 3, 7×7 dilation 2
+        try check(inC: 8, outC: 24, h: 22, w: 22, k: 7, stride: 3, pad: 3, act: .relu, threads: 2)
+        try check(inC: 8, outC: 16, h: 18, w: 19, k: 7, stride: 1, pad: 0, dil: 2, act: .none, threads: 2)
+    }
+
+    func testRowConvTakesNarrowSingleImagesOnly() throws {
+        try XCTSkipIf(Fast.gemmLevel != 2, "the row-panel convolution needs the AVX-512 GEMM")
+        func geo(batch: Int = 1, inC: Int = 64, hw: Int = 7, k: Int = 3) -> Conv2dGeometry {
+            Conv2dGeometry(batch: batch, inC: inC, inH: hw, inW: hw, outC: 64, outH: hw, outW: hw, kH: k, kW: k, strideH: 1,
+                           strideW: 1, padTop: k / 2, padLeft: k / 2, dilH: 1, dilW: 1, groups: 1)
+        }
+        XCTAssertTrue(Fast.rowConvApplies(geo(), act: .relu))
+        XCTAssertFalse(Fast.rowConvApplies(geo(batch: 2), act: .relu))
+        XCTAssertFalse(Fast.rowConvApplies(geo(hw: 14), act: .relu))      // 14-wide rows: Winograd
+        XCTAssertFalse(Fast.rowConvApplies(geo(hw: 4), act: .relu))       // half a panel of padding
+        XCTAssertFalse(Fast.rowConvApplies(geo(inC: 16), act: .relu))     // K = 144
+        XCTAssertFalse(Fast.rowConvApplies(geo(k: 1), act: .relu))        // 1×1: the in-place pointwise kernel
+        XCTAssertFalse(Fast.rowConvApplies(geo(), act: .sigmoid))
+        let saved = Fast.rowConvOn
+        defer { Fast.rowConvOn = saved }
+        Fast.rowConvOn = false
+        XCTAssertFalse(Fast.rowConvApplies(geo(), act: .relu))
+    }
+}
