@@ -87,12 +87,14 @@ extension Fast {
         // Every chunk streams all α² transformed weight matrices (α²·inC·outC floats) again; a chunk whose V and M
         // outgrow L2 writes and reads them from farther away. Of the L2-sized chunks (`winogradChunkFloats`) and
         // large ones (`winogradLargeChunkFloats`), the choice moves fewer floats beyond L2: per chunk U, plus 2·(V + M)
-        // when they spill (more than 1.25× the budget: 2 MB). resnet18 b8: 56² and 28² take small chunks, 14² and 7²
-        // (2.4–9.4 M weight floats) large ones; b8 step 99.4 → 95.6 ms.
+        // when they spill (more than the budget). resnet18 b8: 56² and 28² take small chunks, 14² and 7²
+        // (2.4–9.4 M weight floats) large ones; b8 step 99.4 → 95.6 ms. The spill line was 1.25× the budget (2 MB, for a
+        // Xeon's 2 MB L2); at the budget itself resnet18 b1's 28² layers (451 000 floats in one chunk) take two chunks:
+        // 0.35–0.42 → 0.29–0.33 ms each on Zen 5 (1 MB L2), while its 14² layers (399 000 floats) stay whole.
         let nr = gemmNR
         let u = a * a * g.inC * g.outC
         func cost(_ cr: Int) -> Int {
-            (rows + cr - 1) / cr * u + (perRow * cr > smallFloats * 5 / 4 ? 2 * perRow * rows : 0)
+            (rows + cr - 1) / cr * u + (perRow * cr > smallFloats ? 2 * perRow * rows : 0)
         }
         let small = Swift.max(1, Swift.min(rows, smallFloats / perRow))
         let large = Swift.max(small, Swift.min(rows, largeFloats / perRow))
