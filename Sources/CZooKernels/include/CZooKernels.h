@@ -41,14 +41,6 @@ int zoo_dwc(int nch, const float *x, ptrdiff_t xcs, const float *wk, const float
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out);
 
-/// Output rows [oy0, oy1) of 3×3 stride-2 max pooling (dilation 1, padding top/left 0 or 1, -inf outside the plane; ceil
-/// mode's partial windows included) read straight from one inH × inW plane: the three input rows' maximum into `tmp`
-/// (at least zoo_maxpool3s2_tmp_floats), then the three columns' by even/odd lane permutes. NaN propagates (the rule of
-/// zoo_maxpool_plane, taken column-wise then row-wise). AVX-512F only: returns 0 without writing when unsupported.
-size_t zoo_maxpool3s2_tmp_floats(ptrdiff_t inW, ptrdiff_t outW);
-int zoo_maxpool3s2_rows(const float *plane, ptrdiff_t inH, ptrdiff_t inW, int padTop, int padLeft, ptrdiff_t outW, ptrdiff_t oy0,
-                        ptrdiff_t oy1, float *out, float *tmp);
-
 /// 1×1 convolution weights packed for zoo_pw_compute: 8-row panels, panel p holding k × 8 floats (row i of the panel
 /// at kk*8 + i; zero rows past m).
 size_t zoo_pw_packed_floats(int m, int k);

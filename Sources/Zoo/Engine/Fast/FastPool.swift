@@ -21,7 +21,6 @@ extension Fast {
     @discardableResult
     public static func maxPool2d(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int,
                                  bands: Bool = false) -> Bool {
-        if let banded = maxPool3s2(g, x: x, y: y, threads: threads, bands: bands) { return banded }
         if !maxPoolSeparable && (g.strideW == 1 || g.strideW == 2) && g.outH > 0 && g.outW > 0 {
             return maxPoolStaged(g, x: x, y: y, threads: threads, bands: bands)
         }
@@ -176,43 +175,6 @@ extension Fast {
     /// Max pooling with horizontal stride 1 or 2 through the depthwise kernel's staging: each plane is copied once
     /// into a −∞-padded, stride-deinterleaved buffer (`DepthwiseStage`), then each output row is 16 (or 8) columns at
     /// a time, taps in (ky, kx) order with the same NaN-propagating rule as the scalar path.
-    /// `ZOO_MAXPOOL3S2=0` sends 3×3/2 max pooling back to the staged path (A/B switch).
-    nonisolated(unsafe) static var maxPool3s2On = ProcessInfo.processInfo.environment["ZOO_MAXPOOL3S2"] != "0"
-
-    /// 3×3 stride-2 max pooling (padding 0 or 1, dilation 1) read straight from the planes (`zoo_maxpool3s2_rows`): tasks of
-    /// planes, or with `bands` each worker its band of every plane. nil where it does not apply; else whether it ran in bands.
-    static func maxPool3s2(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int,
-                           bands: Bool) -> Bool? {
-        guard maxPool3s2On, !maxPoolSeparable, g.kH == 3, g.kW == 3, g.strideH == 2, g.strideW == 2, g.dilH == 1, g.dilW == 1,
-              (0...1).contains(g.padTop), (0...1).contains(g.padLeft), g.outH > 0, g.outW > 0, g.inH > 0, g.inW > 0,
-              zoo_kernels_simd() == 2 else { return nil }
-        let xs = SendConstPtr(x), ys = SendPtr(y)
-        let inPlane = g.inH * g.inW, outPlane = g.outH * g.outW
-        let tmpFloats = Int(zoo_maxpool3s2_tmp_floats(g.inW, g.outW))
-        let parts = bands ? bandParts(batch: g.batch, threads: threads) : 0
-        if parts > 0 && g.outH >= 2 * parts {
-            parallelTasks(parts, threads: threads) { t in
-                let ob = band(g.outH, t, parts)
-                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: tmpFloats)
-                defer { tmp.deallocate() }
-                for p in 0..<g.planes {
-                    _ = zoo_maxpool3s2_rows(xs.p + p * inPlane, g.inH, g.inW, Int32(g.padTop), Int32(g.padLeft), g.outW,
-                                            ob.lowerBound, ob.upperBound, ys.p + p * outPlane + ob.lowerBound * g.outW, tmp)
-                }
-            }
-            return true
-        }
-        parallelFor(g.planes, threads: threads, grain: Swift.max(1, 4096 / outPlane)) { range in
-            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: tmpFloats)
-            defer { tmp.deallocate() }
-            for p in range {
-                _ = zoo_maxpool3s2_rows(xs.p + p * inPlane, g.inH, g.inW, Int32(g.padTop), Int32(g.padLeft), g.outW, 0, g.outH,
-                                        ys.p + p * outPlane, tmp)
-            }
-        }
-        return false
-    }
-
     static func maxPoolStaged(_ g: Pool2dGeometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int,
                               bands: Bool = false) -> Bool {
         let sw = StageWindow(g)
