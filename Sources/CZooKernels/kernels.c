@@ -1,6 +1,7 @@
 // AVX-512F kernels chosen at run time (function-level target attributes; no CPU flags for the whole target).
 #include "CZooKernels.h"
 #include <immintrin.h>
+#include <cpuid.h>
 #include "avx2_common.h"
 #include <stdlib.h>
 
@@ -25,6 +26,13 @@ int zoo_kernels_avx2(void) {
 static int avx2_on = -1, simd_cap = 2;
 void zoo_kernels_set_avx2(int on) { avx2_on = on ? 1 : 0; }
 void zoo_kernels_set_simd_cap(int cap) { simd_cap = cap; }
+
+int zoo_cpu_family(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int base = (a >> 8) & 0xF, ext = (a >> 20) & 0xFF;
+    return base == 0xF ? base + ext : base;
+}
 
 int zoo_kernels_simd(void) {
     if (zoo_kernels_avx512() && simd_cap >= 2) return 2;

@@ -54,6 +54,14 @@ final class RowBandTests: XCTestCase {
         XCTAssertFalse(Fast.rowBands)
     }
 
+    /// The CPU family that picks the Winograd band limit agrees with the kernel's /proc/cpuinfo.
+    func testCPUFamilyMatchesProcCpuinfo() throws {
+        let info = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let line = try XCTUnwrap(info.split(separator: "\n").first { $0.hasPrefix("cpu family") })
+        let family = try XCTUnwrap(Int(line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)))
+        XCTAssertEqual(Int(zoo_cpu_family()), family)
+    }
+
     func testWinogradBandsMatchReference() {
         let t = Fast.spatialParts
         let savedTile = Fast.winogradTileOverride, savedChunk = Fast.winogradBandChunkFloats, savedC = Fast.winogradCTransforms

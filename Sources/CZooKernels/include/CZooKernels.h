@@ -10,6 +10,8 @@ int zoo_kernels_avx2(void);
 /// AVX-512F; same multiply-add order per element, so results are bit-identical to the AVX-512F kernels), 0 = none
 /// (the functions return 0). `ZOO_AVX2=0` in the environment, or zoo_kernels_set_avx2(0), turns the AVX2 level off.
 int zoo_kernels_simd(void);
+/// The x86 CPU family (base + extended, from CPUID leaf 1; AMD Zen 4: 25, Zen 5: 26), 0 when unknown.
+int zoo_cpu_family(void);
 /// Mean round trip (ns) of a flag bounced between this thread and a new one (placement.c), `rounds` round trips with
 /// the first quarter untimed; -1 when no thread could be started. Two threads spinning: takes two CPUs for that time.
 double zoo_core_roundtrip_ns(int rounds);

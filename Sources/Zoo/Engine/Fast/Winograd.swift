@@ -146,9 +146,11 @@ extension Fast {
     /// the input transform by channels and the α² products between the workers, so that much of V and M is written on
     /// one core and read on the other. Every band streams all of the weights, though: on distant cores resnet18 b1 took
     /// 20.4 ms with bands up to 2.5 MB of weights (layer1, layer2), 21.6 with layer3's 4 MB as well, 22.1 without bands
-    /// (bench/README.md, session 13). Env ZOO_WINO_SPATIAL_MAXU (0: no Winograd bands).
+    /// (bench/README.md, session 13, Zen 4). On Zen 5 (CPU family 26; session 14) layer2's bands cost more than they
+    /// save: distant resnet18 b1 10.44–10.81 ms with layer1–2 bands, 10.02–10.27 with layer1's only (3 interleaved rounds
+    /// each), near unchanged; there the limit is 300 000 floats. Env ZOO_WINO_SPATIAL_MAXU (0: no Winograd bands).
     nonisolated(unsafe) static var winogradSpatialMaxU =
-        Int(ProcessInfo.processInfo.environment["ZOO_WINO_SPATIAL_MAXU"] ?? "") ?? 655_360
+        Int(ProcessInfo.processInfo.environment["ZOO_WINO_SPATIAL_MAXU"] ?? "") ?? (zoo_cpu_family() >= 26 ? 300_000 : 655_360)
 
     /// A band's chunk budget (V and M, floats): a band's chunk is multiplied and transformed back on the core that wrote it,
     /// so it must stay in that core's L2. Env ZOO_WINO_BAND_CHUNK.
