@@ -45,6 +45,26 @@ final class RowConvTests: XCTestCase {
         try check(inC: 8, outC: 16, h: 18, w: 19, k: 7, stride: 1, pad: 0, dil: 2, act: .none, threads: 2)
     }
 
+    /// resnet18 at 96 × 168 (layer4 and its stride-2 entry at 3 × 6, where the row-panel convolution takes them) through the
+    /// executor at batch 2 (batch shards: one image per worker, each a batch-1 executor sharing the packed weights), against
+    /// the reference kernels.
+    func testResNetThroughExecutorMatchesReference() throws {
+        try XCTSkipIf(Fast.gemmLevel != 2, "the row-panel convolution needs the AVX-512 GEMM")
+        let g = try Catalog.graph("resnet18", inputSize: [96, 168])
+        let layer4 = Conv2dGeometry(batch: 1, inC: 512, inH: 3, inW: 6, outC: 512, outH: 3, outW: 6, kH: 3, kW: 3, strideH: 1,
+                                    strideW: 1, padTop: 1, padLeft: 1, dilH: 1, dilW: 1, groups: 1)
+        XCTAssertTrue(Fast.rowConvApplies(layer4, act: .relu))
+        let m = EngineCatalogTests.randomizedModel(g, seed: 3)
+        for batch in [2] {
+            var rng = SeededRandom(seed: UInt64(batch))
+            let x = Tensor(shape: [batch] + g.inputShape, data: (0..<batch * g.inputShape.reduce(1, *)).map { _ in rng.nextNormal() })
+            let ref = try Executor(model: m, kernels: .reference, threads: 1).forward(x)
+            let fast = try Executor(model: m, kernels: .fast, threads: 2).forward(x)
+            let err = try XCTUnwrap(EngineOpTests.relativeError(fast, ref))
+            XCTAssertLessThanOrEqual(err, 1e-4, "resnet18 96×168 batch \(batch)")
+        }
+    }
+
     func testRowConvTakesNarrowSingleImagesOnly() throws {
         try XCTSkipIf(Fast.gemmLevel != 2, "the row-panel convolution needs the AVX-512 GEMM")
         func geo(batch: Int = 1, inC: Int = 64, hw: Int = 7, k: Int = 3) -> Conv2dGeometry {
