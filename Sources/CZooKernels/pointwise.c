@@ -24,20 +24,22 @@ static int pw_narrow_on = 1;
 void zoo_pw_set_narrow(int on) { pw_narrow_on = on; }
 
 // One tile: `rows` (≤ 8) output rows × NV vectors of 16 columns (the last masked by `mlast`).
-#define PW_TILE(NV, NAME, ROW)                                                                                        \
+#define PW_TILE_P(NV, NAME, ROW, PREFETCH)                                                                            \
     PW_TARGET static void NAME##_##NV(int k, const float *a, const float *x, ptrdiff_t ldx, const ptrdiff_t *offs,    \
                                         __mmask16 mlast,                                                              \
-                                        int rows, const float *bias, int clamp, __m512 vlo, __m512 vhi,               \
+                                        int rows, const float *bias, int clamp, float lo, float hi,                   \
                                         const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy, int prefetch) {     \
         __m512 c[8][NV];                                                                                              \
         for (int i = 0; i < 8; i++)                                                                                   \
             for (int v = 0; v < NV; v++) c[i][v] = _mm512_setzero_ps();                                               \
         const __mmask16 mfull = (__mmask16)0xFFFF;                                                                    \
-        for (int kk = 0; kk < k; kk++) {                                                                              \
+        /* One k loop per prefetch setting, not unrolled: with the prefetch test inside and clang's unrolling, the NV = 3 \
+           tile kept copies of the loaded rows across iterations and spilled an accumulator to the stack every k. */   \
+        _Pragma("clang loop unroll(disable)") for (int kk = 0; kk < k; kk++) {                                       \
             const float *xr = ROW;                                                                                    \
             __m512 b[NV];                                                                                             \
             for (int v = 0; v < NV; v++) b[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? mlast : mfull, xr + 16 * v);      \
-            if (prefetch) { /* the next tile's columns of this row */                                                 \
+            if (PREFETCH) { /* the next tile's columns of this row */                                                 \
                 _mm_prefetch((const char *)(xr + 48), _MM_HINT_T0);                                                   \
                 _mm_prefetch((const char *)(xr + 64), _MM_HINT_T0);                                                   \
                 _mm_prefetch((const char *)(xr + 80), _MM_HINT_T0);                                                   \
@@ -50,6 +52,9 @@ void zoo_pw_set_narrow(int on) { pw_narrow_on = on; }
         }                                                                                                             \
         /* A constant trip count with the row test inside: with `break` at `rows`, clang kept c in a stack array (a     \
            memset per tile, the accumulators stored after the k loop and read back here). */                           \
+        /* the clamp bounds as vectors only here: live through the k loop they took two of the 32 zmm registers and \
+           clang spilled an accumulator to the stack in every iteration (pw_avx512 on Zen 5: a store and a reload per k). */ \
+        const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);                                              \
         _Pragma("clang loop unroll(full)") for (int i = 0; i < 8; i++) {                                              \
             if (i < rows) {                                                                                           \
                 const __m512 bi = _mm512_set1_ps(bias ? bias[i] : 0.0f);                                              \
@@ -64,12 +69,15 @@ void zoo_pw_set_narrow(int on) { pw_narrow_on = on; }
             }                                                                                                         \
         }                                                                                                             \
     }
-PW_TILE(1, pw_tile, x + kk * ldx)
-PW_TILE(2, pw_tile, x + kk * ldx)
-PW_TILE(3, pw_tile, x + kk * ldx)
-PW_TILE(1, tap_tile, x + offs[kk])
-PW_TILE(2, tap_tile, x + offs[kk])
-PW_TILE(3, tap_tile, x + offs[kk])
+PW_TILE_P(1, pw_tile, x + kk * ldx, 0)
+PW_TILE_P(2, pw_tile, x + kk * ldx, 0)
+PW_TILE_P(3, pw_tile, x + kk * ldx, 0)
+PW_TILE_P(1, pw_tilepf, x + kk * ldx, 1)
+PW_TILE_P(2, pw_tilepf, x + kk * ldx, 1)
+PW_TILE_P(3, pw_tilepf, x + kk * ldx, 1)
+PW_TILE_P(1, tap_tile, x + offs[kk], 0)
+PW_TILE_P(2, tap_tile, x + offs[kk], 0)
+PW_TILE_P(3, tap_tile, x + offs[kk], 0)
 
 // Narrow tails (≤ 2 columns, e.g. the 49th column of a 7×7 plane; at 4 columns the masked tiles were faster): one
 // column at a time with the 8 rows of a panel in one ymm (1 FMA per k instead of 8 masked zmm FMAs); same multiply-add order per element as the tiles, so the
@@ -97,7 +105,6 @@ ZK_AVX2 static void pw_narrow(int k, const float *a, const float *x, ptrdiff_t l
 PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, ptrdiff_t ldx, int n0, int n1, int p0, int p1,
                                 const float *bias, int clamp, float lo, float hi, const float *res, ptrdiff_t ldr, float *y,
                                 ptrdiff_t ldy) {
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     for (int j = n0; j < n1; j += 48) {
         const int w = n1 - j < 48 ? n1 - j : 48;
         const int nv = (w + 15) / 16, lastw = w - 16 * (nv - 1);
@@ -111,9 +118,12 @@ PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, p
             float *yp = y + row0 * ldy + j;
             const int pf = more && p == p0;
             if (w <= 2 && pw_narrow_on) pw_narrow(k, a, x + j, ldx, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
-            else if (nv == 3) pw_tile_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, vlo, vhi, rp, ldr, yp, ldy, pf);
-            else if (nv == 2) pw_tile_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, vlo, vhi, rp, ldr, yp, ldy, pf);
-            else pw_tile_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, vlo, vhi, rp, ldr, yp, ldy, pf);
+            else if (nv == 3 && pf) pw_tilepf_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 1);
+            else if (nv == 3) pw_tile_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 0);
+            else if (nv == 2 && pf) pw_tilepf_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 1);
+            else if (nv == 2) pw_tile_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 0);
+            else if (pf) pw_tilepf_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 1);
+            else pw_tile_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 0);
         }
     }
 }
@@ -352,7 +362,6 @@ int zoo_pw_compute(int m, int k, const float *pa, const float *x, ptrdiff_t ldx,
 
 PW_TARGET static void taps_avx512(int m, int k, const float *pa, const float *base, const ptrdiff_t *offs, int n, int p0, int p1,
                                   const float *bias, int clamp, float lo, float hi, float *y, ptrdiff_t ldy) {
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     for (int j = 0; j < n; j += 48) {
         const int w = n - j < 48 ? n - j : 48;
         const int nv = (w + 15) / 16, lastw = w - 16 * (nv - 1);
@@ -362,9 +371,9 @@ PW_TARGET static void taps_avx512(int m, int k, const float *pa, const float *ba
             const float *a = pa + (size_t)p * k * 8;
             const float *bp = bias ? bias + row0 : 0;
             float *yp = y + row0 * ldy + j;
-            if (nv == 3) tap_tile_3(k, a, base + j, 0, offs, mlast, rows, bp, clamp, vlo, vhi, 0, 0, yp, ldy, 0);
-            else if (nv == 2) tap_tile_2(k, a, base + j, 0, offs, mlast, rows, bp, clamp, vlo, vhi, 0, 0, yp, ldy, 0);
-            else tap_tile_1(k, a, base + j, 0, offs, mlast, rows, bp, clamp, vlo, vhi, 0, 0, yp, ldy, 0);
+            if (nv == 3) tap_tile_3(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy, 0);
+            else if (nv == 2) tap_tile_2(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy, 0);
+            else tap_tile_1(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy, 0);
         }
     }
 }
