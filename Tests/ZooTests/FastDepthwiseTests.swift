@@ -376,14 +376,20 @@ final class FastExpandDepthwiseTests: XCTestCase {
     }
 
     func testExpandDepthwiseMatchesLayersApart() throws {
-        // mobilenet_v2-like shapes: stride 2 and 1 with several bands, 7² (channel groups only).
-        try check(batch: 1, inC: 16, c: 96, h: 60, w: 60, stride: 2, threads: 2)
-        try check(batch: 2, inC: 24, c: 144, h: 40, w: 40, stride: 1, threads: 2)
-        try check(batch: 1, inC: 160, c: 960, h: 7, w: 7, stride: 1, threads: 2)
-        // Odd sizes, channel counts not multiples of 8, no bias, other activations, one thread, three threads.
-        try check(batch: 3, inC: 5, c: 13, h: 9, w: 17, stride: 2, actE: .relu, actD: .none, bias: false, threads: 3)
-        try check(batch: 1, inC: 7, c: 20, h: 33, w: 10, stride: 1, actE: .none, actD: .relu, threads: 1)
-        try check(batch: 2, inC: 3, c: 8, h: 2, w: 2, stride: 2, threads: 2)
+        // Both plans: one band of rows per worker (`preferBands`, the default) and channel groups for small planes.
+        let saved = Fast.preferBands
+        defer { Fast.preferBands = saved }
+        for bands in [true, false] {
+            Fast.preferBands = bands
+            // mobilenet_v2-like shapes: stride 2 and 1 with several bands, 7² (channel groups or row bands).
+            try check(batch: 1, inC: 16, c: 96, h: 60, w: 60, stride: 2, threads: 2)
+            try check(batch: 2, inC: 24, c: 144, h: 40, w: 40, stride: 1, threads: 2)
+            try check(batch: 1, inC: 160, c: 960, h: 7, w: 7, stride: 1, threads: 2)
+            // Odd sizes, channel counts not multiples of 8, no bias, other activations, one thread, three threads.
+            try check(batch: 3, inC: 5, c: 13, h: 9, w: 17, stride: 2, actE: .relu, actD: .none, bias: false, threads: 3)
+            try check(batch: 1, inC: 7, c: 20, h: 33, w: 10, stride: 1, actE: .none, actD: .relu, threads: 1)
+            try check(batch: 2, inC: 3, c: 8, h: 2, w: 2, stride: 2, threads: 2)
+        }
     }
 }
 

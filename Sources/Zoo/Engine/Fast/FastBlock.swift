@@ -42,9 +42,11 @@ extension Fast {
         }
     }
 
-    /// `ZOO_FUSE_BANDS=1`: `expandDepthwisePlan` never splits channels (small planes get one band of rows per worker),
-    /// so the project 1×1 (and residual) run fused in every block (A/B switch; same results either way).
-    nonisolated(unsafe) static var preferBands = ProcessInfo.processInfo.environment["ZOO_FUSE_BANDS"] == "1"
+    /// On: `expandDepthwisePlan` never splits channels (small planes get one band of rows per worker), so the project 1×1
+    /// (and residual) run fused in every block; off (`ZOO_FUSE_BANDS=0`): small planes at a small batch split channel groups
+    /// over the workers (same results either way). On by default since session 14 (Zen 5): mobilenet_v2 b1 on near cores
+    /// 2.59 → 2.52 ms (24 interleaved rounds; 2.66 → 2.57 over 14 more), b8 unchanged (18.2–18.5 either way).
+    nonisolated(unsafe) static var preferBands = ProcessInfo.processInfo.environment["ZOO_FUSE_BANDS"] != "0"
 
     /// Expanded-tensor floats one task may hold (512 KB). Measured on a Zen 3 (512 KB L2), mobilenet_v2 b8 in interleaved
     /// runs: 1 << 16 57.3 ms, 1 << 17 53.4 / 48.7, 1 << 18 47.8, 1 << 19 47.6, unbounded 48.5 (1 << 18 was the default).
