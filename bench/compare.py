@@ -192,14 +192,18 @@ def ort_model(name, tmp):
     return path
 
 
-def ort_infer(name, batch, threads, iters, tmp):
+def ort_session(name, batch, threads, tmp):
+    """An onnxruntime session of the exported model on `threads` intra-op threads, and a random input batch."""
     import numpy as np, onnxruntime as ort
-    path = ort_model(name, tmp)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    x = np.random.randn(*input_shape(name, batch)).astype(np.float32)
+    sess = ort.InferenceSession(ort_model(name, tmp), so, providers=["CPUExecutionProvider"])
+    return sess, np.random.randn(*input_shape(name, batch)).astype(np.float32)
+
+
+def ort_infer(name, batch, threads, iters, tmp):
+    sess, x = ort_session(name, batch, threads, tmp)
     def measure():
         ts, load = timed(lambda: sess.run(None, {"input": x}), 2, iters)
         return {**stats(ts), "times_ms": ts, "other_load": load}
@@ -211,12 +215,7 @@ def short_task_iters(name, batch, threads, iters, tmp, target_s=0.08, most=100):
     fill about `target_s` per round (from a quick onnxruntime timing). With 10 iterations after 2 warm-up runs,
     onnxruntime's mobilenet_v2 b1 measured 2.3-2.4 ms on the Zen 5 VM of session 14, with 40 after 5 it measured
     1.86-1.94: its first runs after the other contenders' rounds are slow, and 10 short runs do not dilute them."""
-    import numpy as np, onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(ort_model(name, tmp), so, providers=["CPUExecutionProvider"])
-    x = np.random.randn(*input_shape(name, batch)).astype(np.float32)
+    sess, x = ort_session(name, batch, threads, tmp)
     ts, _ = timed(lambda: sess.run(None, {"input": x}), 3, 5)
     t = statistics.median(ts) / 1e3
     return max(iters, min(most, int(target_s / max(t, 1e-6))))

@@ -28,7 +28,7 @@ void zoo_pw_set_narrow(int on) { pw_narrow_on = on; }
     PW_TARGET static void NAME##_##NV(int k, const float *a, const float *x, ptrdiff_t ldx, const ptrdiff_t *offs,    \
                                         __mmask16 mlast,                                                              \
                                         int rows, const float *bias, int clamp, float lo, float hi,                   \
-                                        const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy, int prefetch) {     \
+                                        const float *res, ptrdiff_t ldr, float *y, ptrdiff_t ldy) {                   \
         __m512 c[8][NV];                                                                                              \
         for (int i = 0; i < 8; i++)                                                                                   \
             for (int v = 0; v < NV; v++) c[i][v] = _mm512_setzero_ps();                                               \
@@ -118,12 +118,12 @@ PW_TARGET static void pw_avx512(int m, int k, const float *pa, const float *x, p
             float *yp = y + row0 * ldy + j;
             const int pf = more && p == p0;
             if (w <= 2 && pw_narrow_on) pw_narrow(k, a, x + j, ldx, w, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
-            else if (nv == 3 && pf) pw_tilepf_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 1);
-            else if (nv == 3) pw_tile_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 0);
-            else if (nv == 2 && pf) pw_tilepf_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 1);
-            else if (nv == 2) pw_tile_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 0);
-            else if (pf) pw_tilepf_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 1);
-            else pw_tile_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy, 0);
+            else if (nv == 3 && pf) pw_tilepf_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+            else if (nv == 3) pw_tile_3(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+            else if (nv == 2 && pf) pw_tilepf_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+            else if (nv == 2) pw_tile_2(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+            else if (pf) pw_tilepf_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
+            else pw_tile_1(k, a, x + j, ldx, 0, mlast, rows, bp, clamp, lo, hi, rp, ldr, yp, ldy);
         }
     }
 }
@@ -371,9 +371,9 @@ PW_TARGET static void taps_avx512(int m, int k, const float *pa, const float *ba
             const float *a = pa + (size_t)p * k * 8;
             const float *bp = bias ? bias + row0 : 0;
             float *yp = y + row0 * ldy + j;
-            if (nv == 3) tap_tile_3(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy, 0);
-            else if (nv == 2) tap_tile_2(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy, 0);
-            else tap_tile_1(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy, 0);
+            if (nv == 3) tap_tile_3(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy);
+            else if (nv == 2) tap_tile_2(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy);
+            else tap_tile_1(k, a, base + j, 0, offs, mlast, rows, bp, clamp, lo, hi, 0, 0, yp, ldy);
         }
     }
 }

@@ -473,17 +473,14 @@ public final class Executor {
                 runExpandDepthwise(step, geo: geo, attrs: a, x: x, y: y.p)
             } else if fast {
                 // Folded (forward) and unfolded (forwardAll) weights of one node need caches of their own.
-                let cache = weightCache(step.node * 2 + (step.folded ? 1 : 0))
-                let wantRowConv = Fast.rowConvApplies(geo, act: step.act)
-                let wantPacked = Fast.packedConvApplies(geo) && !Fast.stridedPointwiseApplies(geo, act: step.act) && !wantRowConv
                 let key = step.node * 2 + (step.folded ? 1 : 0)
+                let cache = weightCache(key)
+                let (wantPacked, wantPointwise, wantRowConv) = Fast.conv2dWeightForms(geo, act: step.act)
                 func packed(_ w: UnsafePointer<Float>) -> PackedMatrix? {
                     guard wantPacked else { return nil }
                     let k = geo.inCPerGroup * geo.kH * geo.kW
                     return store.packed(key) { PackedMatrix(m: geo.outC, k: k, a: w, lda: k) }
                 }
-                let wantPointwise = Fast.pointwiseInPlaceApplies(geo, act: step.act) || Fast.tapConvApplies(geo, act: step.act)
-                    || Fast.stridedPointwiseApplies(geo, act: step.act)
                 func pointwise(_ w: UnsafePointer<Float>) -> PointwisePacked? {
                     guard wantPointwise else { return nil }
                     return store.pointwise(key) { PointwisePacked(m: geo.outC, k: geo.inCPerGroup * geo.kH * geo.kW, w: w) }

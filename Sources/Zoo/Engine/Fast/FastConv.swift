@@ -64,6 +64,15 @@ extension Fast {
         return m != 0 && winogradSpatialSplit(g, tile: m, threads: threads) != nil
     }
 
+    /// The re-laid-out weights `conv2d` uses for this geometry and activation, so that a caller holding weights (the
+    /// executor) makes only those: `packed` for the packed-GEMM convolution, `pointwise` for the in-place 1×1 / tap-row /
+    /// strided 1×1 kernels, `rowConv` for the row-panel convolution.
+    static func conv2dWeightForms(_ g: Conv2dGeometry, act: Activation) -> (packed: Bool, pointwise: Bool, rowConv: Bool) {
+        let rowConv = rowConvApplies(g, act: act), strided = stridedPointwiseApplies(g, act: act)
+        return (packedConvApplies(g) && !strided && !rowConv,
+                pointwiseInPlaceApplies(g, act: act) || tapConvApplies(g, act: act) || strided, rowConv)
+    }
+
     /// Geometries the packed-GEMM convolution takes (when packed weights are supplied): one group, not depthwise,
     /// and not one Winograd handles.
     static func packedConvApplies(_ g: Conv2dGeometry) -> Bool {

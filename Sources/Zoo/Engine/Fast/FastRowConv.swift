@@ -18,8 +18,6 @@ public final class RowConvPacked: @unchecked Sendable {
 extension Fast {
     /// `ZOO_ROWCONV=0` sends the narrow-plane convolutions back to Winograd / the packed GEMM (A/B switch).
     nonisolated(unsafe) static var rowConvOn = ProcessInfo.processInfo.environment["ZOO_ROWCONV"] != "0"
-    /// `ZOO_ROWCONV=strided`: strided convolutions only (A/B).
-    nonisolated(unsafe) static var rowConvStridedOnly = ProcessInfo.processInfo.environment["ZOO_ROWCONV"] == "strided"
 
     /// Convolutions `rowConv` takes: one image, output rows 5 to 8 wide (one 8-slot panel per row, at most 3/8 of it
     /// padding), at most 16 rows, one group, not 1×1 stride 1 (the in-place pointwise kernel), K = inC·kH·kW ≥ 256, on
@@ -27,8 +25,7 @@ extension Fast {
     /// convolution, 1.8× the raw 9.4 MB, and at 16 tiles a product is bound by that stream.
     static func rowConvApplies(_ g: Conv2dGeometry, act: Activation) -> Bool {
         guard rowConvOn, gemmLevel == 2, gemmMR == 8, g.batch == 1, g.groups == 1, g.outW >= 5, g.outW <= 8, g.outH >= 1,
-              g.outH <= 16, g.inCPerGroup * g.kH * g.kW >= 256, !isPointwise(g), g.strideH >= 1, g.strideW >= 1,
-              !rowConvStridedOnly || g.strideH > 1 || g.strideW > 1 else { return false }
+              g.outH <= 16, g.inCPerGroup * g.kH * g.kW >= 256, !isPointwise(g), g.strideH >= 1, g.strideW >= 1 else { return false }
         switch act {
         case .none, .relu, .clip: return true
         case .sigmoid, .tanh: return false

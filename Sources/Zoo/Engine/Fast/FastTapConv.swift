@@ -12,8 +12,9 @@ extension Fast {
         g.inC * g.kH * g.kW <= 32 || (tapConvStems && g.inC <= 4 && g.kH * g.kW <= 49)
     }
 
-    /// Convolutions `tapConv` takes: one group, not 1×1, at most 32 taps (inC·kH·kW, e.g. mobilenet_v2's 3×3/2
-    /// stem with 3 input channels), horizontal stride 1 or 2, no activation or ReLU/clip, on AVX-512F CPUs.
+    /// Convolutions `tapConv` takes: one group, not 1×1, few taps (`tapConvTapsFit`: at most 32 of inC·kH·kW, e.g.
+    /// mobilenet_v2's 3×3/2 stem with 3 input channels, or an image stem), horizontal stride 1 or 2, no activation or
+    /// ReLU/clip, on AVX-512F CPUs.
     static func tapConvApplies(_ g: Conv2dGeometry, act: Activation) -> Bool {
         guard tapConvOn, g.groups == 1, !isPointwise(g), tapConvTapsFit(g), g.strideW == 1 || g.strideW == 2,
               g.outH > 0, g.outW > 0, zoo_kernels_simd() != 0 else { return false }
