@@ -185,4 +185,38 @@ final class SmallConvTests: XCTestCase {
         XCTAssertLessThanOrEqual(TrainFixtures.relErr(fast.input!, plain.input!), 1e-5)
         XCTAssertEqual(fast.input!, unfused.input!)
     }
+
+    /// Image stems (few input channels, up to 7×7) run the training forward on the inference tap-row kernel instead of
+    /// the batched im2col + GEMM; both against the plain reference, through a training engine's forward, frozen or not.
+    func testImageStemTrainingForwardOnTapKernel() throws {
+        let attrs = Conv2dAttrs(inChannels: 3, outChannels: 20, kernel: [7, 7], stride: [2, 2], padding: Padding2D(3), dilation: [1, 1],
+                                groups: 1, bias: true)
+        let g = Graph(name: "stem", inputShape: [3, 27, 30], output: "c", nodes: [
+            Node(name: "c", op: .conv2d(attrs), inputs: ["input"], output: "c"),
+        ])
+        var rng = SeededRandom(seed: 31)
+        let n = 3
+        let x = Tensor(shape: [n, 3, 27, 30], data: randoms(n * 3 * 27 * 30, &rng))
+        let model = Model.initialized(graph: g, seed: 5)
+        let geo = Conv2dGeometry(conv: attrs, input: [n, 3, 27, 30])
+        var ref = [Float](repeating: 0, count: n * 20 * geo.outH * geo.outW)
+        let w = model.tensors["c.weight"]!.data, b = model.tensors["c.bias"]!.data
+        x.data.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
+            ref.withUnsafeMutableBufferPointer { rp in Reference.conv2d(geo, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, y: rp.baseAddress!) }
+        } } }
+        let cg = ConvGeometry(n: n, c: 3, h: 27, w: 30, attrs: attrs)
+        let saved = trainTapStems
+        defer { trainTapStems = saved }
+        for tap in [true, false] {
+            trainTapStems = tap
+            XCTAssertEqual(trainConvForwardBatched(cg, threads: 2), !(tap && Fast.tapConvApplies(geo, act: .none)))
+            for frozen in [Set<String>(), ["c.weight", "c.bias"]] {
+                var engine = TrainingEngine(model: model, frozen: frozen)
+                for _ in 0..<2 {   // the frozen weight cache's first and second use
+                    let y = try engine.forward(x, training: true, rng: &rng).output
+                    XCTAssertLessThan(maxRel(y.data, ref), 1e-5, "tap \(tap) frozen \(frozen.count)")
+                }
+            }
+        }
+    }
 }

@@ -332,6 +332,9 @@ func trainConvForwardBatched(_ g: ConvGeometry, threads: Int, changingWeights: B
     let geo = Conv2dGeometry(batch: g.n, inC: g.c, inH: g.h, inW: g.w, outC: g.o, outH: g.oh, outW: g.ow, kH: g.kh, kW: g.kw,
                              strideH: g.sh, strideW: g.sw, padTop: g.pt, padLeft: g.pl, dilH: g.dh, dilW: g.dw, groups: g.groups)
     guard g.n >= 2, !Fast.isDepthwise(geo), !Fast.isPointwise(geo) else { return false }
+X
+    // keep SmallConv's direct path.
+    if trainTapStems && Fast.tapConvApplies(geo, act: .none) && !SmallConv.applies(g) { return false }
     if !changingWeights && TrainFast.enabled("frozen") && Fast.winogradApplies(geo) && winogradTiles(geo) < frozenWinogradMinTiles { return true }
     return !Fast.winogradApplies(geo) || (changingWeights && !trainWinogradWorthIt(geo))
 }
@@ -353,6 +356,9 @@ nonisolated(unsafe) var frozenWinogradMinTiles: Int = {
     if let s = ProcessInfo.processInfo.environment["ZOO_TRAIN_FROZEN_WINO_MIN_TILES"], let n = Int(s) { return n }
     return 0
 }()
+
+/// `ZOO_TRAIN_TAP_STEM=0`: image stems back on the batched im2col + GEMM forward (A/B switch).
+nonisolated(unsafe) var trainTapStems = ProcessInfo.processInfo.environment["ZOO_TRAIN_TAP_STEM"] != "0"
 
 func winogradTiles(_ g: Conv2dGeometry) -> Int { g.batch * ((g.outH + 1) / 2) * ((g.outW + 1) / 2) }
 

@@ -27,8 +27,12 @@ enum SharedForward {
         return x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in withOptional(b) { bp in
             scratch.withUnsafeMutableBufferPointer { sp in
                 output(g.batch * g.outC * g.outPlane) { y in
+                    // Few-tap convolutions (image stems) on the tap-row kernel: their weights packed per call (a stem's are
+                    // 64 × 147 floats).
+                    let taps = Fast.tapConvApplies(g, act: .none)
+                        ? PointwisePacked(m: g.outC, k: g.inCPerGroup * g.kH * g.kW, w: wp.baseAddress!) : nil
                     Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp, act: .none, y: y, scratch: sp.baseAddress!, threads: threads,
-                                weightCache: weightCache)
+                                weightCache: weightCache, pointwisePacked: taps)
                 }
             }
         } } }

@@ -404,14 +404,24 @@ public struct Gradients: Sendable {
 /// so a fine-tune step neither re-transforms nor re-packs the backbone's weights.
 final class FrozenWeightCaches: @unchecked Sendable {
     private let lock = NSLock()
-    private var map: [String: (hash: UInt64, count: Int, cache: ConvWeightCache)] = [:]
+    /// `weights`: the array last seen, held so that its storage stays the same as long as nobody writes to it (a write
+    /// through any other reference copies it first): the same storage again means the same floats, without hashing them
+    /// (9.4 MB for one of resnet18's layer4 convolutions; about 3% of a frozen resnet18 b32 step).
+    private var map: [String: (hash: UInt64, weights: [Float], cache: ConvWeightCache)] = [:]
 
     func cache(_ node: String, _ w: [Float]) -> ConvWeightCache {
+        func base(_ a: [Float]) -> UnsafePointer<Float>? { a.withUnsafeBufferPointer { $0.baseAddress } }
+        lock.lock()
+        if let e = map[node], e.weights.count == w.count, base(e.weights) == base(w) { lock.unlock(); return e.cache }
+        lock.unlock()
         let h = w.withUnsafeBufferPointer { $0.baseAddress.map { Fast.contentHash($0, count: w.count) } ?? 0 }
         lock.lock(); defer { lock.unlock() }
-        if let e = map[node], e.hash == h, e.count == w.count { return e.cache }
+        if let e = map[node], e.hash == h, e.weights.count == w.count {
+            map[node] = (h, w, e.cache)
+            return e.cache
+        }
         let c = ConvWeightCache()
-        map[node] = (h, w.count, c)
+        map[node] = (h, w, c)
         return c
     }
 }
