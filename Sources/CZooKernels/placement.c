@@ -38,3 +38,10 @@ double zoo_core_roundtrip_ns(int rounds) {
     const double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
     return ns / (rounds - rounds / 4 - 1 > 0 ? rounds - rounds / 4 - 1 : 1);
 }
+
+int zoo_thread_slot(void) {
+    static _Atomic int next = 0;
+    static _Thread_local int slot = -1;
+    if (slot < 0) slot = atomic_fetch_add(&next, 1);
+    return slot;
+}

@@ -22,12 +22,15 @@ final class FastDepthwiseTests: XCTestCase {
             Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, y: &want)
             let pre = want
             Reference.activation(act, count: want.count, x: pre, y: &want)
-            let savedRows = Fast.stagedRowsInC, savedLanes = Fast.channelLanesMaxWidth
-            defer { Fast.stagedRowsInC = savedRows; Fast.channelLanesMaxWidth = savedLanes }
+            let savedRows = Fast.stagedRowsInC, savedLanes = Fast.channelLanesMaxWidth, savedRuns = Fast.depthwiseLaneRuns
+            defer { Fast.stagedRowsInC = savedRows; Fast.channelLanesMaxWidth = savedLanes; Fast.depthwiseLaneRuns = savedRuns }
             var cRows: [Float] = []
-            for (direct, rowsInC, lanes) in [(false, true, false), (false, false, false), (true, false, false), (false, true, true)] {
+            // channel lanes twice: groups in one contiguous run per worker, and one task per group
+            for (direct, rowsInC, lanes, runs) in [(false, true, false, true), (false, false, false, true), (true, false, false, true),
+                                                   (false, true, true, true), (false, true, true, false)] {
                 Fast.stagedRowsInC = rowsInC
                 Fast.channelLanesMaxWidth = lanes ? Int.max : 0
+                Fast.depthwiseLaneRuns = runs
                 var got = [Float](repeating: .nan, count: want.count)
                 if direct {
                     Fast.depthwise(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got, threads: threads)

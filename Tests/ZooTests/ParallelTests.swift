@@ -118,4 +118,24 @@ final class ParallelTests: XCTestCase {
             }
         }
     }
+
+    /// Scratch buffers stay with the thread that used them (a buffer another core wrote costs a transfer per cache line):
+    /// the same thread gets its buffer back, another thread gets one of its own; with one shared list (the A/B switch)
+    /// the other thread takes the buffer the first one returned.
+    func testScratchPoolKeepsBuffersPerThread() {
+        let saved = ScratchPool.perThread
+        defer { ScratchPool.perThread = saved }
+        for perThread in [true, false] {
+            ScratchPool.perThread = perThread
+            let pool = ScratchPool()
+            let mine = pool.with(1000) { p -> UnsafeMutablePointer<Float> in p[999] = 1; return p }
+            XCTAssertEqual(pool.with(500) { $0 }, mine, "the same thread, perThread \(perThread)")
+            final class Box: @unchecked Sendable { var p: UnsafeMutablePointer<Float>? }
+            let other = Box(), done = DispatchSemaphore(value: 0)
+            let t = Thread { other.p = pool.with(1000) { $0 }; done.signal() }
+            t.start()
+            done.wait()
+            if perThread { XCTAssertNotEqual(other.p, mine) } else { XCTAssertEqual(other.p, mine) }
+        }
+    }
 }

@@ -15,6 +15,8 @@ int zoo_cpu_family(void);
 /// Mean round trip (ns) of a flag bounced between this thread and a new one (placement.c), `rounds` round trips with
 /// the first quarter untimed; -1 when no thread could be started. Two threads spinning: takes two CPUs for that time.
 double zoo_core_roundtrip_ns(int rounds);
+/// A small number of the calling thread's own, handed out in the order threads first ask (0, 1, 2, ...).
+int zoo_thread_slot(void);
 void zoo_kernels_set_avx2(int on);
 /// Tests: caps zoo_kernels_simd() at `cap` (2 = no cap), so the AVX2 kernels can be compared with the AVX-512F ones.
 void zoo_kernels_set_simd_cap(int cap);

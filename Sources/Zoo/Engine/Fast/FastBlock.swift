@@ -2,24 +2,33 @@ import Foundation
 import CZooKernels
 
 /// Task scratch buffers kept for reuse: a fresh allocation of a few hundred KB per task is an mmap with a page fault per
-/// 4 KB on first touch, which cost more than the task's arithmetic.
+/// 4 KB on first touch, which cost more than the task's arithmetic. Each thread keeps its own buffers (`perThread`): a
+/// buffer one core wrote and the other core then takes and writes costs a cross-core transfer per cache line (37 ns a
+/// line with the vCPUs on distant cores, `bench/handoff.c`), and one shared list's lock bounced between the cores too.
 final class ScratchPool: @unchecked Sendable {
     static let shared = ScratchPool()
-    private let lock = NSLock()
-    private var free: [(p: UnsafeMutablePointer<Float>, count: Int)] = []
+    /// `ZOO_SCRATCH_SHARED=1`: one list for all threads, as before (A/B switch).
+    nonisolated(unsafe) static var perThread = ProcessInfo.processInfo.environment["ZOO_SCRATCH_SHARED"] != "1"
+    private final class Slot: @unchecked Sendable {
+        let lock = NSLock()
+        var free: [(p: UnsafeMutablePointer<Float>, count: Int)] = []
+    }
+    private static let slotCount = 64
+    private let slots = (0..<ScratchPool.slotCount).map { _ in Slot() }
 
     /// Runs `body` with at least `count` floats (contents undefined), returned to the pool afterwards.
     func with<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        lock.lock()
+        let s = slots[Self.perThread ? Int(zoo_thread_slot()) % Self.slotCount : 0]
+        s.lock.lock()
         var buf: (p: UnsafeMutablePointer<Float>, count: Int)
-        if let i = free.lastIndex(where: { $0.count >= count }) {
-            buf = free.remove(at: i)
+        if let i = s.free.lastIndex(where: { $0.count >= count }) {
+            buf = s.free.remove(at: i)
         } else {
-            if let small = free.popLast() { small.p.deallocate() }
+            if let small = s.free.popLast() { small.p.deallocate() }
             buf = (.allocate(capacity: count), count)
         }
-        lock.unlock()
-        defer { lock.lock(); free.append(buf); lock.unlock() }
+        s.lock.unlock()
+        defer { s.lock.lock(); s.free.append(buf); s.lock.unlock() }
         return body(buf.p)
     }
 }

@@ -53,6 +53,7 @@ extension Fast {
     }
 
     /// Whether the channel-lane kernel takes this depthwise geometry (one output channel per group).
+    nonisolated(unsafe) static var depthwiseLaneRuns = ProcessInfo.processInfo.environment["ZOO_DWC_RUNS"] != "0"
     static func channelLanesApply(_ g: Conv2dGeometry) -> Bool {
         g.outW <= (g.strideW == 1 ? channelLanesMaxWidth : channelLanesMaxWidthS2) && g.outCPerGroup == 1 && g.groups == g.inC && zoo_kernels_simd() >= 1
     }
@@ -71,14 +72,20 @@ extension Fast {
         let groups = (g.outC + 7) / 8, taps = g.kH * g.kW
         let (clamp, lo, hi) = clampOf(act)
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y), bs = b.map(SendConstPtr.init)
-        parallelTasks(g.batch * groups, threads: threads) { t in
-            let n = t / groups, c0 = (t % groups) * 8, nch = Swift.min(8, g.outC - c0)
-            var gg = geom
+        // Contiguous runs of 8-channel groups per worker (one scratch each): a 7×7 plane's group is well under a
+        // microsecond of work, about what claiming it as a task of its own costs when the cores are apart.
+        let runs = depthwiseLaneRuns ? threads : g.batch * groups
+        parallelTasks(Swift.min(runs, g.batch * groups), threads: threads) { r in
+            let count = g.batch * groups, parts = Swift.min(runs, count)
             ScratchPool.shared.with(Int(scratch)) { buf in
-                _ = zoo_dwc(Int32(nch), xs.p + (n * g.inC + c0) * g.inPlane, g.inPlane, ws.p + c0 * taps, bs.map { $0.p + c0 },
-                            &gg, clamp, lo, hi, ys.p + (n * g.outC + c0) * g.outPlane, g.outPlane, buf)
+                for t in (count * r / parts)..<(count * (r + 1) / parts) {
+                    let n = t / groups, c0 = (t % groups) * 8, nch = Swift.min(8, g.outC - c0)
+                    var gg = geom
+                    _ = zoo_dwc(Int32(nch), xs.p + (n * g.inC + c0) * g.inPlane, g.inPlane, ws.p + c0 * taps, bs.map { $0.p + c0 },
+                                &gg, clamp, lo, hi, ys.p + (n * g.outC + c0) * g.outPlane, g.outPlane, buf)
+                    if clamp == 0 { applyActivation(act, ys.p + (n * g.outC + c0) * g.outPlane, count: nch * g.outPlane) }
+                }
             }
-            if clamp == 0 { applyActivation(act, ys.p + (n * g.outC + c0) * g.outPlane, count: nch * g.outPlane) }
         }
     }
 
