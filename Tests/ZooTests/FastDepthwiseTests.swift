@@ -87,11 +87,13 @@ final class FastPointwiseTests: XCTestCase {
             Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, y: &want)
             let pre = want
             Reference.activation(act, count: want.count, x: pre, y: &want)
-            let saved = Fast.pointwiseMode
-            defer { Fast.pointwiseMode = saved }
+            let saved = (Fast.pointwiseMode, Fast.pointwiseStaticParts)
+            defer { (Fast.pointwiseMode, Fast.pointwiseStaticParts) = saved }
             let packed = PointwisePacked(m: outC, k: inC, w: wp.baseAddress!)
-            for mode in ["", "blas", "gather", "legacy"] {
+            // the in-place tiles twice: one part per worker, and up to four per worker
+            for (mode, parts) in [("", true), ("", false), ("blas", true), ("gather", true), ("legacy", true)] {
                 Fast.pointwiseMode = mode
+                Fast.pointwiseStaticParts = parts
                 XCTAssertEqual(Fast.pointwiseApplies(g), mode != "legacy", line: line)
                 let inPlace = mode == "" && zoo_kernels_simd() != 0 && act != .sigmoid && act != .tanh
                 XCTAssertEqual(Fast.pointwiseInPlaceApplies(g, act: act), inPlace, line: line)
@@ -100,7 +102,7 @@ final class FastPointwiseTests: XCTestCase {
                 Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, act: act, y: &got,
                             scratch: &scratch, threads: threads, pointwisePacked: packed)
                 let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
-                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()), "mode '\(mode)' N\(batch) \(inC)→\(outC) \(h)×\(w)",
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()), "mode '\(mode)' parts \(parts) N\(batch) \(inC)→\(outC) \(h)×\(w)",
                                          line: line)
             }
         } } }
