@@ -87,13 +87,13 @@ final class FastPointwiseTests: XCTestCase {
             Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bias ? bp.baseAddress! : nil, y: &want)
             let pre = want
             Reference.activation(act, count: want.count, x: pre, y: &want)
-            let saved = (Fast.pointwiseMode, Fast.pointwiseStaticParts)
-            defer { (Fast.pointwiseMode, Fast.pointwiseStaticParts) = saved }
+            let saved = (Fast.pointwiseMode, Fast.partsPerThread)
+            defer { (Fast.pointwiseMode, Fast.partsPerThread) = saved }
             let packed = PointwisePacked(m: outC, k: inC, w: wp.baseAddress!)
-            // the in-place tiles twice: one part per worker, and up to four per worker
-            for (mode, parts) in [("", true), ("", false), ("blas", true), ("gather", true), ("legacy", true)] {
+            // the in-place tiles twice: one part per worker, and up to four per worker (`partsPerThread`)
+            for (mode, parts) in [("", 1), ("", 4), ("blas", 1), ("gather", 1), ("legacy", 1)] {
                 Fast.pointwiseMode = mode
-                Fast.pointwiseStaticParts = parts
+                Fast.partsPerThread = parts
                 XCTAssertEqual(Fast.pointwiseApplies(g), mode != "legacy", line: line)
                 let inPlace = mode == "" && zoo_kernels_simd() != 0 && act != .sigmoid && act != .tanh
                 XCTAssertEqual(Fast.pointwiseInPlaceApplies(g, act: act), inPlace, line: line)

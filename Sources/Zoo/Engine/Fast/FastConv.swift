@@ -326,7 +326,7 @@ extension Fast {
         if rows == 1 && linearGemv && inFeatures * outFeatures >= 1 << 16 {
             setBLASThreads(1)
             let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y)
-            let parts = threads * 4
+            let parts = threads * partsPerThread
             let chunk = (outFeatures + parts - 1) / parts
             parallelTasks((outFeatures + chunk - 1) / chunk, threads: threads) { t in
                 let lo = t * chunk, hi = Swift.min(outFeatures, lo + chunk)

@@ -76,15 +76,11 @@ extension Fast {
     }()
 
     /// How `pointwiseInPlace` splits one image: column parts (planes of ≥ 256) or 8-row panel parts (small planes),
-    /// so that the whole call has a task per worker when there is work enough (≥ ~100k multiply-adds each).
-    /// One part per thread (task i on thread i: a layer's part lands on the same core every run) instead of up to four
-    /// per thread claimed in any order: googlenet b1 13.71 → 13.42 ms near (13 / 14 interleaved rounds, Zen 4), 19.30 →
-    /// 18.91 on distant cores (6 rounds); mobilenet_v2 unchanged. `ZOO_PW_STATIC=0` restores the four (A/B switch).
-    nonisolated(unsafe) static var pointwiseStaticParts = ProcessInfo.processInfo.environment["ZOO_PW_STATIC"] != "0"
+    /// so that the whole call has `partsPerThread` tasks per worker when there is work enough (≥ ~100k multiply-adds each).
     static func pointwiseParts(_ g: Conv2dGeometry, threads: Int) -> (cols: Int, rows: Int) {
         if threads <= 1 { return (1, 1) }
         let n = g.outPlane, panels = (g.outC + 7) / 8, tiles = (n + 47) / 48
-        let want = Swift.max(1, Swift.min(pointwiseStaticParts ? threads : 4 * threads, g.batch * g.outC * g.inC * n / 100_000))
+        let want = Swift.max(1, Swift.min(partsPerThread * threads, g.batch * g.outC * g.inC * n / 100_000))
         let per = (want + g.batch - 1) / g.batch
         if per <= 1 { return (1, 1) }
         return n >= 256 ? (Swift.min(tiles, per), 1) : (1, Swift.min(panels, per))

@@ -40,7 +40,7 @@ extension Fast {
         default: (0, 0, 0)
         }
         let work = g.batch * g.outC * taps * g.outPlane
-        let want = threads <= 1 ? 1 : Swift.max(1, Swift.min(4 * threads, work / 100_000))
+        let want = threads <= 1 ? 1 : Swift.max(1, Swift.min(partsPerThread * threads, work / 100_000))
         let bands = Swift.min(g.outH, Swift.max(1, (want + g.batch - 1) / g.batch))
         let bandOut = (g.outH + bands - 1) / bands
         let bandRows = (bandOut - 1) * g.strideH + (g.kH - 1) * g.dilH + 1

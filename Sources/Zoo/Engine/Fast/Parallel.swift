@@ -34,6 +34,12 @@ extension Fast {
         }
     }
 
+    /// Tasks per worker for the layers that cut their work into parts (1×1 tiles, tap-row bands, the classifier's gemv):
+    /// one part per thread (task i on thread i, so a layer's part lands on the same core every run) rather than four
+    /// claimed in any order: googlenet b1 near 13.71 → 13.42 ms (13 / 14 interleaved rounds, Zen 4, 1×1 parts), 19.30 →
+    /// 18.91 on distant cores (6 rounds). `ZOO_PARTS=4` restores the four (A/B switch).
+    nonisolated(unsafe) static var partsPerThread = Int(ProcessInfo.processInfo.environment["ZOO_PARTS"] ?? "") ?? 1
+
     /// Runs `body(t)` for t in 0..<tasks, spread over up to `threads` workers (one task per worker at a time).
     static func parallelTasks(_ tasks: Int, threads: Int, _ body: (Int) -> Void) {
         if tasks <= 0 { return }
