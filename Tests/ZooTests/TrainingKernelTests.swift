@@ -188,6 +188,10 @@ final class TrainingKernelTests: XCTestCase {
             (3, 16, 5, 6, 16, [3, 3], [1, 1], Padding2D(1), [1, 1], 1, true),            // Winograd-eligible, few tiles
             (2, 3, 21, 70, 8, [7, 7], [2, 2], Padding2D(3), [1, 1], 1, true),            // stem, rows > 16 outputs
         ]
+        // (the stems take the batched path only with trainTapStems off; SmallConvTests covers them on the tap-row kernel)
+        let savedTap = trainTapStems
+        trainTapStems = false
+        defer { trainTapStems = savedTap }
         for (ci, t) in cases.enumerated() {
             let (n, c, h, w, o, k, st, p, d, grp, bias) = t
             let attrs = Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: st, padding: p, dilation: d, groups: grp, bias: bias)
