@@ -164,4 +164,30 @@ final class RowBandTests: XCTestCase {
         }
         }
     }
+
+    /// Image stems on the tap-row kernel write row bands too (band t on worker t, `Fast.band`'s rows: an odd output
+    /// height splits 10 / 11), so that max pooling and the residual adds after them stay in bands.
+    func testTapStemBandsMatchReference() throws {
+        try XCTSkipIf(zoo_kernels_simd() == 0, "the tap-row kernel needs AVX-512F or AVX2")
+        let t = Fast.spatialParts
+        for (size, act) in [([41, 38], Activation.relu), ([64, 60], Activation.none)] {
+            let a = Conv2dAttrs(inChannels: 3, outChannels: 16, kernel: [7, 7], stride: [2, 2], padding: Padding2D(3))
+            let g = Conv2dGeometry(conv: a, input: [1, 3] + size)
+            XCTAssertTrue(Fast.tapConvApplies(g, act: act))
+            let x = random(3 * g.inPlane), w = random(16 * 3 * 49), b = random(16)
+            var want = [Float](repeating: 0, count: 16 * g.outPlane)
+            Reference.conv2d(g, x: x, w: w, b: b, y: &want)
+            let pre = want
+            Reference.activation(act, count: want.count, x: pre, y: &want)
+            let packed = PointwisePacked(m: 16, k: 3 * 49, w: w)
+            bothWays { on in
+                XCTAssertEqual(Fast.conv2dWritesBands(g, act: act, threads: t), on && t > 1)
+                var got = [Float](repeating: .nan, count: want.count)
+                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
+                Fast.conv2d(g, x: x, w: w, b: b, act: act, y: &got, scratch: &scratch, threads: t, pointwisePacked: packed)
+                let worst = zip(got, want).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(worst, 1e-4, "bands \(on) \(size)")
+            }
+        }
+    }
 }

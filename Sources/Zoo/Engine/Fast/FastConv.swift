@@ -57,7 +57,8 @@ extension Fast {
     /// and the packed-GEMM convolution, whose pixel panels go to the workers in contiguous halves of the plane.
     static func conv2dWritesBands(_ g: Conv2dGeometry, act: Activation, threads: Int) -> Bool {
         guard bandParts(batch: g.batch, threads: threads) > 0 else { return false }
-        if pointwiseInPlaceApplies(g, act: act) || stridedPointwiseApplies(g, act: act) || tapConvApplies(g, act: act)
+        if tapConvApplies(g, act: act) { return tapConvBands && bandParts(batch: g.batch, threads: threads) <= g.outH }
+        if pointwiseInPlaceApplies(g, act: act) || stridedPointwiseApplies(g, act: act)
             || rowConvApplies(g, act: act) || isDepthwise(g) { return false }
         if packedConvApplies(g) { return true }
         let m = winogradTile(g)

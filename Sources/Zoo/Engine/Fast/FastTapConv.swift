@@ -7,6 +7,8 @@ extension Fast {
     /// Image stems (at most 4 input channels, kernels up to 7×7: resnet18's and googlenet's 3→64 7×7/2) take it too, up to
     /// 196 taps: resnet18's stem at batch 1 took 0.61 ms here against 0.76 on im2col + packed GEMM (Zen 5).
     /// `ZOO_TAP_STEM=0` limits it to 32 taps again (A/B).
+    /// `ZOO_TAP_BANDS=0`: the tap-row kernel splits its own way even while row bands are on (A/B switch).
+    nonisolated(unsafe) static var tapConvBands = ProcessInfo.processInfo.environment["ZOO_TAP_BANDS"] != "0"
     nonisolated(unsafe) static var tapConvStems = ProcessInfo.processInfo.environment["ZOO_TAP_STEM"] != "0"
     static func tapConvTapsFit(_ g: Conv2dGeometry) -> Bool {
         g.inC * g.kH * g.kW <= 32 || (tapConvStems && g.inC <= 4 && g.kH * g.kW <= 49)
@@ -41,8 +43,13 @@ extension Fast {
         }
         let work = g.batch * g.outC * taps * g.outPlane
         let want = threads <= 1 ? 1 : Swift.max(1, Swift.min(partsPerThread * threads, work / 100_000))
-        let bands = Swift.min(g.outH, Swift.max(1, (want + g.batch - 1) / g.batch))
+        // Row bands (batch 1, cores apart): worker t writes rows band(outH, t, parts), the split the next layer reads in.
+        let bandSplit = tapConvBands ? bandParts(batch: g.batch, threads: threads) : 0
+        let bands = bandSplit > 0 ? Swift.min(g.outH, bandSplit) : Swift.min(g.outH, Swift.max(1, (want + g.batch - 1) / g.batch))
         let bandOut = (g.outH + bands - 1) / bands
+        @inline(__always) func rowsOf(_ k: Int) -> Range<Int> {
+            bandSplit > 0 ? band(g.outH, k, bands) : (k * bandOut)..<Swift.min(g.outH, k * bandOut + bandOut)
+        }
         let bandRows = (bandOut - 1) * g.strideH + (g.kH - 1) * g.dilH + 1
         let chanFloats = bandRows * st.rowFloats
         var offsets = [Int](repeating: 0, count: taps)
@@ -60,7 +67,7 @@ extension Fast {
         offsets.withUnsafeBufferPointer { offp in
             let offs = UnsafeSendableBox(offp)
             parallelTasks(g.batch * bands, threads: threads) { t in
-                let img = t / bands, oy0 = (t % bands) * bandOut, oy1 = Swift.min(g.outH, oy0 + bandOut)
+                let img = t / bands, rows = rowsOf(t % bands), oy0 = rows.lowerBound, oy1 = rows.upperBound
                 if oy0 >= oy1 { return }
                 let total = g.inC * chanFloats + st.rowFloats
                 ScratchPool.shared.with(total) { buf in
