@@ -193,26 +193,17 @@ final class FastTapConvTests: XCTestCase {
         var rng = SeededRandom(seed: UInt64(inC * 31 + h * 7 + w))
         func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
         let x = random(batch * inC * h * w), wt = random(outC * inC * k * k), b = random(outC)
-        var want = [Float](repeating: 0, count: batch * outC * oh * ow)
-        x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
-            Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, y: &want)
-            let pre = want
-            Reference.activation(act, count: want.count, x: pre, y: &want)
-            let packed = PointwisePacked(m: outC, k: inC * k * k, w: wp.baseAddress!)
-            let saved = Fast.tapConvOn
-            defer { Fast.tapConvOn = saved }
-            for on in [true, false] {
-                Fast.tapConvOn = on
-                var got = [Float](repeating: .nan, count: want.count)
-                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
-                let pm = PackedMatrix(m: outC, k: inC * k * k, a: wp.baseAddress!, lda: inC * k * k)
-                Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, act: act, y: &got, scratch: &scratch,
-                            threads: threads, packed: pm, pointwisePacked: packed)
-                let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
-                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC * k * k).squareRoot()),
-                                         "tapConv \(on) N\(batch) \(inC)→\(outC) \(h)×\(w) k\(k) s\(stride)", line: line)
-            }
-        } } }
+        let want = referenceConv2d(g, x: x, w: wt, b: b, act: act)
+        let packed = PointwisePacked(m: outC, k: inC * k * k, w: wt)
+        let pm = PackedMatrix(m: outC, k: inC * k * k, a: wt, lda: inC * k * k)
+        let saved = Fast.tapConvOn
+        defer { Fast.tapConvOn = saved }
+        for on in [true, false] {
+            Fast.tapConvOn = on
+            let got = fastConv2d(g, x: x, w: wt, b: b, act: act, threads: threads, packed: pm, pointwisePacked: packed)
+            XCTAssertLessThanOrEqual(maxAbsDiff(got, want), 1e-5 * Swift.max(1, Float(inC * k * k).squareRoot()),
+                                     "tapConv \(on) N\(batch) \(inC)→\(outC) \(h)×\(w) k\(k) s\(stride)", line: line)
+        }
     }
 
     func testTapConvMatchesReference() throws {
@@ -258,26 +249,17 @@ final class StridedPointwiseTests: XCTestCase {
         var rng = SeededRandom(seed: UInt64(inC * 13 + h * 5 + w))
         func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
         let x = random(batch * inC * h * w), wt = random(outC * inC), b = random(outC)
-        var want = [Float](repeating: 0, count: batch * outC * oh * ow)
-        x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
-            Reference.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, y: &want)
-            let pre = want
-            Reference.activation(act, count: want.count, x: pre, y: &want)
-            let saved = Fast.stridedPointwiseOn
-            defer { Fast.stridedPointwiseOn = saved }
-            for on in [true, false] {
-                Fast.stridedPointwiseOn = on
-                var got = [Float](repeating: .nan, count: want.count)
-                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
-                let pm = PackedMatrix(m: outC, k: inC, a: wp.baseAddress!, lda: inC)
-                let pw = PointwisePacked(m: outC, k: inC, w: wp.baseAddress!)
-                Fast.conv2d(g, x: xp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, act: act, y: &got, scratch: &scratch,
-                            threads: threads, packed: pm, pointwisePacked: pw)
-                let maxDiff = zip(got, want).map { abs($0 - $1) }.max()!
-                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * Swift.max(1, Float(inC).squareRoot()),
-                                         "strided 1×1 \(on) N\(batch) \(inC)→\(outC) \(h)×\(w) s\(stride)", line: line)
-            }
-        } } }
+        let want = referenceConv2d(g, x: x, w: wt, b: b, act: act)
+        let pm = PackedMatrix(m: outC, k: inC, a: wt, lda: inC)
+        let pw = PointwisePacked(m: outC, k: inC, w: wt)
+        let saved = Fast.stridedPointwiseOn
+        defer { Fast.stridedPointwiseOn = saved }
+        for on in [true, false] {
+            Fast.stridedPointwiseOn = on
+            let got = fastConv2d(g, x: x, w: wt, b: b, act: act, threads: threads, packed: pm, pointwisePacked: pw)
+            XCTAssertLessThanOrEqual(maxAbsDiff(got, want), 1e-5 * Swift.max(1, Float(inC).squareRoot()),
+                                     "strided 1×1 \(on) N\(batch) \(inC)→\(outC) \(h)×\(w) s\(stride)", line: line)
+        }
     }
 
     func testStridedPointwiseMatchesReference() throws {

@@ -175,18 +175,12 @@ final class RowBandTests: XCTestCase {
             let g = Conv2dGeometry(conv: a, input: [1, 3] + size)
             XCTAssertTrue(Fast.tapConvApplies(g, act: act))
             let x = random(3 * g.inPlane), w = random(16 * 3 * 49), b = random(16)
-            var want = [Float](repeating: 0, count: 16 * g.outPlane)
-            Reference.conv2d(g, x: x, w: w, b: b, y: &want)
-            let pre = want
-            Reference.activation(act, count: want.count, x: pre, y: &want)
+            let want = referenceConv2d(g, x: x, w: w, b: b, act: act)
             let packed = PointwisePacked(m: 16, k: 3 * 49, w: w)
             bothWays { on in
                 XCTAssertEqual(Fast.conv2dWritesBands(g, act: act, threads: t), on && t > 1)
-                var got = [Float](repeating: .nan, count: want.count)
-                var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
-                Fast.conv2d(g, x: x, w: w, b: b, act: act, y: &got, scratch: &scratch, threads: t, pointwisePacked: packed)
-                let worst = zip(got, want).map { abs($0 - $1) }.max()!
-                XCTAssertLessThanOrEqual(worst, 1e-4, "bands \(on) \(size)")
+                let got = fastConv2d(g, x: x, w: w, b: b, act: act, threads: t, pointwisePacked: packed)
+                XCTAssertLessThanOrEqual(maxAbsDiff(got, want), 1e-4, "bands \(on) \(size)")
             }
         }
     }

@@ -15,17 +15,11 @@ final class RowConvTests: XCTestCase {
         var rng = SeededRandom(seed: UInt64(inC * 7 + outC * 3 + h))
         func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
         let x = random(inC * h * w), wt = random(outC * inC * k * k), b = random(outC)
-        var want = [Float](repeating: 0, count: outC * oh * ow)
-        Reference.conv2d(g, x: x, w: wt, b: b, y: &want)
-        let pre = want
-        Reference.activation(act, count: want.count, x: pre, y: &want)
+        let want = referenceConv2d(g, x: x, w: wt, b: b, act: act)
         let packed = wt.withUnsafeBufferPointer { RowConvPacked(g, w: $0.baseAddress!, parts: threads) }
         XCTAssertEqual(packed.parts.map(\.n).reduce(0, +), outC, line: line)
-        var got = [Float](repeating: .nan, count: want.count)
-        var scratch = [Float](repeating: .nan, count: Fast.conv2dScratch(g))
-        Fast.conv2d(g, x: x, w: wt, b: b, act: act, y: &got, scratch: &scratch, threads: threads, rowConvPacked: packed)
-        let worst = zip(got, want).map { abs($0 - $1) }.max()!
-        XCTAssertLessThanOrEqual(worst, 2e-5 * Float(inC * k * k).squareRoot(), "\(g) \(act) threads \(threads)", line: line)
+        let got = fastConv2d(g, x: x, w: wt, b: b, act: act, threads: threads, rowConvPacked: packed)
+        XCTAssertLessThanOrEqual(maxAbsDiff(got, want), 2e-5 * Float(inC * k * k).squareRoot(), "\(g) \(act) threads \(threads)", line: line)
     }
 
     func testRowConvMatchesReference() throws {

@@ -75,6 +75,30 @@ extension XCTestCase {
 
     func randoms(_ n: Int, _ rng: inout SeededRandom) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 2 - 1 } }
 
+    /// The plain reference convolution with its activation: what the fast convolution paths are compared with.
+    func referenceConv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?, act: Activation) -> [Float] {
+        var y = [Float](repeating: 0, count: g.batch * g.outC * g.outPlane)
+        SharedForward.withOptional(b) { bp in Reference.conv2d(g, x: x, w: w, b: bp, y: &y) }
+        let pre = y
+        Reference.activation(act, count: y.count, x: pre, y: &y)
+        return y
+    }
+
+    /// `Fast.conv2d` with the given weight forms, into an output and scratch filled with NaN (so that anything left
+    /// unwritten shows).
+    func fastConv2d(_ g: Conv2dGeometry, x: [Float], w: [Float], b: [Float]?, act: Activation, threads: Int,
+                    packed: PackedMatrix? = nil, pointwisePacked: PointwisePacked? = nil, rowConvPacked: RowConvPacked? = nil) -> [Float] {
+        var y = [Float](repeating: .nan, count: g.batch * g.outC * g.outPlane)
+        var scratch = [Float](repeating: .nan, count: Swift.max(1, Fast.conv2dScratch(g)))
+        SharedForward.withOptional(b) { bp in
+            Fast.conv2d(g, x: x, w: w, b: bp, act: act, y: &y, scratch: &scratch, threads: threads, packed: packed,
+                        pointwisePacked: pointwisePacked, rowConvPacked: rowConvPacked)
+        }
+        return y
+    }
+
+    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+
     func maxRel(_ a: [Float]?, _ b: [Float]?, file: StaticString = #filePath, line: UInt = #line) -> Float {
         guard let a, let b else { XCTAssertTrue(a == nil && b == nil, "one side is nil", file: file, line: line); return 0 }
         XCTAssertEqual(a.count, b.count, file: file, line: line)

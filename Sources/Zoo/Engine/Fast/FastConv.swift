@@ -54,10 +54,12 @@ extension Fast {
     }
 
     /// Whether `conv2d` writes this convolution in row bands (`rowBands`): Winograd convolutions that split by tile rows,
-    /// and the packed-GEMM convolution, whose pixel panels go to the workers in contiguous halves of the plane.
+    /// the packed-GEMM convolution, whose pixel panels go to the workers in contiguous halves of the plane, and the
+    /// tap-row kernel (`tapConvBands`).
     static func conv2dWritesBands(_ g: Conv2dGeometry, act: Activation, threads: Int) -> Bool {
-        guard bandParts(batch: g.batch, threads: threads) > 0 else { return false }
-        if tapConvApplies(g, act: act) { return tapConvBands && bandParts(batch: g.batch, threads: threads) <= g.outH }
+        let parts = bandParts(batch: g.batch, threads: threads)
+        guard parts > 0 else { return false }
+        if tapConvApplies(g, act: act) { return tapConvBands && parts <= g.outH }
         if pointwiseInPlaceApplies(g, act: act) || stridedPointwiseApplies(g, act: act)
             || rowConvApplies(g, act: act) || isDepthwise(g) { return false }
         if packedConvApplies(g) { return true }

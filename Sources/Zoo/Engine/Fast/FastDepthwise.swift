@@ -52,8 +52,11 @@ extension Fast {
         return true
     }
 
-    /// Whether the channel-lane kernel takes this depthwise geometry (one output channel per group).
+    /// `depthwiseChannelLanes` gives each worker one contiguous run of 8-channel groups; `ZOO_DWC_RUNS=0`: a task per
+    /// group, claimed in any order (A/B switch).
     nonisolated(unsafe) static var depthwiseLaneRuns = ProcessInfo.processInfo.environment["ZOO_DWC_RUNS"] != "0"
+
+    /// Whether the channel-lane kernel takes this depthwise geometry (one output channel per group).
     static func channelLanesApply(_ g: Conv2dGeometry) -> Bool {
         g.outW <= (g.strideW == 1 ? channelLanesMaxWidth : channelLanesMaxWidthS2) && g.outCPerGroup == 1 && g.groups == g.inC && zoo_kernels_simd() >= 1
     }
@@ -64,7 +67,7 @@ extension Fast {
                      dilW: Int32(g.dilW), padTop: Int32(g.padTop), padLeft: Int32(g.padLeft))
     }
 
-    /// Depthwise convolution by `zoo_dwc`: tasks of (image, 8 channels). Activations other than none/ReLU/clip after.
+    /// Depthwise convolution by `zoo_dwc` over groups of (image, 8 channels). Activations other than none/ReLU/clip after.
     static func depthwiseChannelLanes(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                       b: UnsafePointer<Float>?, act: Activation, y: UnsafeMutablePointer<Float>, threads: Int) {
         var geom = dwcGeom(g)
@@ -74,13 +77,12 @@ extension Fast {
         let xs = SendConstPtr(x), ws = SendConstPtr(w), ys = SendPtr(y), bs = b.map(SendConstPtr.init)
         // Contiguous runs of 8-channel groups per worker (one scratch each): a 7×7 plane's group is well under a
         // microsecond of work, about what claiming it as a task of its own costs when the cores are apart.
-        let runs = depthwiseLaneRuns ? threads : g.batch * groups
-        parallelTasks(Swift.min(runs, g.batch * groups), threads: threads) { r in
-            let count = g.batch * groups, parts = Swift.min(runs, count)
+        let count = g.batch * groups, parts = depthwiseLaneRuns ? Swift.min(threads, count) : count
+        parallelTasks(parts, threads: threads) { r in
+            var gg = geom
             ScratchPool.shared.with(Int(scratch)) { buf in
                 for t in (count * r / parts)..<(count * (r + 1) / parts) {
                     let n = t / groups, c0 = (t % groups) * 8, nch = Swift.min(8, g.outC - c0)
-                    var gg = geom
                     _ = zoo_dwc(Int32(nch), xs.p + (n * g.inC + c0) * g.inPlane, g.inPlane, ws.p + c0 * taps, bs.map { $0.p + c0 },
                                 &gg, clamp, lo, hi, ys.p + (n * g.outC + c0) * g.outPlane, g.outPlane, buf)
                     if clamp == 0 { applyActivation(act, ys.p + (n * g.outC + c0) * g.outPlane, count: nch * g.outPlane) }

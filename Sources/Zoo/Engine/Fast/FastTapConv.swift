@@ -7,9 +7,10 @@ extension Fast {
     /// Image stems (at most 4 input channels, kernels up to 7×7: resnet18's and googlenet's 3→64 7×7/2) take it too, up to
     /// 196 taps: resnet18's stem at batch 1 took 0.61 ms here against 0.76 on im2col + packed GEMM (Zen 5).
     /// `ZOO_TAP_STEM=0` limits it to 32 taps again (A/B).
-    /// `ZOO_TAP_BANDS=0`: the tap-row kernel splits its own way even while row bands are on (A/B switch).
-    nonisolated(unsafe) static var tapConvBands = ProcessInfo.processInfo.environment["ZOO_TAP_BANDS"] != "0"
     nonisolated(unsafe) static var tapConvStems = ProcessInfo.processInfo.environment["ZOO_TAP_STEM"] != "0"
+    /// While row bands are on, the tap-row kernel writes them (band t of the output rows on worker t), so the layers after
+    /// it stay in bands; `ZOO_TAP_BANDS=0`: it splits its own way even then (A/B switch).
+    nonisolated(unsafe) static var tapConvBands = ProcessInfo.processInfo.environment["ZOO_TAP_BANDS"] != "0"
     static func tapConvTapsFit(_ g: Conv2dGeometry) -> Bool {
         g.inC * g.kH * g.kW <= 32 || (tapConvStems && g.inC <= 4 && g.kH * g.kW <= 49)
     }
