@@ -127,6 +127,11 @@ public func trainConv2dBackward(x: [Float], weight: [Float], dy: [Float], geomet
     }
     if needParams && hasBias { db = channelSums(dy, n: g.n, channels: g.o, plane: g.plane, threads: threads) }
     if !needInput && !needParams { return (dx, dw, db) }
+    if TapGemm.applies(g) {
+        if needInput { dx = TapGemm.inputGradient(dy: dy, weight: weight, geometry: g, threads: threads) }
+        if needParams { dw = TapGemm.weightGradient(x: x, dy: dy, geometry: g, threads: threads) }
+        return (dx, dw, db)
+    }
 
     var dataGeo: Conv2dGeometry? = nil
     if needInput, let geo = convBackwardDataByWinograd(g) {
@@ -335,6 +340,8 @@ func trainConvForwardBatched(_ g: ConvGeometry, threads: Int, changingWeights: B
     // Image stems on the inference tap-row kernel (resnet18's 7×7/2 forward at b32 96²: 10.7–11.3 → 7.5–7.7 ms, Zen 4;
     // the frozen step about 4 ms faster); LeNet-sized convolutions keep SmallConv's direct path.
     if trainTapStems && Fast.tapConvApplies(geo, act: .none) && !SmallConv.applies(g) { return false }
+    // Small planes mostly padding (resnet18's layer4 at 96²), frozen or not: one GEMM per tap (TapGemm.swift).
+    if TapGemm.applies(g) { return true }
     if !changingWeights && TrainFast.enabled("frozen") && Fast.winogradApplies(geo) && winogradTiles(geo) < frozenWinogradMinTiles { return true }
     return !Fast.winogradApplies(geo) || (changingWeights && !trainWinogradWorthIt(geo))
 }
@@ -368,6 +375,7 @@ func winogradTiles(_ g: Conv2dGeometry) -> Int { g.batch * ((g.outH + 1) / 2) * 
 public func trainConv2dForward(x: [Float], weight: [Float], bias: [Float]?, geometry g: ConvGeometry,
                                threads: Int = TrainingThreads.count) -> [Float] {
     if SmallConv.applies(g) { return smallConvForward(x: x, weight: weight, bias: bias, geometry: g, threads: threads) }
+    if TapGemm.applies(g) { return TapGemm.forward(x: x, weight: weight, bias: bias, geometry: g, threads: threads) }
     let workers = max(1, min(threads, g.n))
     let perWorker = (g.n + workers - 1) / workers
     let chunk = max(1, min(perWorker, convBackwardColumnFloats / max(1, g.kSize * g.plane)))
