@@ -90,6 +90,43 @@ final class TrainingGradientTests: XCTestCase {
         try gradCheck(single(.adaptiveAvgPool2d(output: [3, 2]), [2, 7, 5]))
         try gradCheck(single(.globalMaxPool, [3, 4, 4]))
     }
+    /// ReLU → max pool: the fused backward (the pool scatters dy zeroed where its output is 0) against the finite
+    /// differences, and bit for bit against the two separate passes, with exact ±0 and NaN among the inputs.
+    func testReluMaxPoolBackwardFused() throws {
+        let g = Graph(name: "t", inputShape: [3, 7, 7], output: "p", nodes: [
+            Node(name: "r", op: .relu, inputs: ["input"]),
+            Node(name: "p", op: .maxPool2d(.init(kernel: [3, 3], stride: [2, 2], padding: .init(1))), inputs: ["r"]),
+        ])
+        let saved = trainFuseReluPoolBackward
+        defer { trainFuseReluPoolBackward = saved }
+        trainFuseReluPoolBackward = true
+        try gradCheck(g, kinks: [0])
+        var rng = SeededRandom(seed: 17)
+        var x = Tensor(zeros: [2, 3, 7, 7])
+        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+        for i in stride(from: 0, to: x.count, by: 7) { x.data[i] = 0 }
+        for i in stride(from: 3, to: x.count, by: 11) { x.data[i] = -0.0 }
+        // a whole negative plane (every pooled output 0) and NaN
+        for i in 49..<98 { x.data[i] = -abs(x.data[i]) - 0.1 }
+        x.data[150] = .nan
+        let outShape = try g.outputShape(batch: 2)
+        let r = Tensor(shape: outShape, data: (0..<outShape.reduce(1, *)).map { _ in rng.nextNormal() })
+        var inputs: [[UInt32]] = []
+        for fused in [true, false] {
+            trainFuseReluPoolBackward = fused
+            var engine = TrainingEngine(model: Model.initialized(graph: g))
+            engine.inputRequiresGrad = true
+            var dr = SeededRandom(seed: 1)
+            let tape = try engine.forward(x, training: true, rng: &dr)
+            let grads = try engine.backward(tape, gradOutput: r)
+            let d = try XCTUnwrap(grads.input)
+            XCTAssertEqual(d.count, x.count)
+            inputs.append(d.map(\.bitPattern))
+        }
+        XCTAssertEqual(inputs[0], inputs[1])
+        XCTAssertTrue(inputs[0].contains { Float(bitPattern: $0) != 0 })
+        XCTAssertTrue(inputs[0][49..<98].allSatisfy { Float(bitPattern: $0) == 0 })
+    }
     func testDropoutGradientAndScaling() throws {
         let g = single(.dropout(p: 0.25), [2, 8, 8])
         try gradCheck(g, training: true)

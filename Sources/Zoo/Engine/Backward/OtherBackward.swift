@@ -268,6 +268,20 @@ public func trainMaxPoolBackwardByValue(x: [Float], y: [Float], dy: [Float], geo
     }
 }
 
+/// `ZOO_TRAIN_RELU_POOL=0`: a ReLU's backward before a max pool runs as a pass of its own (A/B switch).
+nonisolated(unsafe) var trainFuseReluPoolBackward = ProcessInfo.processInfo.environment["ZOO_TRAIN_RELU_POOL"] != "0"
+
+/// dy with the entries where y is (±)0 set to 0.
+func maskedWhereZero(_ dy: [Float], _ y: [Float]) -> [Float] {
+    precondition(dy.count == y.count)
+    return [Float](unsafeUninitializedCapacity: dy.count) { out, done in
+        dy.withUnsafeBufferPointer { d in y.withUnsafeBufferPointer { v in
+            for i in 0..<dy.count { out[i] = v[i] == 0 ? 0 : d[i] }
+        } }
+        done = dy.count
+    }
+}
+
 /// Average pooling with PyTorch's divisor rules (count_include_pad counts padding inside the padded extent).
 func avgPoolWindows(_ g: PoolGeometry, _ a: Pool2dAttrs, _ body: (_ o: Int, _ nc: Int, _ y0: Int, _ y1: Int, _ x0: Int, _ x1: Int, _ div: Float) -> Void) {
     for nc in 0..<(g.n * g.c) {

@@ -313,7 +313,17 @@ public struct TrainingEngine {
             case .maxPool2d, .globalMaxPool:
                 guard needIn[0] else { continue }
                 if case let .maxPoolByValue(geo) = tape.caches[ni] {
-                    accumulate(node.inputs[0], trainMaxPoolBackwardByValue(x: x!.data, y: tape.values[node.output]!.data, dy: dy, geometry: geo,
+                    let y = tape.values[node.output]!.data
+                    if trainFuseReluPoolBackward, readers[node.inputs[0]] == 1, let ri = producer[node.inputs[0]], tape.needsBackward[ri],
+                       case .relu = g.nodes[ri].op, let rIn = g.nodes[ri].inputs.first, valueNeeds.contains(rIn) {
+                        // ReLU → max pool: the pool's gradient lands on its windows' maxima only, and a maximum the ReLU passed
+                        // is 0 exactly where the ReLU's input was ≤ 0 (NaN stays NaN), so the ReLU's backward is dy zeroed
+                        // where y == 0, scattered by the pool (no pass over the ReLU's full-size gradient).
+                        accumulate(rIn, trainMaxPoolBackwardByValue(x: x!.data, y: y, dy: maskedWhereZero(dy, y), geometry: geo,
+                                                                    threads: SharedForward.threads))
+                        continue   // the ReLU node then finds no gradient and is skipped
+                    }
+                    accumulate(node.inputs[0], trainMaxPoolBackwardByValue(x: x!.data, y: y, dy: dy, geometry: geo,
                                                                            threads: SharedForward.threads))
                     continue
                 }
