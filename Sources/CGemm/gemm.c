@@ -103,6 +103,29 @@ static void pack_a_panel_rows(int m, const float *a, ptrdiff_t rs, ptrdiff_t cs,
         }
 }
 
+void zoo_gemm_pack_a_taps(int m, int k, int taps, const float *a, ptrdiff_t rs, ptrdiff_t cs, float *pa, size_t tap_stride,
+                          int panel_lo, int panel_hi) {
+    zoo_gemm_info in = zoo_gemm_current();
+    const int mr = in.mr, np = panels(m, mr), mpad = np * mr;
+    for (int k0 = 0; k0 < k; k0 += in.kc) {
+        const int kb = (k - k0 < in.kc) ? k - k0 : in.kc;
+        for (int p = panel_lo; p < panel_hi; p++) {
+            float *dst = pa + (size_t)k0 * mpad + (size_t)p * kb * mr;
+            for (int kk = 0; kk < kb; kk++)
+                for (int i = 0; i < mr; i++) {
+                    const int row = p * mr + i;
+                    float *d = dst + kk * mr + i;
+                    if (row < m) {
+                        const float *src = a + (ptrdiff_t)row * rs + (ptrdiff_t)(k0 + kk) * cs;
+                        for (int t = 0; t < taps; t++) d[(size_t)t * tap_stride] = src[t];
+                    } else {
+                        for (int t = 0; t < taps; t++) d[(size_t)t * tap_stride] = 0.0f;
+                    }
+                }
+        }
+    }
+}
+
 void zoo_gemm_pack_a_strided(int m, int k, const float *a, ptrdiff_t rs, ptrdiff_t cs, float *pa, int panel_lo, int panel_hi) {
     zoo_gemm_info in = zoo_gemm_current();
     const int mr = in.mr, np = panels(m, mr), mpad = np * mr;

@@ -21,6 +21,10 @@ void zoo_gemm_pack_a(int m, int k, const float *a, int lda, float *pa);
 /// row stride rs; rs = 1: A stored transposed). Panels land at their places in the full packed layout.
 void zoo_gemm_pack_a_strided(int m, int k, const float *a, ptrdiff_t rs, ptrdiff_t cs, float *pa, int panel_lo, int panel_hi);
 
+/// Packs panels [panel_lo, panel_hi) of `taps` matrices in one pass: matrix t's element (i, kk) is a[i·rs + kk·cs + t]
+/// (a convolution's weights, t its kernel tap); matrix t lands at pa + t·tap_stride in the full packed layout.
+void zoo_gemm_pack_a_taps(int m, int k, int taps, const float *a, ptrdiff_t rs, ptrdiff_t cs, float *pa, size_t tap_stride,
+                          int panel_lo, int panel_hi);
 size_t zoo_gemm_packed_b_floats(int k, int n);
 /// Packs column panels [panel_lo, panel_hi) of B (k×n, row stride ldb).
 void zoo_gemm_pack_b(int k, int n, const float *b, int ldb, float *pb, int panel_lo, int panel_hi);

@@ -74,12 +74,12 @@ enum TapGemm {
         }
     }
 
-    /// dst[n][m][pd] = bias + Σ_t A_t · src over the taps, A_t (m × k) element (i, kk) at a[t·tapStride + i·rs + kk·cs];
+    /// dst[n][m][pd] = bias + Σ_t A_t · src over the taps, A_t (m × k) element (i, kk) at a[i·rs + kk·cs + t];
     /// destination position d reads source position d + (oy + sy·ky, ox + sx·kx).
     static func tapProducts(src: UnsafePointer<Float>, n: Int, k: Int, hs: Int, ws: Int,
                             dst: UnsafeMutablePointer<Float>, m: Int, hd: Int, wd: Int,
                             kh: Int, kw: Int, oy: Int, sy: Int, ox: Int, sx: Int,
-                            a: UnsafePointer<Float>, tapStride: Int, rs: Int, cs: Int, bias: UnsafePointer<Float>?, threads: Int) {
+                            a: UnsafePointer<Float>, rs: Int, cs: Int, bias: UnsafePointer<Float>?, threads: Int) {
         let ps = hs * ws, pd = hd * wd, taps = kh * kw
         let info = zoo_gemm_current()
         let mr = Int(info.mr), nr = Int(info.nr)
@@ -98,7 +98,10 @@ enum TapGemm {
         let pb = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, bTotal))
         let z = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, zTotal))
         let plain = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, plainMax))
-        let pa = UnsafeMutablePointer<Float>.allocate(capacity: zoo_gemm_packed_a_floats(Int32(m), Int32(k)))
+        // A_t for every tap, packed in one pass over the weights (each (i, kk) holds its taps side by side).
+        // (+32 floats: strides of whole megabytes put the taps' nine write streams in the same L1 sets)
+        let paStride = zoo_gemm_packed_a_floats(Int32(m), Int32(k)) + 32
+        let pa = UnsafeMutablePointer<Float>.allocate(capacity: taps * paStride)
         defer { pb.deallocate(); z.deallocate(); plain.deallocate(); pa.deallocate() }
         for t in 0..<taps where rects[t].count > 0 {
             let r = rects[t], cols = r.count * n
@@ -118,10 +121,10 @@ enum TapGemm {
             let panels = Fast.band(mp, w, workers)
             if panels.isEmpty { return }
             let rects = rectBox.value, (bOff, zOff) = offs.value
+            zoo_gemm_pack_a_taps(Int32(m), Int32(k), Int32(taps), ac.p, rs, cs, pas.p, paStride, Int32(panels.lowerBound), Int32(panels.upperBound))
             for t in 0..<taps where rects[t].count > 0 {
                 let cols = rects[t].count * n
-                zoo_gemm_pack_a_strided(Int32(m), Int32(k), ac.p + t * tapStride, rs, cs, pas.p, Int32(panels.lowerBound), Int32(panels.upperBound))
-                zoo_gemm_compute(Int32(m), Int32(cols), Int32(k), pas.p, pbc.p + bOff[t], zs.p + zOff[t], Int32(cols), nil, 0, 0, 0,
+                zoo_gemm_compute(Int32(m), Int32(cols), Int32(k), pas.p + t * paStride, pbc.p + bOff[t], zs.p + zOff[t], Int32(cols), nil, 0, 0, 0,
                                  Int32(panels.lowerBound), Int32(panels.upperBound), 0, Int32((cols + nr - 1) / nr))
             }
             // dst rows of this worker's panels: bias plus each covering tap's column block.
@@ -155,7 +158,7 @@ enum TapGemm {
                 func run(_ bp: UnsafePointer<Float>?) {
                     tapProducts(src: xb.baseAddress!, n: g.n, k: g.c, hs: g.h, ws: g.w, dst: y, m: g.o, hd: g.oh, wd: g.ow,
                                 kh: g.kh, kw: g.kw, oy: -g.pt, sy: 1, ox: -g.pl, sx: 1,
-                                a: wb.baseAddress!, tapStride: 1, rs: g.kh * g.kw * g.c, cs: g.kh * g.kw, bias: bp, threads: threads)
+                                a: wb.baseAddress!, rs: g.kh * g.kw * g.c, cs: g.kh * g.kw, bias: bp, threads: threads)
                 }
                 if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
             } }
@@ -171,7 +174,7 @@ enum TapGemm {
             dy.withUnsafeBufferPointer { yb in weight.withUnsafeBufferPointer { wb in
                 tapProducts(src: yb.baseAddress!, n: g.n, k: g.o, hs: g.oh, ws: g.ow, dst: db.baseAddress!, m: g.c, hd: g.h, wd: g.w,
                             kh: g.kh, kw: g.kw, oy: g.pt, sy: -1, ox: g.pl, sx: -1,
-                            a: wb.baseAddress!, tapStride: 1, rs: g.kh * g.kw, cs: g.kh * g.kw * g.c, bias: nil, threads: threads)
+                            a: wb.baseAddress!, rs: g.kh * g.kw, cs: g.kh * g.kw * g.c, bias: nil, threads: threads)
             } }
             done = count
         }
@@ -186,20 +189,22 @@ enum TapGemm {
         let maxCols = (rects.map(\.count).max() ?? 0) * n
         let aPlain = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, g.o * maxCols))
         let bPlain = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, g.c * maxCols))
-        let staged = UnsafeMutablePointer<Float>.allocate(capacity: taps * g.o * g.c)
+        // dW_t at t·tapStride (+32 floats: whole-megabyte strides put the re-layout's nine read streams in the same L1 sets)
+        let tapStride = g.o * g.c + 32
+        let staged = UnsafeMutablePointer<Float>.allocate(capacity: taps * tapStride)
         defer { xt.deallocate(); dt.deallocate(); aPlain.deallocate(); bPlain.deallocate(); staged.deallocate() }
         x.withUnsafeBufferPointer { positionsMajor($0.baseAddress!, n: n, k: g.c, ps: ps, into: xt, threads: threads) }
         dy.withUnsafeBufferPointer { positionsMajor($0.baseAddress!, n: n, k: g.o, ps: pd, into: dt, threads: threads) }
         for t in 0..<taps {
             let r = rects[t], cols = r.count * n
-            let wt = staged + t * g.o * g.c
+            let wt = staged + t * tapStride
             if cols == 0 { wt.update(repeating: 0, count: g.o * g.c); continue }
             // dY over the rectangle (no offset) and X over the shifted rectangle, both k × cols with the same column order.
             gatherTap(dt, k: g.o, ws: g.ow, ps: pd, n: n, r: r, offY: 0, offX: 0, into: aPlain, threads: threads)
             gatherTap(xt, k: g.c, ws: g.w, ps: ps, n: n, r: r, offY: t / g.kw - g.pt, offX: t % g.kw - g.pl, into: bPlain, threads: threads)
             Fast.sgemm(false, true, m: g.o, n: g.c, k: cols, a: aPlain, lda: cols, b: bPlain, ldb: cols, c: wt, ldc: g.c, threads: threads)
         }
-        // staged[t][o][c] → dW[o][c][t]
+        // staged[t][o·C + c] → dW[o][c][t]
         let count = g.o * g.c * taps
         let sp = SendConstPtr(staged)
         return [Float](unsafeUninitializedCapacity: count) { wb, done in
@@ -207,7 +212,7 @@ enum TapGemm {
             Fast.parallelFor(oc, threads: threads, grain: 4096) { r in
                 for i in r {
                     let out = d.p + i * taps
-                    for t in 0..<taps { out[t] = sp.p[t * oc + i] }
+                    for t in 0..<taps { out[t] = sp.p[t * tapStride + i] }
                 }
             }
             done = count
