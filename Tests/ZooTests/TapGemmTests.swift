@@ -34,6 +34,9 @@ final class TapGemmTests: XCTestCase {
             let g = ConvGeometry(n: n, c: c, h: h, w: w, attrs: Conv2dAttrs(inChannels: c, outChannels: o, kernel: k, stride: s, padding: p,
                                                                             dilation: [1, 1], groups: 1, bias: bias))
             XCTAssertTrue(TapGemm.applies(g), "\(n) \(c) \(h)×\(w) \(k) \(s)")
+            // the counted share equals the positions the taps actually use
+            let used = TapGemm.positions(g).reduce(0) { $0 + $1.output.count }
+            XCTAssertEqual(TapGemm.usefulFraction(g), Double(used) / Double(k[0] * k[1] * g.plane), accuracy: 1e-12)
         }
         // a strided 1×1 convolution never (no padding to skip)
         XCTAssertFalse(TapGemm.applies(ConvGeometry(n: 2, c: 16, h: 6, w: 6, attrs: Conv2dAttrs(inChannels: 16, outChannels: 16, kernel: [1, 1],

@@ -41,8 +41,14 @@ enum TapGemm {
         (0..<g.kh * g.kw).map { t in positions(g, ky: t / g.kw, kx: t % g.kw) }
     }
 
+    /// The share of im2col's (tap, output position) pairs that read inside the input (rows and columns counted apart).
     static func usefulFraction(_ g: ConvGeometry) -> Double {
-        Double(positions(g).reduce(0) { $0 + $1.output.count }) / Double(g.kh * g.kw * g.plane)
+        func inside(_ outLen: Int, _ inLen: Int, _ stride: Int, _ offset: Int) -> Int {
+            (0..<outLen).reduce(0) { n, o in let i = o * stride + offset; return n + (i >= 0 && i < inLen ? 1 : 0) }
+        }
+        let rows = (0..<g.kh).reduce(0) { $0 + inside(g.oh, g.h, g.sh, $1 - g.pt) }
+        let cols = (0..<g.kw).reduce(0) { $0 + inside(g.ow, g.w, g.sw, $1 - g.pl) }
+        return Double(rows * cols) / Double(g.kh * g.kw * g.plane)
     }
 
     /// Strided convolutions (other than 1×1) where at most this share is real (`ZOO_TRAIN_TAPGEMM_STRIDED_MAX`): their im2col
