@@ -172,14 +172,11 @@ enum TapGemm {
         let pos = positions(g)
         return [Float](unsafeUninitializedCapacity: count) { yb, done in
             let y = yb.baseAddress!
-            x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in
-                func run(_ bp: UnsafePointer<Float>?) {
-                    tapProducts(src: xb.baseAddress!, n: g.n, k: g.c, ps: g.h * g.w, srcPos: pos.map(\.input),
-                                dst: y, m: g.o, pd: g.plane, dstPos: pos.map(\.output),
-                                a: wb.baseAddress!, rs: g.kh * g.kw * g.c, cs: g.kh * g.kw, bias: bp, threads: threads)
-                }
-                if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
-            } }
+            x.withUnsafeBufferPointer { xb in weight.withUnsafeBufferPointer { wb in SharedForward.withOptional(bias) { bp in
+                tapProducts(src: xb.baseAddress!, n: g.n, k: g.c, ps: g.h * g.w, srcPos: pos.map(\.input),
+                            dst: y, m: g.o, pd: g.plane, dstPos: pos.map(\.output),
+                            a: wb.baseAddress!, rs: g.kh * g.kw * g.c, cs: g.kh * g.kw, bias: bp, threads: threads)
+            } } }
             done = count
         }
     }
