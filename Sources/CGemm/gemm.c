@@ -314,6 +314,73 @@ ZOO_AVX512 static void kernel_avx512(int kb, const float *pa, const float *pb, f
 #undef ZSTORE
 }
 
+/* The AVX-512 tile for panels of MR ≤ 8 rows (A packed kb × MR), 48 columns: rows past MR are not computed at all, so a
+   7-wide output row costs 7/8 of an 8-row tile rather than a whole one. The row count is a compile-time constant in each
+   caller below, so the loops unroll and the accumulators stay in registers. */
+ZOO_AVX512 static inline __attribute__((always_inline)) void
+kernel_avx512_rows(const int MR, int kb, const float *pa, const float *pb, float *c, int ldc, int nr_eff, int first) {
+    __m512 acc[8][3];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
+    const int nv = nr_eff > 32 ? 3 : nr_eff > 16 ? 2 : 1;
+    if (nv == 3) {
+        for (int kk = 0; kk < kb; kk++) {
+            const float *bv = pb + kk * 48, *av = pa + kk * MR;
+            const __m512 b0 = _mm512_loadu_ps(bv), b1 = _mm512_loadu_ps(bv + 16), b2 = _mm512_loadu_ps(bv + 32);
+            for (int i = 0; i < MR; i++) {
+                const __m512 a = _mm512_set1_ps(av[i]);
+                acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+                acc[i][2] = _mm512_fmadd_ps(a, b2, acc[i][2]);
+            }
+        }
+    } else if (nv == 2) {
+        for (int kk = 0; kk < kb; kk++) {
+            const float *bv = pb + kk * 48, *av = pa + kk * MR;
+            const __m512 b0 = _mm512_loadu_ps(bv), b1 = _mm512_loadu_ps(bv + 16);
+            for (int i = 0; i < MR; i++) {
+                const __m512 a = _mm512_set1_ps(av[i]);
+                acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+            }
+        }
+    } else {
+        for (int kk = 0; kk < kb; kk++) {
+            const __m512 b0 = _mm512_loadu_ps(pb + kk * 48);
+            const float *av = pa + kk * MR;
+            for (int i = 0; i < MR; i++) acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(av[i]), b0, acc[i][0]);
+        }
+    }
+    const int w0 = nr_eff < 16 ? nr_eff : 16, w1 = nr_eff - 16 < 0 ? 0 : (nr_eff - 16 < 16 ? nr_eff - 16 : 16),
+              w2 = nr_eff - 32 < 0 ? 0 : nr_eff - 32;
+    const __mmask16 m0 = (__mmask16)((1u << w0) - 1), m1 = (__mmask16)((1u << w1) - 1), m2 = (__mmask16)((1u << w2) - 1);
+    const __m512 z = _mm512_setzero_ps();
+    for (int i = 0; i < MR; i++)
+        store_row512(c + (size_t)i * ldc, acc[i][0], acc[i][1], acc[i][2], m0, m1, m2, first, 0, 0.0f, 0, z, z);
+}
+
+#define ZOO_ROWS_KERNEL(R) \
+    ZOO_AVX512 static void kernel_avx512_rows##R(int kb, const float *pa, const float *pb, float *c, int ldc, int nr_eff, \
+                                                int first) { kernel_avx512_rows(R, kb, pa, pb, c, ldc, nr_eff, first); }
+ZOO_ROWS_KERNEL(1) ZOO_ROWS_KERNEL(2) ZOO_ROWS_KERNEL(3) ZOO_ROWS_KERNEL(4)
+ZOO_ROWS_KERNEL(5) ZOO_ROWS_KERNEL(6) ZOO_ROWS_KERNEL(7) ZOO_ROWS_KERNEL(8)
+#undef ZOO_ROWS_KERNEL
+
+int zoo_gemm_rows_acc(int mr, int panels_m, int n, int kb, const float *pa, const float *pb, float *c, int ldc,
+                      int accumulate) {
+    typedef void (*rows_fn)(int, const float *, const float *, float *, int, int, int);
+    static const rows_fn fns[9] = {0, kernel_avx512_rows1, kernel_avx512_rows2, kernel_avx512_rows3, kernel_avx512_rows4,
+                                   kernel_avx512_rows5, kernel_avx512_rows6, kernel_avx512_rows7, kernel_avx512_rows8};
+    zoo_gemm_info in = zoo_gemm_current();
+    if (in.level != 2 || mr < 1 || mr > 8 || kb <= 0) return 0;
+    const rows_fn kern = fns[mr];
+    for (int q = 0; q < panels(n, 48); q++) {
+        const int j0 = q * 48, nr_eff = n - j0 < 48 ? n - j0 : 48;
+        for (int p = 0; p < panels_m; p++)
+            kern(kb, pa + (size_t)p * kb * mr, pb + (size_t)q * kb * 48, c + (size_t)p * mr * ldc + j0, ldc, nr_eff, !accumulate);
+    }
+    return 1;
+}
+
 typedef void (*kernel_fn)(int, const float *, const float *, float *, int, int, int, int, int, const float *, int, int, float, float);
 
 void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,

@@ -99,12 +99,19 @@ __attribute__((target("avx512f"))) static void rc_stage_avx512(const zoo_rowconv
     }
 }
 
+static int rc_exact_rows = 1;
+void zoo_rowconv_set_exact(int on) { rc_exact_rows = on; }
+
 __attribute__((target("avx512f"))) static void
 rc_part_avx512(const zoo_rowconv_geom *g, const float *x, const float *pb, int col0, int n, const float *bias, int act,
                float lo, float hi, float *ct, float *y, float *work) {
     zoo_gemm_info in = zoo_gemm_current();
     const int kk = rc_kk(g), k = rc_k(g), rows = rc_rows(g), run = rc_run(g), s = g->sW;
-    const int npad = rc_npad(n, in.nr), np = npad / in.nr, slots = g->outH * 8;
+    const int npad = rc_npad(n, in.nr), np = npad / in.nr;
+    /* Exact rows: a panel of outW slots per output row, on the tiles of that many rows (no slot computed and dropped);
+       else 8-slot panels on the 8-row tile. Slot (oy, ox) is row oy·mr + ox of Cᵀ. */
+    const int mr = rc_exact_rows ? g->outW : 8, slots = g->outH * mr;
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(mr), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     float *st = work + (size_t)g->outH * in.kc * 8;
     float *a = work;
     for (int k0 = 0; k0 < k; k0 += in.kc) {
@@ -116,10 +123,11 @@ rc_part_avx512(const zoo_rowconv_geom *g, const float *x, const float *pb, int c
             const int q = (kx * g->dW) % s, u0 = (kx * g->dW) / s;
             const float *src = st + (((size_t)(c - c0) * rows + ky * g->dH) * s + q) * run + u0;
             for (int oy = 0; oy < g->outH; oy++)
-                _mm256_storeu_ps(a + ((size_t)oy * kb + rr) * 8, _mm256_loadu_ps(src + (size_t)oy * g->sH * s * run));
+                _mm256_maskstore_ps(a + ((size_t)oy * kb + rr) * mr, keep, _mm256_loadu_ps(src + (size_t)oy * g->sH * s * run));
         }
-        zoo_gemm_compute_acc(slots, n, kb, a, pb + (size_t)k0 * npad, ct + col0, g->outC, 0, 0, 0, 0, 0, g->outH, 0, np,
-                             k0 > 0);
+        if (mr == 8 || !zoo_gemm_rows_acc(mr, g->outH, n, kb, a, pb + (size_t)k0 * npad, ct + col0, g->outC, k0 > 0))
+            zoo_gemm_compute_acc(slots, n, kb, a, pb + (size_t)k0 * npad, ct + col0, g->outC, 0, 0, 0, 0, 0, g->outH, 0, np,
+                                 k0 > 0);
     }
     const int plane = g->outH * g->outW;
     for (int j = 0; j < n; j++) {
@@ -128,7 +136,7 @@ rc_part_avx512(const zoo_rowconv_geom *g, const float *x, const float *pb, int c
         float *yo = y + (size_t)oc * plane;
         for (int oy = 0; oy < g->outH; oy++)
             for (int ox = 0; ox < g->outW; ox++) {
-                float v = ct[(size_t)(oy * 8 + ox) * g->outC + oc] + b;
+                float v = ct[(size_t)(oy * mr + ox) * g->outC + oc] + b;
                 if (act) { v = v < lo ? lo : v; v = v > hi ? hi : v; }
                 yo[oy * g->outW + ox] = v;
             }

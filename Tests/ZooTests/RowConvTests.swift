@@ -19,10 +19,22 @@ final class RowConvTests: XCTestCase {
         let packed = wt.withUnsafeBufferPointer { RowConvPacked(g, w: $0.baseAddress!, parts: threads) }
         XCTAssertEqual(packed.parts.map(\.n).reduce(0, +), outC, line: line)
         let got = fastConv2d(g, x: x, w: wt, b: b, act: act, threads: threads, rowConvPacked: packed)
-        XCTAssertLessThanOrEqual(maxAbsDiff(got, want), 2e-5 * Float(inC * k * k).squareRoot(), "\(g) \(act) threads \(threads)", line: line)
+        XCTAssertLessThanOrEqual(maxAbsDiff(got, want), 2e-5 * Float(inC * k * k).squareRoot(),
+                                 "\(g) \(act) threads \(threads) exact rows \(Fast.rowConvExact)", line: line)
     }
 
+    /// The battery below on exact-width row panels (the default: `zoo_gemm_rows_acc` tiles of outW rows) and on the
+    /// 8-slot panels of the 8-row tile.
     func testRowConvMatchesReference() throws {
+        let saved = Fast.rowConvExact
+        defer { Fast.rowConvExact = saved }
+        for exact in [true, false] {
+            Fast.rowConvExact = exact
+            try battery()
+        }
+    }
+
+    func battery() throws {
         // resnet18 layer4 shapes at reduced channel counts: 3×3 stride 1 on 7×7, 3×3 stride 2 from 14×14
         try check(inC: 64, outC: 96, h: 7, w: 7, k: 3, stride: 1, pad: 1, act: .relu, threads: 2)
         try check(inC: 32, outC: 64, h: 14, w: 14, k: 3, stride: 2, pad: 1, act: .none, threads: 2)
@@ -31,6 +43,8 @@ final class RowConvTests: XCTestCase {
         try check(inC: 30, outC: 17, h: 8, w: 6, k: 3, stride: 1, pad: 1, act: .relu, threads: 1)
         // 8-wide rows (no padding slot), odd heights, stride 2 from odd sizes, dilation, a 5×5 kernel, no padding
         try check(inC: 40, outC: 48, h: 11, w: 8, k: 3, stride: 1, pad: 1, act: .none, threads: 2)
+        // 5-wide rows (the 5-row tile), an outC under one 48-column panel
+        try check(inC: 36, outC: 20, h: 6, w: 5, k: 3, stride: 1, pad: 1, act: .relu, threads: 2)
         try check(inC: 29, outC: 33, h: 15, w: 13, k: 3, stride: 2, pad: 1, act: .relu, threads: 2)
         try check(inC: 32, outC: 32, h: 9, w: 10, k: 3, stride: 1, pad: 1, dil: 2, act: .none, threads: 2)
         try check(inC: 16, outC: 20, h: 9, w: 10, k: 5, stride: 1, pad: 0, act: .relu, threads: 2)

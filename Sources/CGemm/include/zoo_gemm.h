@@ -42,6 +42,12 @@ void zoo_gemm_compute(int m, int n, int k, const float *pa, const float *pb, flo
 void zoo_gemm_compute_acc(int m, int n, int k, const float *pa, const float *pb, float *c, int ldc,
                           const float *bias, int act, float lo, float hi,
                           int mp_lo, int mp_hi, int np_lo, int np_hi, int accumulate);
+/// One K block (kb ≤ KC) on the AVX-512 tiles with `mr` (1…8) rows per A panel: C[p·mr + i][j] = (or += when
+/// `accumulate`) Σ_kk A_p[kk][i] · B_q[kk][j] for panels_m A panels (kb × mr each, consecutive) and the NR-column
+/// panels of B covering n columns (kb × 48 each, consecutive). No bias or activation. Returns 0 (nothing written)
+/// unless the AVX-512 kernel is selected.
+int zoo_gemm_rows_acc(int mr, int panels_m, int n, int kb, const float *pa, const float *pb, float *c, int ldc,
+                      int accumulate);
 /// y[i] = Σ a[i·lda + kk] · x[kk] for i < m (one row of a Linear layer), on the selected kernel level.
 void zoo_gemv(int m, int k, const float *a, int lda, const float *x, float *y);
 
@@ -61,6 +67,8 @@ size_t zoo_rowconv_work_floats(const zoo_rowconv_geom *g);
 /// Output channels [col0, col0 + n) of y (outC × outH × outW): the products into ct (outH·8 × outC, columns
 /// [col0, col0 + n) only), then bias and activation (0 none, 1 clamp to [lo, hi]) while transposing into y.
 /// Returns 0 (nothing written) unless the AVX-512 kernel is selected and outW ≤ 8.
+/// 1 (default): each output row is a panel of exactly outW slots (`zoo_gemm_rows_acc`); 0: 8-slot panels (A/B).
+void zoo_rowconv_set_exact(int on);
 int zoo_rowconv_part(const zoo_rowconv_geom *g, const float *x, const float *pb, int col0, int n, const float *bias,
                      int act, float lo, float hi, float *ct, float *y, float *work);
 #endif

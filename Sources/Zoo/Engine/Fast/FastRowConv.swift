@@ -19,6 +19,18 @@ extension Fast {
     /// `ZOO_ROWCONV=0` sends the narrow-plane convolutions back to Winograd / the packed GEMM (A/B switch).
     nonisolated(unsafe) static var rowConvOn = ProcessInfo.processInfo.environment["ZOO_ROWCONV"] != "0"
 
+    /// Each output row is one A panel of exactly outW slots, on AVX-512 tiles of that many rows (`zoo_gemm_rows_acc`):
+    /// 7×7 planes computed 56 slots for 49 pixels on the 8-row tile. Env ZOO_ROWCONV_EXACT=0 restores the 8-slot panels
+    /// (A/B switch); `rowConvExact` sets it (tests).
+    static var rowConvExact: Bool {
+        get { _ = rowConvExactFromEnv; return rowConvExactValue }
+        set { _ = rowConvExactFromEnv; rowConvExactValue = newValue; zoo_rowconv_set_exact(newValue ? 1 : 0) }
+    }
+    nonisolated(unsafe) private static var rowConvExactValue = true
+    private static let rowConvExactFromEnv: Void = {
+        if ProcessInfo.processInfo.environment["ZOO_ROWCONV_EXACT"] == "0" { rowConvExactValue = false; zoo_rowconv_set_exact(0) }
+    }()
+
     /// Convolutions `rowConv` takes: one image, output rows 5 to 8 wide (one 8-slot panel per row, at most 3/8 of it
     /// padding), at most 16 rows, one group, not 1×1 stride 1 (the in-place pointwise kernel), K = inC·kH·kW ≥ 256, on
     /// the AVX-512 GEMM. resnet18 b1 layer4 (512 → 512, 7×7): Winograd F(2×2) streams 16 MB of transformed weights per
@@ -52,6 +64,7 @@ extension Fast {
     /// itself (they are small: 7 panels × KC × 8 floats) so that nothing but the input crosses between the cores.
     static func rowConv(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: RowConvPacked, b: UnsafePointer<Float>?, act: Activation,
                         y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
+        _ = rowConvExactFromEnv
         let (kind, lo, hi) = gemmEpilogue(act)
         let geoBox = UnsafeSendableBox(rowConvGeom(g))
         var geo = geoBox.value
