@@ -1,6 +1,7 @@
 // AVX-512F kernels chosen at run time (function-level target attributes; no CPU flags for the whole target).
 #include "CZooKernels.h"
 #include <immintrin.h>
+#include <math.h>
 #include <cpuid.h>
 #include "avx2_common.h"
 #include <stdlib.h>
@@ -220,6 +221,66 @@ __attribute__((target("avx512f"))) static void
 maxpool_avx512(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep, float *out) {
     if (taps == 9) maxpool_impl(buf, offs, 9, outH, outW, rowStep, out);
     else maxpool_impl(buf, offs, taps, outH, outW, rowStep, out);
+}
+
+/* 3×3 stride-2 max pooling straight from the plane, separably: each input row's window maxima h[ox] over
+   x[2ox − padL + 0, 1, 2] (taps in kx order, −∞ outside the row), then each output row the maximum of its (up to) three
+   h rows in ky order, the row shared by two output rows computed once. The same rule as maxpool_impl at each step keeps
+   the first of tied values and the first NaN in (ky, kx) order, so results match it bit for bit. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 mp3_load(const float *row, ptrdiff_t s, ptrdiff_t inW) {
+    ptrdiff_t lo = -s, hi = inW - s;
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    const __mmask16 m = hi > lo ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, row + s);
+}
+
+__attribute__((target("avx512f"))) static void mp3_hrow(const float *row, ptrdiff_t inW, ptrdiff_t outW, int padL, float *h) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (ptrdiff_t ox = 0; ox < outW; ox += 16) {
+        const ptrdiff_t s = 2 * ox - padL;
+        const __m512 a0 = mp3_load(row, s, inW), a1 = mp3_load(row, s + 16, inW);
+        const __m512 b0 = mp3_load(row, s + 1, inW), b1 = mp3_load(row, s + 17, inW);
+        const __m512 e = _mm512_permutex2var_ps(a0, even, a1), o = _mm512_permutex2var_ps(a0, odd, a1);
+        const __m512 o2 = _mm512_permutex2var_ps(b0, odd, b1);
+        _mm512_storeu_ps(h + ox, max_nan(max_nan(e, o), o2));
+    }
+}
+
+__attribute__((target("avx512f"))) static void mp3_rows(const float *x, ptrdiff_t inH, ptrdiff_t inW, ptrdiff_t outW, int padT,
+                                                         int padL, ptrdiff_t oy0, ptrdiff_t oy1, float *y, float *work) {
+    const ptrdiff_t wpad = (outW + 15) / 16 * 16;
+    float *slot[3] = {work, work + wpad, work + 2 * wpad};
+    ptrdiff_t cachedRow = -1000; /* input row whose h is in slot[2] */
+    const __mmask16 tail = (outW % 16) ? (__mmask16)((1u << (outW % 16)) - 1) : (__mmask16)0xFFFF;
+    for (ptrdiff_t oy = oy0; oy < oy1; oy++) {
+        const ptrdiff_t r0 = 2 * oy - padT;
+        const float *hr[3];
+        int n = 0;
+        if (r0 == cachedRow) { float *t = slot[0]; slot[0] = slot[2]; slot[2] = t; }
+        for (int ky = 0; ky < 3; ky++) {
+            const ptrdiff_t r = r0 + ky;
+            if (r < 0 || r >= inH) continue;
+            if (!(ky == 0 && r == cachedRow)) mp3_hrow(x + r * inW, inW, outW, padL, slot[ky]);
+            hr[n++] = slot[ky];
+        }
+        cachedRow = r0 + 2;
+        if (r0 + 2 < 0 || r0 + 2 >= inH) cachedRow = -1000;
+        float *dst = y + oy * outW;
+        for (ptrdiff_t ox = 0; ox < outW; ox += 16) {
+            __m512 m = n > 0 ? _mm512_loadu_ps(hr[0] + ox) : _mm512_set1_ps(-INFINITY);
+            for (int i = 1; i < n; i++) m = max_nan(m, _mm512_loadu_ps(hr[i] + ox));
+            _mm512_mask_storeu_ps(dst + ox, ox + 16 <= outW ? (__mmask16)0xFFFF : tail, m);
+        }
+    }
+}
+
+int zoo_maxpool3s2_rows(const float *x, ptrdiff_t inH, ptrdiff_t inW, ptrdiff_t outW, int padT, int padL, ptrdiff_t oy0,
+                        ptrdiff_t oy1, float *y, float *work) {
+    if (zoo_kernels_simd() != 2) return 0;
+    mp3_rows(x, inH, inW, outW, padT, padL, oy0, oy1, y, work);
+    return 1;
 }
 
 // AVX2 twin of maxpool_impl (CPUs without AVX-512F): 8 columns at a time, each row's last block masked.

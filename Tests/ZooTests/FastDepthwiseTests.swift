@@ -278,7 +278,7 @@ final class StridedPointwiseTests: XCTestCase {
 /// Staged max pooling (and the separable one) against the reference, including NaN propagation and ceil mode.
 final class FastMaxPoolTests: XCTestCase {
     func check(planes: Int, h: Int, w: Int, k: [Int], s: [Int], pad: Padding2D = .zero, dil: [Int] = [1, 1], ceil: Bool = false,
-               nans: Bool = false, threads: Int = 2, line: UInt = #line) {
+               nans: Bool = false, ties: Bool = false, threads: Int = 2, line: UInt = #line) {
         let a = Pool2dAttrs(kernel: k, stride: s, padding: pad, dilation: dil, ceilMode: ceil)
         let g = Pool2dGeometry(pool: a, input: [1, planes, h, w])
         var rng = SeededRandom(seed: UInt64(planes * 100 + h * 7 + w))
@@ -287,18 +287,21 @@ final class FastMaxPoolTests: XCTestCase {
         // ties between −0 and +0 where they are the window's maximum
         for i in stride(from: 3, to: x.count, by: 11) { x[i] = i % 2 == 0 ? 0 : -0.0 }
         for i in stride(from: 4, to: x.count, by: 13) { x[i] = -1 }
+        // every window's maximum a tie of ±0 (which one wins shows the order the taps were taken in)
+        if ties { for i in x.indices { x[i] = i % 5 == 0 ? -1 : (i / 3 + i / 7) % 2 == 0 ? 0 : -0.0 } }
         var want = [Float](repeating: 0, count: planes * g.outH * g.outW)
         Reference.maxPool2d(g, x: x, y: &want)
-        let saved = (Fast.maxPoolSeparable, Fast.stagedRowsInC)
-        defer { (Fast.maxPoolSeparable, Fast.stagedRowsInC) = saved }
-        for (separable, rowsInC) in [(false, true), (false, false), (true, false)] {
+        let saved = (Fast.maxPoolSeparable, Fast.stagedRowsInC, Fast.maxPool3s2On)
+        defer { (Fast.maxPoolSeparable, Fast.stagedRowsInC, Fast.maxPool3s2On) = saved }
+        for (separable, rowsInC, direct3s2) in [(false, true, true), (false, true, false), (false, false, false), (true, false, false)] {
             Fast.maxPoolSeparable = separable
             Fast.stagedRowsInC = rowsInC
+            Fast.maxPool3s2On = direct3s2
             var got = [Float](repeating: 7, count: want.count)
             Fast.maxPool2d(g, x: x, y: &got, threads: threads)
             // bit for bit (a tie between −0 and +0 resolves to the first in window order, as in the reference)
             let same = zip(got, want).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }
-            XCTAssertTrue(same, "\(separable ? "separable" : rowsInC ? "staged, C rows" : "staged, Swift rows") \(h)×\(w) k\(k) s\(s) ceil \(ceil)", line: line)
+            XCTAssertTrue(same, "\(separable ? "separable" : direct3s2 && Fast.maxPool3s2Applies(g) ? "3×3/2 direct" : rowsInC ? "staged, C rows" : "staged, Swift rows") \(h)×\(w) k\(k) s\(s) ceil \(ceil)", line: line)
         }
     }
 
@@ -318,6 +321,8 @@ final class FastMaxPoolTests: XCTestCase {
             check(planes: 2, h: 33, w: 70, k: [3, 3], s: [2, 2], ceil: true, nans: true, threads: 3)
             check(planes: 3, h: 1, w: 5, k: [3, 3], s: [2, 2], pad: Padding2D(1))
             check(planes: 2, h: 6, w: 35, k: [3, 3], s: [2, 2], pad: Padding2D(top: 1, left: 0, bottom: 1, right: 1))
+            check(planes: 2, h: 23, w: 41, k: [3, 3], s: [2, 2], pad: Padding2D(1), ties: true)
+            check(planes: 2, h: 20, w: 34, k: [3, 3], s: [2, 2], ceil: true, ties: true)
             // googlenet's inception pools (3×3/1, pad 1), odd widths, no padding, NaNs
             check(planes: 4, h: 28, w: 28, k: [3, 3], s: [1, 1], pad: Padding2D(1), nans: true)
             check(planes: 3, h: 13, w: 37, k: [3, 3], s: [1, 1], pad: Padding2D(1))

@@ -45,6 +45,13 @@ int zoo_dwc(int nch, const float *x, ptrdiff_t xcs, const float *wk, const float
 int zoo_maxpool_plane(const float *buf, const ptrdiff_t *offs, int taps, ptrdiff_t outH, ptrdiff_t outW, ptrdiff_t rowStep,
                       float *out);
 
+/// Output rows [oy0, oy1) of one plane of 3×3 stride-2 max pooling (dilation 1, padding padT/padL ≤ 1 before, any
+/// after: windows past the plane take only its elements), straight from the plane x (inH × inW) into y (outW per row),
+/// separably, with zoo_maxpool_plane's rule and results. `work`: 3 · ⌈outW/16⌉·16 floats. AVX-512F only: returns 0
+/// without writing when unsupported.
+int zoo_maxpool3s2_rows(const float *x, ptrdiff_t inH, ptrdiff_t inW, ptrdiff_t outW, int padT, int padL, ptrdiff_t oy0,
+                        ptrdiff_t oy1, float *y, float *work);
+
 /// 1×1 convolution weights packed for zoo_pw_compute: 8-row panels, panel p holding k × 8 floats (row i of the panel
 /// at kk*8 + i; zero rows past m).
 size_t zoo_pw_packed_floats(int m, int k);
