@@ -156,13 +156,24 @@ extension Fast {
     /// so it must stay in that core's L2. Env ZOO_WINO_BAND_CHUNK.
     nonisolated(unsafe) static var winogradBandChunkFloats =
         Int(ProcessInfo.processInfo.environment["ZOO_WINO_BAND_CHUNK"] ?? "") ?? 200_000
+    /// A band's chunk budget for this convolution: every chunk streams all of the transformed weights U again, so where U is
+    /// larger than the base budget the budget grows up to twice the base (the V and M a second chunk would save re-reading
+    /// U for). resnet18 b1 layer2 (U 590k floats, a band 3.5 tile rows of 64.5k): one chunk per band instead of two,
+    /// 0.75–0.83 → 0.64–0.70 ms per convolution with bands forced on near cores (3 rounds); layer1 (U 147k, bands of
+    /// 451k) keeps its three chunks (one chunk: 0.47–0.6 → 0.74–0.9 ms). Env ZOO_WINO_BAND_BYU=0: the base budget only.
+    static func bandBudget(_ g: Conv2dGeometry, tile m: Int) -> Int {
+        let u = (m + 2) * (m + 2) * g.inC * g.outC
+        return winogradBandBudgetByU ? Swift.max(winogradBandChunkFloats, Swift.min(u, 2 * winogradBandChunkFloats)) : winogradBandChunkFloats
+    }
+    nonisolated(unsafe) static var winogradBandBudgetByU = ProcessInfo.processInfo.environment["ZOO_WINO_BAND_BYU"] != "0"
+
     /// A worker's chunk rows and scratch when this convolution is split into row bands over `threads` workers, or nil.
     /// `always`: as if row bands were on (scratch sizing).
     static func winogradSpatialSplit(_ g: Conv2dGeometry, tile m: Int, threads: Int, always: Bool = false) -> (chunkRows: Int, scratch: Int)? {
         let tilesH = (g.outH + m - 1) / m
         guard bandParts(batch: g.batch, threads: threads, always: always) > 0, tilesH >= 2 * threads,
               (m + 2) * (m + 2) * g.inC * g.outC <= winogradSpatialMaxU else { return nil }
-        let c = winogradChunk(g, tile: m, rows: (tilesH + threads - 1) / threads, budget: (winogradBandChunkFloats, winogradBandChunkFloats))
+        let c = winogradChunk(g, tile: m, rows: (tilesH + threads - 1) / threads, budget: (bandBudget(g, tile: m), bandBudget(g, tile: m)))
         return (c.chunkRows, c.scratch)
     }
 
