@@ -1,8 +1,9 @@
 // Row-panel convolution (see zoo_gemm.h): for one K block of KC rows (r = (ic·kH + ky)·kW + kx), the block's input
 // channels are staged as zero-padded, stride-deinterleaved rows (staged[c][row][phase][u] = x[c][row − padT]
 // [u·sW + phase − padL], 0 outside), so that the 8 slots of output row oy for tap r are 8 consecutive floats:
-// staged[c][oy·sH + ky·dH][(kx·dH) % sW][(kx·dW) / sW + ox]. Each output row's 8 × kb floats form one packed-A panel of
-// zoo's 8×48 AVX-512 kernel; the worker's range of Wᵀ was packed once per K block as NR-column panels.
+// staged[c][oy·sH + ky·dH][(kx·dH) % sW][(kx·dW) / sW + ox]. The first outW of them, kb times, form one packed-A panel of
+// an outW-row AVX-512 tile (zoo_gemm_rows_acc; all 8 on the 8-row tile with exact rows off); the worker's range of Wᵀ
+// was packed once per K block as NR-column panels.
 #include "zoo_gemm.h"
 #include <immintrin.h>
 #include <string.h>

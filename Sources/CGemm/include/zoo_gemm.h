@@ -52,8 +52,9 @@ int zoo_gemm_rows_acc(int mr, int panels_m, int n, int kb, const float *pa, cons
 void zoo_gemv(int m, int k, const float *a, int lda, const float *x, float *y);
 
 /// Row-panel convolution of one image whose output rows are at most 8 wide (resnet18's 7×7 layer4 at batch 1): the
-/// output pixels are the GEMM's MR side, one 8-slot panel per output row (slot oy·8 + ox, ox ≥ outW computed and
-/// dropped), the output channels its NR side, so Cᵀ[slot][oc] = Σ_r A[slot][r] · Wᵀ[r][oc] with the raw weights
+/// output pixels are the GEMM's MR side, one panel per output row of exactly outW slots on the tiles of that many rows
+/// (`zoo_gemm_rows_acc`; slot oy·outW + ox), or with `zoo_rowconv_set_exact(0)` of 8 slots on the 8-row tile (slot
+/// oy·8 + ox, ox ≥ outW computed and dropped), the output channels its NR side, so Cᵀ[slot][oc] = Σ_r A[slot][r] · Wᵀ[r][oc] with the raw weights
 /// (no Winograd transform: 7×7 layers stream 1.8× fewer weight bytes) packed once per worker's channel range.
 typedef struct {
     int inC, inH, inW, outC, outH, outW, kH, kW, sH, sW, padT, padL, dH, dW;
@@ -64,7 +65,7 @@ size_t zoo_rowconv_packed_floats(const zoo_rowconv_geom *g, int n);
 void zoo_rowconv_pack(const zoo_rowconv_geom *g, const float *w, int col0, int n, float *pb);
 /// Work floats one worker needs (staged input rows of a K block's channels, the block's A panels).
 size_t zoo_rowconv_work_floats(const zoo_rowconv_geom *g);
-/// Output channels [col0, col0 + n) of y (outC × outH × outW): the products into ct (outH·8 × outC, columns
+/// Output channels [col0, col0 + n) of y (outC × outH × outW): the products into ct (at most outH·8 × outC, columns
 /// [col0, col0 + n) only), then bias and activation (0 none, 1 clamp to [lo, hi]) while transposing into y.
 /// Returns 0 (nothing written) unless the AVX-512 kernel is selected and outW ≤ 8.
 /// 1 (default): each output row is a panel of exactly outW slots (`zoo_gemm_rows_acc`); 0: 8-slot panels (A/B).
