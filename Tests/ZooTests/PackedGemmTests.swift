@@ -174,6 +174,41 @@ final class PackedGemmTests: XCTestCase {
                                                          input: [1, 1, 7, 7])))
     }
 
+    /// Distant-core batch-1 convolutions split by output channels, each worker building all pixel panels itself
+    /// (`privatePanelsConv`, forced on), against the reference: strided (staged and per-element im2col) and stride 1,
+    /// output channels off the 8-row panel grid.
+    func testPrivatePanelsMatchReference() throws {
+        try XCTSkipIf(Fast.spatialParts < 2, "needs two threads")
+        let saved = (Fast.privatePanelsMode, Fast.im2colStaged)
+        defer { (Fast.privatePanelsMode, Fast.im2colStaged) = saved }
+        Fast.privatePanelsMode = "1"
+        var rng = SeededRandom(seed: 31)
+        let threads = Fast.spatialParts
+        for staged in [true, false] {
+            Fast.im2colStaged = staged
+            for (inC, outC, size, stride) in [(32, 64, 28, 2), (24, 70, 13, 1), (16, 60, 27, 2)] {
+                let a = Conv2dAttrs(inChannels: inC, outChannels: outC, kernel: [3, 3], stride: [stride, stride], padding: Padding2D(1),
+                                    dilation: [1, 1])
+                let g = Conv2dGeometry(conv: a, input: [1, inC, size, size])
+                let k = inC * 9
+                XCTAssertTrue(Fast.privatePanelsApply(g, m: outC, k: k, threads: threads), "\(g)")
+                let x = (0..<(inC * g.inPlane)).map { _ in rng.nextFloat() * 2 - 1 }
+                let w = (0..<(outC * k)).map { _ in rng.nextFloat() - 0.5 }
+                let b = (0..<outC).map { _ in rng.nextFloat() - 0.5 }
+                var ref = [Float](repeating: 0, count: outC * g.outPlane), out = [Float](repeating: .nan, count: ref.count)
+                ref.withUnsafeMutableBufferPointer { Reference.conv2d(g, x: x, w: w, b: b, y: $0.baseAddress!) }
+                let pm = PackedMatrix(m: outC, k: k, a: w, lda: k)
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Fast.packedBFloats(k: k, n: g.outPlane))
+                defer { scratch.deallocate() }
+                out.withUnsafeMutableBufferPointer {
+                    Fast.packedConv2d(g, x: x, w: pm, b: b, act: .relu, y: $0.baseAddress!, scratch: scratch, threads: threads)
+                }
+                // every output written (NaN before) and within 1e-5
+                XCTAssertTrue(zip(ref, out).allSatisfy { abs(max($0, 0) - $1) < 1e-5 }, "staged \(staged) \(g)")
+            }
+        }
+    }
+
     func testPackedConvolutionMatchesReference() throws {
         var rng = SeededRandom(seed: 12)
         let cases: [(batch: Int, inC: Int, outC: Int, size: [Int], attrs: (kernel: [Int], stride: [Int], pad: Padding2D, dil: [Int]))] = [

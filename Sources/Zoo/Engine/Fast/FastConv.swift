@@ -62,7 +62,7 @@ extension Fast {
         if tapConvApplies(g, act: act) { return tapConvBands && parts <= g.outH }
         if pointwiseInPlaceApplies(g, act: act) || stridedPointwiseApplies(g, act: act)
             || rowConvApplies(g, act: act) || isDepthwise(g) { return false }
-        if packedConvApplies(g) { return true }
+        if packedConvApplies(g) { return !privatePanelsApply(g, m: g.outC, k: g.inCPerGroup * g.kH * g.kW, threads: threads) }
         let m = winogradTile(g)
         return m != 0 && winogradSpatialSplit(g, tile: m, threads: threads) != nil
     }

@@ -273,11 +273,54 @@ extension Fast {
             parallelFor(g.batch, threads: threads) { r in
                 ScratchPool.shared.with(floats) { pb in for n in r { image(n, pb, 1) } }
             }
+        } else if privatePanelsApply(g, m: w.m, k: k, threads: threads) {
+            privatePanelsConv(g, x: x, w: w, b: b, act: act, y: y)
         } else {
             for n in 0..<g.batch { image(n, scratch, threads) }
         }
         if act == .sigmoid || act == .tanh {
             biasActivation(planes: g.batch * g.outC, channels: g.outC, plane: g.outPlane, b: nil, act: act, y: y, threads: threads)
+        }
+    }
+
+    /// While the cores are distant (`rowBands`), a batch-1 convolution whose product `packedGemm` would split by output
+    /// channels (few pixel panels: resnet18's layer3.0.conv1, 14² out, 5 panels for 32 channel panels) has every worker
+    /// build all of the pixel panels itself and multiply its own half of the channels, instead of each packing half of
+    /// the panels that both then read. Env ZOO_PACKED_PRIVATE=0 turns it off (A/B), =1 forces it (tests).
+    nonisolated(unsafe) static var privatePanelsMode = ProcessInfo.processInfo.environment["ZOO_PACKED_PRIVATE"] ?? ""
+
+    static func privatePanelsApply(_ g: Conv2dGeometry, m: Int, k: Int, threads: Int) -> Bool {
+        guard privatePanelsMode != "0", !isPointwise(g), g.batch == 1, threads > 1, threads == spatialParts,
+              privatePanelsMode == "1" || rowBands else { return false }
+        let mp = (m + gemmMR - 1) / gemmMR, np = (g.outPlane + gemmNR - 1) / gemmNR
+        return m * g.outPlane * k >= gemmSplitWork && np < 4 * threads && np < mp && mp >= threads
+    }
+
+    static func privatePanelsConv(_ g: Conv2dGeometry, x: UnsafePointer<Float>, w: PackedMatrix, b: UnsafePointer<Float>?,
+                                  act: Activation, y: UnsafeMutablePointer<Float>) {
+        let k = g.inCPerGroup * g.kH * g.kW, parts = spatialParts
+        let mp = (w.m + gemmMR - 1) / gemmMR, np = (g.outPlane + gemmNR - 1) / gemmNR
+        let (kind, lo, hi) = gemmEpilogue(act)
+        let xs = SendConstPtr(x), ys = SendPtr(y), ws = SendConstPtr(w.p), bs = b.map(SendConstPtr.init)
+        let stagedFloats = g.strideW > 1 && im2colStaged ? g.inCPerGroup * g.inH * g.strideW * stagedRunLength(g) : 0
+        let floats = packedBFloats(k: k, n: g.outPlane) + stagedFloats
+        parallelTasks(parts, threads: parts) { t in
+            ScratchPool.shared.with(floats) { pb in
+                let staged: UnsafePointer<Float>?
+                if stagedFloats > 0 {
+                    let st = pb + packedBFloats(k: k, n: g.outPlane)
+                    stageRows(g, x: xs.p, staged: st, threads: 1)
+                    staged = UnsafePointer(st)
+                } else {
+                    staged = nil
+                }
+                im2colPanels(g, x: xs.p, staged: staged, pb: pb, p0: 0, p1: np)
+                let p0 = mp * t / parts, p1 = mp * (t + 1) / parts
+                if p0 < p1 {
+                    zoo_gemm_compute(Int32(w.m), Int32(g.outPlane), Int32(k), ws.p, pb, ys.p, Int32(g.outPlane), bs?.p, kind, lo, hi,
+                                     Int32(p0), Int32(p1), 0, Int32(np))
+                }
+            }
         }
     }
 }
