@@ -31,8 +31,8 @@ extension Fast {
         if ProcessInfo.processInfo.environment["ZOO_ROWCONV_EXACT"] == "0" { rowConvExactValue = false; zoo_rowconv_set_exact(0) }
     }()
 
-    /// Convolutions `rowConv` takes: one image, output rows 5 to 8 wide (one panel per row; with 8-slot panels at most 3/8 of it
-    /// padding), at most 16 rows, one group, not 1×1 stride 1 (the in-place pointwise kernel), K = inC·kH·kW ≥ 256, on
+    /// Convolutions `rowConv` takes: one image, output rows 5 to 8 wide (one panel per row; 8-slot panels would be at
+    /// most 3/8 padding), at most 16 rows, one group, not 1×1 stride 1 (the in-place pointwise kernel), K = inC·kH·kW ≥ 256, on
     /// the AVX-512 GEMM. resnet18 b1 layer4 (512 → 512, 7×7): Winograd F(2×2) streams 16 MB of transformed weights per
     /// convolution, 1.8× the raw 9.4 MB, and at 16 tiles a product is bound by that stream.
     static func rowConvApplies(_ g: Conv2dGeometry, act: Activation) -> Bool {
