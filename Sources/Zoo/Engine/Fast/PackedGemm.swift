@@ -111,8 +111,13 @@ extension Fast {
 
     /// The staging buffer of one image and group (`stageRows`), or nil when the convolution is not strided.
     static func stagedRowsBuffer(_ g: Conv2dGeometry) -> UnsafeMutablePointer<Float>? {
-        guard g.strideW > 1 && im2colStaged else { return nil }
-        return .allocate(capacity: Swift.max(1, g.inCPerGroup * g.inH * g.strideW * stagedRunLength(g)))
+        let floats = stagedRowsFloats(g)
+        return floats > 0 ? .allocate(capacity: floats) : nil
+    }
+
+    /// Floats of `stagedRowsBuffer`, or 0 when the convolution is not strided (no staging).
+    static func stagedRowsFloats(_ g: Conv2dGeometry) -> Int {
+        g.strideW > 1 && im2colStaged ? Swift.max(1, g.inCPerGroup * g.inH * g.strideW * stagedRunLength(g)) : 0
     }
 
     /// On: `im2colPanels` and `stageRows` run in AVX-512F C (Sources/CZooKernels/im2col.c) where the CPU has it; off
@@ -302,17 +307,13 @@ extension Fast {
         let mp = (w.m + gemmMR - 1) / gemmMR, np = (g.outPlane + gemmNR - 1) / gemmNR
         let (kind, lo, hi) = gemmEpilogue(act)
         let xs = SendConstPtr(x), ys = SendPtr(y), ws = SendConstPtr(w.p), bs = b.map(SendConstPtr.init)
-        let stagedFloats = g.strideW > 1 && im2colStaged ? g.inCPerGroup * g.inH * g.strideW * stagedRunLength(g) : 0
-        let floats = packedBFloats(k: k, n: g.outPlane) + stagedFloats
+        let stagedFloats = stagedRowsFloats(g), panelFloats = packedBFloats(k: k, n: g.outPlane)
         parallelTasks(parts, threads: parts) { t in
-            ScratchPool.shared.with(floats) { pb in
-                let staged: UnsafePointer<Float>?
+            ScratchPool.shared.with(panelFloats + stagedFloats) { pb in
+                var staged: UnsafePointer<Float>? = nil
                 if stagedFloats > 0 {
-                    let st = pb + packedBFloats(k: k, n: g.outPlane)
-                    stageRows(g, x: xs.p, staged: st, threads: 1)
-                    staged = UnsafePointer(st)
-                } else {
-                    staged = nil
+                    stageRows(g, x: xs.p, staged: pb + panelFloats, threads: 1)
+                    staged = UnsafePointer(pb + panelFloats)
                 }
                 im2colPanels(g, x: xs.p, staged: staged, pb: pb, p0: 0, p1: np)
                 let p0 = mp * t / parts, p1 = mp * (t + 1) / parts
